@@ -1,0 +1,81 @@
+"""Wires the pieces together: config -> poller -> store -> collector -> HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.collector import MimecastCollector
+from exporter.config import Config
+from exporter.poller import Poller
+from exporter.store import SnapshotStore
+from exporter.web import AccountStatus, QueueStatus, WebServer
+
+
+class StoreStatus:
+    """What the landing page and /-/ready show, read from the store."""
+
+    def __init__(self, store: SnapshotStore, config: Config, clock: Clock) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def is_ready(self) -> bool:
+        return self.store.view().first_cycle_done
+
+    def account_statuses(self) -> Sequence[AccountStatus]:
+        view = self.store.view()
+        now = self.clock.time()
+        statuses = []
+        for account in view.accounts:
+            queues = []
+            for queue in view.queue_types:
+                state = view.queues[(account, queue)]
+                snapshot = state.fresh_snapshot(now, self.config.poll.stale_after)
+                queues.append(
+                    QueueStatus(
+                        queue=queue,
+                        last_success=state.last_success,
+                        last_error=state.last_error,
+                        messages=snapshot.messages if snapshot is not None else None,
+                    )
+                )
+            statuses.append(AccountStatus(account, view.account_up(account), tuple(queues)))
+        return statuses
+
+
+class Exporter:
+    def __init__(self, config: Config, clock: Clock, *, process_metrics: bool = True) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = SnapshotStore((a.name for a in config.accounts), config.poll.queues)
+        self.poller = Poller(config, self.store, clock)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(MimecastCollector(self.store, config.poll.stale_after, clock.time))
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        self.status = StoreStatus(self.store, config, clock)
+        self.web: WebServer | None = None
+
+    def serve(self, listen_address: str, telemetry_path: str = "/metrics") -> WebServer:
+        """Bind the HTTP server (raises OSError if the address is taken) and start polling."""
+        self.web = WebServer(
+            listen_address, self.registry, self.status, telemetry_path, version=__version__
+        )
+        self.web.start()
+        self.poller.start()
+        return self.web
+
+    def all_up(self) -> bool:
+        view = self.store.view()
+        return all(view.account_up(account) for account in view.accounts)
+
+    def stop(self) -> None:
+        self.poller.stop()
+        if self.web is not None:
+            self.web.shutdown()

@@ -1,0 +1,156 @@
+"""The command line: flags -> config -> wire the pieces. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from prometheus_client import generate_latest
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.clock import SystemClock
+from exporter.config import Config, ConfigError, describe, load_config
+from exporter.logs import LEVELS, add_secrets, configure_logging
+
+log = logging.getLogger("exporter")
+
+EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mimecast-exporter",
+        description="Prometheus exporter for Mimecast's message processing queue.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yml",
+        help="YAML configuration file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the configuration, print a summary and exit (0 or 2)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":9836",
+        help="address to serve metrics on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path under which to expose metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=LEVELS,
+        help="only log messages with this severity or above",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=("logfmt", "json"),
+        help="log line format",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="poll once, print the metrics to stdout, exit 1 if an account is down",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the embedded Mimecast simulator; no account needed",
+    )
+    parser.add_argument("--version", action="version", version=f"mimecast-exporter {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.telemetry_path.startswith("/"):
+        print("error: --web.telemetry-path must start with '/'", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_level, args.log_format)
+    if args.demo:
+        from exporter.demo import run_demo  # the simulator is only imported when asked for
+
+        return run_demo(args.listen_address, args.telemetry_path)
+
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as error:
+        print(f"error: invalid configuration in {args.config_file}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    add_secrets(config.secrets())
+    if args.config_check:
+        print(describe(config))
+        print(f"configuration file {args.config_file} is valid")
+        return EXIT_OK
+    if args.once:
+        return run_once(config)
+    return serve(config, args.listen_address, args.telemetry_path)
+
+
+def run_once(config: Config) -> int:
+    exporter = Exporter(config, SystemClock(), process_metrics=False)
+    try:
+        exporter.poller.run_cycle()
+        sys.stdout.write(generate_latest(exporter.registry).decode("utf-8"))
+        sys.stdout.flush()
+        return EXIT_OK if exporter.all_up() else EXIT_DOWN
+    finally:
+        exporter.poller.stop()
+
+
+def serve(
+    config: Config,
+    listen_address: str,
+    telemetry_path: str,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Run until SIGTERM or SIGINT; exit 0 on a clean stop."""
+    stopping = threading.Event()
+    exporter = Exporter(config, SystemClock(stopping))
+    try:
+        web = exporter.serve(listen_address, telemetry_path)
+    except (OSError, ValueError) as error:
+        log.error(f"cannot listen on {listen_address}: {error}")
+        return EXIT_DOWN
+    log.info(
+        "exporter started",
+        extra={
+            "version": __version__,
+            "listen": web.url + telemetry_path,
+            "accounts": ",".join(a.name for a in config.accounts),
+        },
+    )
+    if on_ready is not None:
+        on_ready(web.url)
+    _stop_on_signals(stopping)
+    while not stopping.wait(1.0):
+        pass
+    log.info("shutting down")
+    exporter.stop()
+    return EXIT_OK
+
+
+def _stop_on_signals(stopping: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

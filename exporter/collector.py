@@ -1,0 +1,181 @@
+"""Every metric the exporter serves, built fresh at each scrape from the store.
+
+This is the only place metric names live. Nothing here does I/O: a scrape
+reads the latest snapshots, so it is fast and never calls Mimecast.
+
+Series, for each configured account and queue type::
+
+    mimecast_queue_messages{account,queue,route}                      gauge
+    mimecast_queue_size_bytes{account,queue,route}                    gauge
+    mimecast_queue_attempts{account,queue,route}                      gauge
+    mimecast_queue_max_attempts{account,queue,route}                  gauge
+    mimecast_queue_oldest_message_age_seconds{account,queue,route}    gauge
+    mimecast_queue_oldest_message_created_timestamp_seconds{...}      gauge (routes with messages)
+    mimecast_queue_message_age_seconds{account,queue,route}           histogram
+    mimecast_queue_message_size_bytes{account,queue,route}            histogram
+    mimecast_up{account}                                              gauge
+    mimecast_last_success_timestamp_seconds{account,queue}            gauge
+    mimecast_poll_duration_seconds{account,queue}                     gauge
+    mimecast_poll_errors_total{account,queue,reason}                  counter
+    mimecast_api_requests_total{account,code}                         counter
+    mimecast_api_rate_limit_remaining{account}                        gauge
+    mimecast_exporter_build_info{version}                             gauge
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.aggregate import QueueSnapshot, RouteStats
+from exporter.store import SnapshotStore, StoreView
+
+QUEUE_LABELS = ["account", "queue", "route"]
+_FROM_POLL = (
+    " Read from Mimecast by a background poll every poll.interval, not at scrape time;"
+    " see mimecast_last_success_timestamp_seconds for when. Absent before the first"
+    " successful poll and once no poll has succeeded for poll.stale_after."
+)
+
+
+def _queue_gauge(name: str, what: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, what + _FROM_POLL, labels=QUEUE_LABELS)
+
+
+class MimecastCollector(Collector):
+    def __init__(self, store: SnapshotStore, stale_after: float, now: Callable[[], float]) -> None:
+        self.store = store
+        self.stale_after = stale_after
+        self.now = now
+
+    def describe(self) -> list[Metric]:
+        # Registering must not run a collection; names are documented above.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.store.view()
+        now = self.now()
+        yield from self._queue_metrics(view, now)
+        yield from self._health_metrics(view)
+        build = GaugeMetricFamily(
+            "mimecast_exporter_build_info",
+            "A metric with a constant '1' value labelled by the exporter's version.",
+            labels=["version"],
+        )
+        build.add_metric([__version__], 1)
+        yield build
+
+    def _fresh_snapshots(
+        self, view: StoreView, now: float
+    ) -> Iterator[tuple[str, str, QueueSnapshot]]:
+        for (account, queue), state in view.queues.items():
+            snapshot = state.fresh_snapshot(now, self.stale_after)
+            if snapshot is not None:
+                yield account, queue, snapshot
+
+    def _queue_metrics(self, view: StoreView, now: float) -> Iterator[Metric]:
+        messages = _queue_gauge("mimecast_queue_messages", "Messages in the processing queue.")
+        size = _queue_gauge("mimecast_queue_size_bytes", "Sum of the sizes of queued messages.")
+        attempts = _queue_gauge(
+            "mimecast_queue_attempts", "Sum of the processing attempts of queued messages."
+        )
+        max_attempts = _queue_gauge(
+            "mimecast_queue_max_attempts", "Highest processing attempt count of a queued message."
+        )
+        oldest_age = _queue_gauge(
+            "mimecast_queue_oldest_message_age_seconds",
+            "Seconds since the oldest queued message was created, computed at scrape time;"
+            " 0 when the route is empty.",
+        )
+        oldest_created = _queue_gauge(
+            "mimecast_queue_oldest_message_created_timestamp_seconds",
+            "Creation time (Unix seconds) of the oldest queued message; only for routes"
+            " with messages.",
+        )
+        age_hist = HistogramMetricFamily(
+            "mimecast_queue_message_age_seconds",
+            "Age of queued messages at the time of the poll; rebuilt at every poll, not"
+            " accumulated." + _FROM_POLL,
+            labels=QUEUE_LABELS,
+        )
+        size_hist = HistogramMetricFamily(
+            "mimecast_queue_message_size_bytes",
+            "Size of queued messages; rebuilt at every poll, not accumulated." + _FROM_POLL,
+            labels=QUEUE_LABELS,
+        )
+        for account, queue, snapshot in self._fresh_snapshots(view, now):
+            for route, stats in snapshot.routes.items():
+                labels = [account, queue, route]
+                messages.add_metric(labels, stats.messages)
+                size.add_metric(labels, stats.size_bytes)
+                attempts.add_metric(labels, stats.attempts)
+                max_attempts.add_metric(labels, stats.max_attempts)
+                oldest_age.add_metric(labels, _oldest_age(stats, now))
+                if stats.messages and stats.oldest_created is not None:
+                    oldest_created.add_metric(labels, stats.oldest_created)
+                age_hist.add_metric(labels, stats.age.cumulative(), stats.age.total)
+                size_hist.add_metric(labels, stats.size.cumulative(), stats.size.total)
+        yield from (messages, size, attempts, max_attempts, oldest_age, oldest_created)
+        yield from (age_hist, size_hist)
+
+    def _health_metrics(self, view: StoreView) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "mimecast_up",
+            "1 when the latest background poll of every queue of the account succeeded, else 0.",
+            labels=["account"],
+        )
+        last_success = GaugeMetricFamily(
+            "mimecast_last_success_timestamp_seconds",
+            "When (Unix seconds) the latest successful background poll of the queue finished.",
+            labels=["account", "queue"],
+        )
+        duration = GaugeMetricFamily(
+            "mimecast_poll_duration_seconds",
+            "How long the latest background poll of the queue took, all pages and retries.",
+            labels=["account", "queue"],
+        )
+        errors = CounterMetricFamily(
+            "mimecast_poll_errors",
+            "Background polls of the queue that failed, by reason.",
+            labels=["account", "queue", "reason"],
+        )
+        requests = CounterMetricFamily(
+            "mimecast_api_requests",
+            "HTTP requests made to the Mimecast API by background polls, by status code.",
+            labels=["account", "code"],
+        )
+        remaining = GaugeMetricFamily(
+            "mimecast_api_rate_limit_remaining",
+            "X-RateLimit-Remaining of the latest Mimecast answer to a background poll.",
+            labels=["account"],
+        )
+        for account in view.accounts:
+            up.add_metric([account], 1 if view.account_up(account) else 0)
+            for queue in view.queue_types:
+                state = view.queues[(account, queue)]
+                if state.last_success is not None:
+                    last_success.add_metric([account, queue], state.last_success)
+                if state.last_duration is not None:
+                    duration.add_metric([account, queue], state.last_duration)
+                for reason, count in state.errors.items():
+                    errors.add_metric([account, queue, reason], count)
+            api = view.api[account]
+            for code, count in sorted(api.requests.items()):
+                requests.add_metric([account, code], count)
+            if api.rate_limit_remaining is not None:
+                remaining.add_metric([account], api.rate_limit_remaining)
+        yield from (up, last_success, duration, errors, requests, remaining)
+
+
+def _oldest_age(stats: RouteStats, now: float) -> float:
+    if not stats.messages or stats.oldest_created is None:
+        return 0.0
+    return max(0.0, now - stats.oldest_created)

@@ -1,0 +1,1 @@
+"""Everything that speaks Mimecast's API: authentication, requests, pagination, retries."""

@@ -1,0 +1,415 @@
+"""Requests to find-processing-messages: one call, the retry policy, pagination.
+
+Each failure becomes a :class:`PollError` whose ``reason`` is a metric label.
+Retries (tenacity) cover connection errors, timeouts, 5xx, 429 and ``fail[]``
+errors that Mimecast marks retryable, with exponential back-off and jitter;
+every retry of one poll ends before the poll's deadline. After a 429 no request
+goes to the account before the reset Mimecast announced has passed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
+from exporter.mimecast.auth import TokenCache, hmac_headers
+from exporter.mimecast.errors import PollError
+from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
+from exporter.mimecast.responses import Page, fail_errors, parse_page, parse_token
+
+log = logging.getLogger(__name__)
+
+API_PATH = "/api/gateway/find-processing-messages"
+TOKEN_PATH = "/oauth/token"
+USER_AGENT = f"mimecast-exporter/{__version__}"
+
+# Attempts per page (first try included). Deadlines usually end retrying first.
+MAX_ATTEMPTS = 5
+# Answers larger than this are refused rather than read into memory: a page of
+# 500 messages is well under 1 MiB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+# Called after every HTTP answer with (status code, X-RateLimit-Remaining or None).
+ResponseHook = Callable[[int, float | None], None]
+
+
+def _no_hook(status: int, remaining: float | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: requests.structures.CaseInsensitiveDict
+    body: bytes
+    request_id: str
+
+
+def format_api_date(epoch_seconds: float) -> str:
+    """``yyyy-MM-dd'T'HH:mm:ssZ``, as the endpoint's page gives it: 2015-11-16T14:49:18+0000."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+class MimecastClient:
+    """Polls one account's processing queues. One instance per (account, queue)
+    worker; the token cache and the rate-limit gate are shared per account."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        poll: PollConfig,
+        *,
+        clock: Clock,
+        gate: RateLimitGate,
+        token_cache: TokenCache | None = None,
+        on_response: ResponseHook = _no_hook,
+        session: requests.Session | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.account = account
+        self.poll = poll
+        self.clock = clock
+        self.gate = gate
+        self.token_cache = token_cache or TokenCache()
+        self.on_response = on_response
+        self.session = session or requests.Session()
+        self.max_attempts = max_attempts
+        self.max_response_bytes = max_response_bytes
+
+    # -- pagination -------------------------------------------------------
+
+    def fetch_pages(self, queue: str, deadline: float) -> Iterator[Page]:
+        """Yield the pages of one queue until ``next`` is absent or a page is empty.
+
+        ``deadline`` is monotonic; no request or retry starts past it. The
+        window (start/end) is fixed for the whole poll so that pages agree.
+        """
+        now = self.clock.time()
+        start, end = format_api_date(now - self.poll.lookback), format_api_date(now)
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        for number in range(1, self.poll.max_pages + 1):
+            body = self._request_body(queue, start, end, token)
+            page = self._call_with_retries(body, deadline, number)
+            yield page
+            if not page.messages or not page.next_token:
+                return
+            if page.next_token in seen_tokens:
+                raise PollError(
+                    "pagination_loop",
+                    f"page {number} handed back a page token already followed",
+                    request_id=page.request_id,
+                )
+            seen_tokens.add(page.next_token)
+            token = page.next_token
+        raise PollError(
+            "page_limit",
+            f"more than poll.max_pages={self.poll.max_pages} pages; "
+            "raise poll.max_pages or poll.page_size",
+        )
+
+    def _request_body(self, queue: str, start: str, end: str, token: str | None) -> dict:
+        criteria: dict[str, Any] = {"type": queue, "start": start, "end": end}
+        if self.account.search_by is not None:
+            criteria["searchBy"] = dict(self.account.search_by)
+        if self.account.filter_by is not None:
+            criteria["filterBy"] = [dict(item) for item in self.account.filter_by]
+        pagination: dict[str, Any] = {"pageSize": self.poll.page_size}
+        if token is not None:
+            pagination["pageToken"] = token
+        return {"meta": {"pagination": pagination}, "data": [criteria]}
+
+    # -- retries ----------------------------------------------------------
+
+    def _call_with_retries(self, body: dict, deadline: float, page_number: int) -> Page:
+        backoff = wait_exponential_jitter(max=30, jitter=1)
+
+        def wait(state: RetryCallState) -> float:
+            # Never earlier than the rate-limit reset, whatever the back-off says.
+            return max(backoff(state), self.gate.remaining(self.clock.monotonic()))
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            return self.clock.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            fields = error.log_fields() if isinstance(error, PollError) else {}
+            log.warning(
+                "request failed, retrying",
+                extra={
+                    **self._log_context(body),
+                    **fields,
+                    "page": page_number,
+                    "attempt": state.attempt_number,
+                    "retry_in_seconds": round(state.upcoming_sleep or 0.0, 3),
+                    "error": str(error),
+                },
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, PollError) and e.retryable),
+            wait=wait,
+            stop=stop,
+            sleep=self.clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self._call_once, body, deadline, page_number)
+
+    def _log_context(self, body: dict) -> dict[str, object]:
+        return {"account": self.account.name, "queue": body["data"][0]["type"]}
+
+    # -- one call ---------------------------------------------------------
+
+    def _call_once(self, body: dict, deadline: float, page_number: int) -> Page:
+        self._wait_for_rate_limit(deadline)
+        payload = json.dumps(body).encode("utf-8")
+        creds = self.account.credentials
+        if isinstance(creds, OAuth2Credentials):
+            token = self._bearer_token(creds, deadline)
+            answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
+            if answer.status == 401:
+                # Expired or revoked: one fresh token, one more try. A 401 after
+                # that is a real credentials problem.
+                self.token_cache.invalidate(token)
+                log.info(
+                    "bearer token refused, fetching a new one",
+                    extra={
+                        **self._log_context(body),
+                        "status": 401,
+                        "code": _first_code(answer),
+                        "request_id": answer.request_id,
+                    },
+                )
+                token = self._bearer_token(creds, deadline)
+                answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
+        else:
+            answer = self._post(API_PATH, payload, None, deadline, hmac_creds=creds)
+        self._raise_for_status(answer)
+        return parse_page(answer.body, page_number, answer.request_id)
+
+    def _bearer_headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def _bearer_token(self, creds: OAuth2Credentials, deadline: float) -> str:
+        with self.token_cache.lock:
+            token = self.token_cache.current(self.clock.monotonic())
+            if token is not None:
+                return token
+            form = {
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret.reveal(),
+                "grant_type": "client_credentials",
+            }
+            answer = self._post(TOKEN_PATH, None, None, deadline, form=form)
+            self._raise_for_status(answer, token_request=True)
+            value, expires_in = parse_token(answer.body, answer.request_id)
+            self.token_cache.store(value, expires_in, self.clock.monotonic())
+            return value
+
+    def _wait_for_rate_limit(self, deadline: float) -> None:
+        now = self.clock.monotonic()
+        remaining = self.gate.remaining(now)
+        if remaining <= 0:
+            return
+        if now + remaining >= deadline:
+            raise PollError(
+                "rate_limited",
+                f"rate limit resets in {remaining:.1f}s, after this poll's deadline",
+            )
+        self.clock.sleep(remaining)
+
+    def _post(
+        self,
+        path: str,
+        payload: bytes | None,
+        headers: dict[str, str] | None,
+        deadline: float,
+        *,
+        form: dict[str, str] | None = None,
+        hmac_creds: HmacCredentials | None = None,
+    ) -> _Answer:
+        request_id = str(uuid.uuid4())
+        all_headers = {
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "x-mc-req-id": request_id,
+        }
+        if payload is not None:
+            all_headers["Content-Type"] = "application/json"
+        if hmac_creds is not None:
+            # Signed last: date and request id must be those of this very request.
+            all_headers.update(hmac_headers(hmac_creds, path, request_id, self.clock.time()))
+        if headers:
+            all_headers.update(headers)
+        timeout = min(self.poll.timeout, deadline - self.clock.monotonic())
+        if timeout <= 0:
+            raise PollError("timeout", "poll deadline reached before the request", retryable=False)
+        request_deadline = self.clock.monotonic() + timeout
+        try:
+            response = self.session.post(
+                self.account.base_url + path,
+                data=payload if form is None else form,
+                headers=all_headers,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            try:
+                body = self._read_body(response, request_deadline, request_id)
+            finally:
+                response.close()
+        except requests.exceptions.Timeout as exc:
+            raise PollError(
+                "timeout",
+                f"no answer within {timeout:.1f}s",
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError) as exc:
+            raise PollError(
+                "connection",
+                f"connection failed: {_short(exc)}",
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise PollError(
+                "connection",
+                f"request failed: {_short(exc)}",
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+        answer = _Answer(response.status_code, response.headers, body, request_id)
+        self._note_rate_limit(answer)
+        return answer
+
+    def _read_body(self, response: requests.Response, deadline: float, request_id: str) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise PollError(
+                "bad_response",
+                f"answer of {declared} bytes is larger than the {self.max_response_bytes} cap",
+                status=response.status_code,
+                request_id=request_id,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(_READ_CHUNK):
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise PollError(
+                    "bad_response",
+                    f"answer larger than the {self.max_response_bytes} byte cap",
+                    status=response.status_code,
+                    request_id=request_id,
+                )
+            if self.clock.monotonic() > deadline:
+                # A server trickling bytes never trips the socket timeout.
+                raise PollError(
+                    "timeout",
+                    "answer still arriving at the request deadline",
+                    status=response.status_code,
+                    request_id=request_id,
+                    retryable=True,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _note_rate_limit(self, answer: _Answer) -> None:
+        remaining = _header_number(answer.headers, "X-RateLimit-Remaining")
+        self.on_response(answer.status, remaining)
+        wait = rate_limit_wait(answer.headers, self.clock.time())
+        exhausted = remaining is not None and remaining <= 0
+        if wait is not None and (answer.status == 429 or exhausted):
+            self.gate.block_for(self.clock.monotonic(), wait)
+
+    def _raise_for_status(self, answer: _Answer, *, token_request: bool = False) -> None:
+        status = answer.status
+        if status == 200:
+            return
+        code, message, _ = _first_error(answer)
+        what = "token request" if token_request else "request"
+        detail = f": {message}" if message else ""
+        common = {"status": status, "code": code, "request_id": answer.request_id}
+        if status == 429:
+            raise PollError(
+                "rate_limited",
+                f"{what} rate limited (429){detail}",
+                retryable=True,
+                retry_after=rate_limit_wait(answer.headers, self.clock.time()),
+                **common,
+            )
+        if status >= 500:
+            raise PollError(
+                "http_5xx", f"{what} got HTTP {status}{detail}", retryable=True, **common
+            )
+        if status == 408:
+            raise PollError("timeout", f"{what} got HTTP 408{detail}", retryable=True, **common)
+        if status == 418 or code == "err_xdk_binding_expired":
+            raise PollError(
+                "binding_expired",
+                f"{what} refused: the API 1.0 access key binding has expired (418); "
+                "create a new access key and secret key in the Mimecast console" + detail,
+                **common,
+            )
+        if status in (401, 403) or (token_request and status == 400):
+            hint = (
+                "the API user lacks the 'Monitoring | Processing | Read' permission"
+                if status == 403
+                else "credentials were refused"
+            )
+            raise PollError("auth", f"{what} got HTTP {status}: {hint}{detail}", **common)
+        if 400 <= status < 500:
+            raise PollError("http_4xx", f"{what} got HTTP {status}{detail}", **common)
+        # A redirect or another surprise: Mimecast answers 200 or an error.
+        raise PollError("bad_response", f"{what} got unexpected HTTP {status}{detail}", **common)
+
+
+def _first_error(answer: _Answer) -> tuple[str | None, str | None, bool]:
+    try:
+        payload = json.loads(answer.body)
+    except ValueError:
+        return None, None, False
+    errors = fail_errors(payload)
+    if errors:
+        return errors[0]
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        # OAuth-style error body from the token endpoint.
+        description = payload.get("error_description")
+        return payload["error"], description if isinstance(description, str) else None, False
+    return None, None, False
+
+
+def _first_code(answer: _Answer) -> str | None:
+    return _first_error(answer)[0]
+
+
+def _header_number(headers: Any, name: str) -> float | None:
+    try:
+        return float(headers.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost cause, one line: 'Connection refused', not a urllib3 essay."""
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    return str(inner).splitlines()[0][:200] if str(inner) else type(inner).__name__

@@ -1,0 +1,129 @@
+"""The latest poll results, shared between the poll threads and the scrapes.
+
+Poll threads write finished results here; the collector and the landing page
+read a consistent copy. A lock guards only the swap of small immutable
+objects, never I/O, so a scrape never waits on a poll.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from exporter.aggregate import QueueSnapshot
+from exporter.mimecast.errors import REASONS
+
+
+@dataclass(frozen=True)
+class QueueState:
+    snapshot: QueueSnapshot | None = None  # the last complete one
+    last_success: float | None = None  # epoch seconds a successful poll finished
+    last_poll_ok: bool | None = None  # None: never polled
+    last_error: str | None = None  # reason of the latest poll, if it failed
+    last_duration: float | None = None
+    errors: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType(dict.fromkeys(REASONS, 0))
+    )
+
+    def fresh_snapshot(self, now: float, stale_after: float) -> QueueSnapshot | None:
+        """The snapshot, unless its last success is older than ``stale_after``."""
+        if self.snapshot is None or self.last_success is None:
+            return None
+        if now - self.last_success > stale_after:
+            return None
+        return self.snapshot
+
+
+@dataclass(frozen=True)
+class ApiStats:
+    requests: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    rate_limit_remaining: float | None = None
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """A consistent copy of everything, for one scrape."""
+
+    queues: Mapping[tuple[str, str], QueueState]
+    api: Mapping[str, ApiStats]
+    accounts: tuple[str, ...]
+    queue_types: tuple[str, ...]
+    first_cycle_done: bool
+
+    def account_up(self, account: str) -> bool:
+        """True when the latest poll of every queue of the account succeeded."""
+        return all(self.queues[(account, q)].last_poll_ok is True for q in self.queue_types)
+
+
+class SnapshotStore:
+    def __init__(self, accounts: Iterable[str], queue_types: Iterable[str]) -> None:
+        self._lock = threading.Lock()
+        self._accounts = tuple(accounts)
+        self._queue_types = tuple(queue_types)
+        self._queues = {(a, q): QueueState() for a in self._accounts for q in self._queue_types}
+        self._api_requests: dict[str, Counter[str]] = {a: Counter() for a in self._accounts}
+        self._rate_limit_remaining: dict[str, float | None] = dict.fromkeys(self._accounts)
+        self._first_cycle_done = False
+
+    def record_success(
+        self,
+        account: str,
+        queue: str,
+        snapshot: QueueSnapshot,
+        finished_at: float,
+        duration: float,
+    ) -> None:
+        with self._lock:
+            self._queues[(account, queue)] = replace(
+                self._queues[(account, queue)],
+                snapshot=snapshot,
+                last_success=finished_at,
+                last_poll_ok=True,
+                last_error=None,
+                last_duration=duration,
+            )
+
+    def record_failure(self, account: str, queue: str, reason: str, duration: float) -> None:
+        """A failed poll: count it, keep the last complete snapshot untouched."""
+        with self._lock:
+            state = self._queues[(account, queue)]
+            errors = dict(state.errors)
+            errors[reason] = errors.get(reason, 0) + 1
+            self._queues[(account, queue)] = replace(
+                state,
+                last_poll_ok=False,
+                last_error=reason,
+                last_duration=duration,
+                errors=MappingProxyType(errors),
+            )
+
+    def record_response(self, account: str, status: int, remaining: float | None) -> None:
+        with self._lock:
+            self._api_requests[account][str(status)] += 1
+            if remaining is not None:
+                self._rate_limit_remaining[account] = remaining
+
+    def mark_first_cycle_done(self) -> None:
+        with self._lock:
+            self._first_cycle_done = True
+
+    def view(self) -> StoreView:
+        with self._lock:
+            return StoreView(
+                queues=MappingProxyType(dict(self._queues)),
+                api=MappingProxyType(
+                    {
+                        a: ApiStats(
+                            MappingProxyType(dict(self._api_requests[a])),
+                            self._rate_limit_remaining[a],
+                        )
+                        for a in self._accounts
+                    }
+                ),
+                accounts=self._accounts,
+                queue_types=self._queue_types,
+                first_cycle_done=self._first_cycle_done,
+            )

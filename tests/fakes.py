@@ -1,0 +1,40 @@
+"""Test doubles that are real objects, not mocks: a clock that tests move by hand."""
+
+from __future__ import annotations
+
+import threading
+
+# 2026-11-24T00:00:00Z: a fixed, realistic "now" for every test.
+EPOCH = 1_795_478_400.0
+
+
+class FakeClock:
+    """Wall and monotonic time that only move when told to (or when slept on).
+
+    ``sleep`` advances time instead of waiting, and records what was asked, so a
+    test can assert "waited at least the reset time" without waiting at all.
+    Shared by the exporter and the simulator in a test, so both see one time.
+    """
+
+    def __init__(self, start: float = EPOCH) -> None:
+        self._lock = threading.Lock()
+        self._offset = 0.0
+        self._start = start
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        with self._lock:
+            return self._start + self._offset
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return 1000.0 + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._offset += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += seconds
