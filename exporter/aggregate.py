@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from prometheus_client.utils import floatToGoString
+
 log = logging.getLogger(__name__)
 
 ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
@@ -72,12 +74,8 @@ class Histogram:
         pairs, running = [], 0
         for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += count
-            pairs.append(("+Inf" if bound == math.inf else _le(bound), running))
+            pairs.append((floatToGoString(bound), running))
         return pairs
-
-
-def _le(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 @dataclass(frozen=True)

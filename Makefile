@@ -1,0 +1,58 @@
+# mimecast-exporter: `make demo` to try it, `make test` to check it.
+# Both set up what they need: a .venv with the package and its dev tools, and
+# (for tests) Debian's prometheus package for promtool and a real server.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.PHONY: help demo test lint format bench promtool venv dist clean
+
+help:
+	@echo "make demo   run the exporter against the embedded Mimecast simulator"
+	@echo "make test   lint and run the whole test suite"
+	@echo "make bench  run the benchmarks"
+	@echo "make dist   build the wheel into dist/"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  echo "installing python3-venv (needed to create $(VENV))"; \
+	  $(APT) update -qq && $(APT) install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mimecast-exporter --demo
+
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (promtool and a real Prometheus for the tests)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends prometheus; }
+	@promtool --version 2>&1 | head -1
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests
+	$(BIN)/ruff format --check exporter tests
+
+format: $(STAMP)
+	$(BIN)/ruff format exporter tests
+	$(BIN)/ruff check --fix exporter tests
+
+test: $(STAMP) promtool lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+dist: $(STAMP)
+	$(BIN)/python -m build --wheel --outdir dist .
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .pytest_cache .ruff_cache

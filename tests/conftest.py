@@ -1,0 +1,62 @@
+"""Shared fixtures: a fake clock, and the simulator serving on loopback with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig, Secret
+from exporter.simulator.server import SimulatorServer
+from tests.fakes import FakeClock
+
+OAUTH_ID, OAUTH_SECRET = "test-client", "test-client-secret-value"
+HMAC_APP_ID, HMAC_APP_KEY = "test-app-id", "test-app-key-value"
+HMAC_ACCESS_KEY = "test-access-key-value"
+HMAC_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LXZhbHVl"  # base64("test-secret-key-value")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock):
+    """A simulator with an empty queue model per tenant, on the test's fake clock."""
+    server = SimulatorServer("127.0.0.1", 0, scenario="empty", clock=clock.time, seed=7)
+    server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
+    server.hmac_tenant = server.add_hmac_key(
+        HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def oauth_account(base_url: str, name: str = "acme", secret: str = OAUTH_SECRET) -> AccountConfig:
+    return AccountConfig(name, base_url, OAuth2Credentials(OAUTH_ID, Secret(secret)))
+
+
+def hmac_account(base_url: str, name: str = "legacy", **overrides) -> AccountConfig:
+    creds = HmacCredentials(
+        overrides.get("app_id", HMAC_APP_ID),
+        Secret(overrides.get("app_key", HMAC_APP_KEY)),
+        Secret(overrides.get("access_key", HMAC_ACCESS_KEY)),
+        Secret(overrides.get("secret_key", HMAC_SECRET_KEY)),
+    )
+    return AccountConfig(name, base_url, creds, overrides.get("search_by"),
+                         overrides.get("filter_by"))
+
+
+def poll_config(**overrides) -> PollConfig:
+    settings = {"interval": 60.0, "timeout": 5.0, "page_size": 100, "stale_after": 300.0}
+    settings.update(overrides)
+    return PollConfig(**settings)
+
+
+def make_messages(count: int, route: str = "outbound", created: str = "2026-11-23T23:00:00+0000",
+                  **fields) -> list[dict]:
+    return [
+        {"id": f"msg-{route}-{i}", "routing": route, "size": 1000 + i, "attempts": 1 + i % 4,
+         "created": created, "info": "Delivery attempt pending", **fields}
+        for i in range(count)
+    ]

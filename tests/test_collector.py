@@ -1,0 +1,159 @@
+"""Snapshots into metric families: zero-fill, freshness, histograms, health series."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.aggregate import QueueAggregator
+from exporter.collector import MimecastCollector
+from exporter.mimecast.errors import REASONS
+from exporter.store import SnapshotStore
+from tests.fakes import FakeClock
+
+STALE_AFTER = 300.0
+
+
+def snapshot(now, *messages):
+    agg = QueueAggregator(now)
+    agg.add(list(messages))
+    return agg.snapshot()
+
+
+def msg(route="outbound", size=100, attempts=2, created="2026-11-23T23:00:00Z"):
+    return {"routing": route, "size": size, "attempts": attempts, "created": created}
+
+
+@pytest.fixture
+def env():
+    clock = FakeClock()
+    store = SnapshotStore(["acme", "legacy"], ["processing", "bulk_processing"])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MimecastCollector(store, STALE_AFTER, clock.time))
+    return clock, store, registry
+
+
+def value(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_nothing_about_queues_before_first_poll(env):
+    clock, store, registry = env
+    assert value(registry, "mimecast_queue_messages", account="acme", queue="processing",
+                 route="inbound") is None
+    assert value(registry, "mimecast_up", account="acme") == 0
+    assert value(registry, "mimecast_last_success_timestamp_seconds", account="acme",
+                 queue="processing") is None
+    for reason in REASONS:
+        assert value(registry, "mimecast_poll_errors_total", account="acme", queue="processing",
+                     reason=reason) == 0
+    assert value(registry, "mimecast_exporter_build_info", version=__import__("exporter").__version__) == 1
+
+
+def test_zero_fill_for_every_route_after_success(env):
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg(), msg(attempts=5)), now, 0.5)
+    labels = {"account": "acme", "queue": "processing"}
+    assert value(registry, "mimecast_queue_messages", route="outbound", **labels) == 2
+    assert value(registry, "mimecast_queue_attempts", route="outbound", **labels) == 7
+    assert value(registry, "mimecast_queue_max_attempts", route="outbound", **labels) == 5
+    assert value(registry, "mimecast_queue_size_bytes", route="outbound", **labels) == 200
+    for route in ("inbound", "internal", "external"):
+        assert value(registry, "mimecast_queue_messages", route=route, **labels) == 0
+        assert value(registry, "mimecast_queue_oldest_message_age_seconds", route=route,
+                     **labels) == 0
+        assert value(registry, "mimecast_queue_oldest_message_created_timestamp_seconds",
+                     route=route, **labels) is None
+        assert value(registry, "mimecast_queue_message_age_seconds_count", route=route,
+                     **labels) == 0
+    # 'unknown' only once seen
+    assert value(registry, "mimecast_queue_messages", route="unknown", **labels) is None
+    # the other queue of the account has not succeeded yet: still down
+    assert value(registry, "mimecast_up", account="acme") == 0
+    store.record_success("acme", "bulk_processing", snapshot(now), now, 0.1)
+    assert value(registry, "mimecast_up", account="acme") == 1
+    assert value(registry, "mimecast_up", account="legacy") == 0
+
+
+def test_oldest_age_is_computed_at_scrape_time(env):
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
+    labels = {"account": "acme", "queue": "processing", "route": "outbound"}
+    assert value(registry, "mimecast_queue_oldest_message_age_seconds", **labels) == 3600
+    assert value(registry, "mimecast_queue_oldest_message_created_timestamp_seconds",
+                 **labels) == now - 3600
+    clock.advance(100)
+    assert value(registry, "mimecast_queue_oldest_message_age_seconds", **labels) == 3700
+
+
+def test_histograms_are_rebuilt_not_accumulated(env):
+    clock, store, registry = env
+    now = clock.time()
+    labels = {"account": "acme", "queue": "processing", "route": "outbound"}
+    store.record_success("acme", "processing", snapshot(now, msg(), msg(), msg()), now, 0.5)
+    assert value(registry, "mimecast_queue_message_age_seconds_count", **labels) == 3
+    assert value(registry, "mimecast_queue_message_size_bytes_sum", **labels) == 300
+    store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
+    assert value(registry, "mimecast_queue_message_age_seconds_count", **labels) == 1
+    assert value(registry, "mimecast_queue_message_age_seconds_bucket", le="3600.0", **labels) == 1
+    assert value(registry, "mimecast_queue_message_size_bytes_sum", **labels) == 100
+
+
+def test_stale_series_expire_but_health_stays(env):
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
+    labels = {"account": "acme", "queue": "processing"}
+    clock.advance(STALE_AFTER)
+    assert value(registry, "mimecast_queue_messages", route="outbound", **labels) == 1
+    store.record_failure("acme", "processing", "timeout", 30)
+    clock.advance(1)
+    assert value(registry, "mimecast_queue_messages", route="outbound", **labels) is None
+    assert value(registry, "mimecast_queue_message_age_seconds_count", route="outbound",
+                 **labels) is None
+    assert value(registry, "mimecast_last_success_timestamp_seconds", **labels) == now
+    assert value(registry, "mimecast_up", account="acme") == 0
+    assert value(registry, "mimecast_poll_errors_total", reason="timeout", **labels) == 1
+
+
+def test_failure_keeps_last_complete_snapshot(env):
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg(), msg()), now, 0.5)
+    store.record_failure("acme", "processing", "http_5xx", 2.0)
+    labels = {"account": "acme", "queue": "processing"}
+    assert value(registry, "mimecast_queue_messages", route="outbound", **labels) == 2
+    assert value(registry, "mimecast_poll_duration_seconds", **labels) == 2.0
+
+
+def test_api_request_counters_and_rate_limit(env):
+    clock, store, registry = env
+    store.record_response("acme", 200, 99)
+    store.record_response("acme", 200, None)
+    store.record_response("acme", 429, 0)
+    assert value(registry, "mimecast_api_requests_total", account="acme", code="200") == 2
+    assert value(registry, "mimecast_api_requests_total", account="acme", code="429") == 1
+    assert value(registry, "mimecast_api_rate_limit_remaining", account="acme") == 0
+    assert value(registry, "mimecast_api_rate_limit_remaining", account="legacy") is None
+
+
+def test_exposition_passes_promtool(env, tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
+        pytest.skip("promtool not installed (make test installs it)")
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg(), msg(route="weird")), now, 0.5)
+    store.record_failure("legacy", "processing", "auth", 0.2)
+    store.record_response("acme", 200, 10)
+    text = generate_latest(registry)
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b"", result.stderr
