@@ -53,7 +53,7 @@ class Exporter:
         self.clock = clock
         self.store = SnapshotStore((a.name for a in config.accounts), config.poll.queues)
         self.poller = Poller(config, self.store, clock)
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(MimecastCollector(self.store, config.poll.stale_after, clock.time))
         if process_metrics:
             ProcessCollector(registry=self.registry)

@@ -124,6 +124,7 @@ def serve(
 ) -> int:
     """Run until SIGTERM or SIGINT; exit 0 on a clean stop."""
     stopping = threading.Event()
+    add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
         web = exporter.serve(listen_address, telemetry_path)

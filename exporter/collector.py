@@ -25,6 +25,7 @@ Series, for each configured account and queue type::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -57,21 +58,26 @@ class MimecastCollector(Collector):
         self.now = now
 
     def describe(self) -> list[Metric]:
-        # Registering must not run a collection; names are documented above.
-        return []
+        # The families without samples: lets the registry know every name
+        # (for ?name[]= filtering) without reading the store.
+        empty = StoreView(MappingProxyType({}), MappingProxyType({}), (), (), False)
+        return [*self._queue_metrics(empty, 0.0), *self._health_metrics(empty), self._build_info()]
 
     def collect(self) -> Iterator[Metric]:
         view = self.store.view()
         now = self.now()
         yield from self._queue_metrics(view, now)
         yield from self._health_metrics(view)
+        yield self._build_info()
+
+    def _build_info(self) -> Metric:
         build = GaugeMetricFamily(
             "mimecast_exporter_build_info",
             "A metric with a constant '1' value labelled by the exporter's version.",
             labels=["version"],
         )
         build.add_metric([__version__], 1)
-        yield build
+        return build
 
     def _fresh_snapshots(
         self, view: StoreView, now: float

@@ -20,16 +20,33 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sim(clock):
-    """A simulator with an empty queue model per tenant, on the test's fake clock."""
-    server = SimulatorServer("127.0.0.1", 0, scenario="empty", clock=clock.time, seed=7)
-    server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
-    server.hmac_tenant = server.add_hmac_key(
-        HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
-    )
-    server.start()
-    yield server
-    server.stop()
+def make_sim(clock):
+    """Start simulators (empty queue models, the test's fake clock) with the given settings.
+
+    Each has two extra tenants with the test credentials: ``oauth_tenant`` and
+    ``hmac_tenant``.
+    """
+    started = []
+
+    def make(**settings):
+        settings = {"scenario": "empty", "clock": clock.time, "seed": 7, **settings}
+        server = SimulatorServer("127.0.0.1", 0, **settings)
+        server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
+        server.hmac_tenant = server.add_hmac_key(
+            HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
+        )
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sim(make_sim):
+    return make_sim()
 
 
 def oauth_account(base_url: str, name: str = "acme", secret: str = OAUTH_SECRET) -> AccountConfig:

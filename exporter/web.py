@@ -1,0 +1,420 @@
+"""The exporter's HTTP endpoints: metrics, landing page, health and readiness.
+
+This module owns the listening socket and everything answered on it. It only
+reads what the poller already knows (the metrics registry and a
+:class:`StatusSource`), so no request ever calls Mimecast or waits on a poll.
+
+Routes: the telemetry path (``/metrics`` by default), ``/`` (and
+``/index.html``), ``/-/healthy`` and ``/-/ready``. Everything else is 404, and
+methods other than GET and HEAD are 405.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import html
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+logger = logging.getLogger(__name__)
+
+NOT_READY_TEXT = "Not ready: first poll cycle has not finished"
+_ALLOW = "GET, HEAD"
+_TEXT = "text/plain; charset=utf-8"
+# A client that hangs up mid-response is routine (scrape timeouts), not an error.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    queue: str
+    last_success: float | None  # epoch seconds
+    last_error: str | None  # error reason of the latest poll, None if it succeeded
+    messages: int | None  # messages in the latest fresh snapshot, None if none/stale
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    name: str
+    up: bool
+    queues: tuple[QueueStatus, ...]
+
+
+class StatusSource(Protocol):
+    def is_ready(self) -> bool:
+        """True once the first poll cycle has finished."""
+        ...
+
+    def account_statuses(self) -> Sequence[AccountStatus]: ...
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` into its parts; an empty host means all interfaces.
+
+    Accepts ``:9836``, ``127.0.0.1:9836``, ``localhost:9836`` and
+    ``[::1]:9836``. Port 0 asks the OS for a free port.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not host:
+            raise ValueError(f"listen address {text!r}: unterminated or empty [IPv6] host")
+        if not rest.startswith(":"):
+            raise ValueError(f"listen address {text!r}: expected [host]:port")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"listen address {text!r}: expected host:port or :port")
+        if ":" in host:
+            raise ValueError(f"listen address {text!r}: write IPv6 hosts in brackets, [::1]:9836")
+    if not port_text.isdigit():
+        raise ValueError(f"listen address {text!r}: port must be a number 0-65535")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"listen address {text!r}: port must be a number 0-65535")
+    return host, port
+
+
+class WebServer:
+    """Serves the endpoints on ``listen_address`` from a daemon thread or the caller's."""
+
+    def __init__(
+        self,
+        listen_address: str,
+        registry: CollectorRegistry,
+        status: StatusSource,
+        telemetry_path: str = "/metrics",
+        version: str = "",
+    ) -> None:
+        if not telemetry_path.startswith("/") or any(c in telemetry_path for c in "?# \t\r\n"):
+            raise ValueError(
+                f"telemetry path {telemetry_path!r}: must start with / and hold no ?, # or spaces"
+            )
+        self._host, self._port = parse_listen_address(listen_address)
+        self.registry = registry
+        self.status = status
+        self.telemetry_path = telemetry_path
+        self.version = version
+        self._lock = threading.Lock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._serving_thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Bind the socket and serve from a daemon thread; returns once bound."""
+        httpd = self._bind()
+        self._thread = self._serving_thread = threading.Thread(
+            target=self._serve, args=(httpd,), name="exporter-web", daemon=True
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Bind and serve from the calling thread until :meth:`shutdown`.
+
+        To stop from a signal handler in this same thread, just call
+        :meth:`shutdown`: it notices and does not wait on itself.
+        """
+        self._serving_thread = threading.current_thread()
+        self._serve(self._bind())
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one before binding)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL a local client can reach, e.g. ``http://127.0.0.1:9836``."""
+        host = self._host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"  # the wildcard binds (dual-stack included) take IPv4 loopback
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket. Safe to call repeatedly or before start."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            httpd = self._httpd
+        if httpd is None:
+            return
+        if threading.current_thread() is self._serving_thread:
+            # Called from the serving thread itself, i.e. from a signal handler
+            # interrupting serve_forever(): BaseServer.shutdown() would wait forever
+            # for its own loop. Ask from a helper thread; the loop notices within
+            # its poll interval and serve_forever() returns.
+            threading.Thread(target=httpd.shutdown, daemon=True).start()
+            return
+        httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _bind(self) -> _HTTPServer:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("web server was shut down")
+            if self._httpd is not None:
+                raise RuntimeError("web server already started")
+            self._httpd = _bind(self._host, self._port, self)
+            self._port = self._httpd.socket.getsockname()[1]  # the real one if 0 was asked
+        logger.debug("listening", extra={"address": self.url, "path": self.telemetry_path})
+        return self._httpd
+
+    def _serve(self, httpd: _HTTPServer) -> None:
+        try:
+            httpd.serve_forever(poll_interval=0.25)
+        finally:
+            httpd.server_close()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck scraper must never hold up process exit
+    request_queue_size = 64
+
+    def __init__(self, sockaddr: Any, family: int, app: WebServer, dual_stack: bool) -> None:
+        self.address_family = family
+        self.app = app
+        self._dual_stack = dual_stack
+        super().__init__(sockaddr, _Handler, bind_and_activate=False)
+        try:
+            self.server_bind()
+            self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
+
+    def server_bind(self) -> None:
+        if self._dual_stack:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # Skip HTTPServer.server_bind: its socket.getfqdn() can stall on reverse DNS.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr; keep it in the log instead.
+        logger.debug("connection error", exc_info=True, extra={"client": client_address[0]})
+
+
+def _bind(host: str, port: int, app: WebServer) -> _HTTPServer:
+    if host == "":
+        if socket.has_dualstack_ipv6():
+            try:
+                return _HTTPServer(("::", port), socket.AF_INET6, app, dual_stack=True)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    raise
+                # IPv6 present but unusable (e.g. disabled by sysctl): fall back to IPv4.
+        return _HTTPServer(("0.0.0.0", port), socket.AF_INET, app, dual_stack=False)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    last: OSError | None = None
+    for family, _, _, _, sockaddr in infos:
+        try:
+            return _HTTPServer(sockaddr, family, app, dual_stack=False)
+        except OSError as err:  # e.g. localhost resolving to ::1 without IPv6
+            last = err
+    raise last or OSError(f"cannot resolve {host!r}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    # One request per connection, as prometheus_client's server: no idle
+    # keep-alive threads outlive shutdown() or pile up.
+    protocol_version = "HTTP/1.0"
+    timeout = 60  # seconds; a stalled client cannot hold a thread forever
+    sys_version = ""
+
+    def version_string(self) -> str:
+        version = self.server.app.version
+        return f"mimecast-exporter/{version}" if version else "mimecast-exporter"
+
+    def do_GET(self) -> None:
+        self._dispatch(head=False)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(head=True)
+
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler answers 501 for a method without a do_X; every
+        # method but GET/HEAD is merely not allowed here, so answer 405.
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        # Read a small body so closing the socket does not reset the connection
+        # before the client has read our answer.
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= 65536:
+            self.rfile.read(int(length))
+        self._dispatch(head=False, route=self._send_405)
+
+    def _send_405(self, head: bool) -> None:
+        self._send(405, b"Method Not Allowed\n", _TEXT, head, [("Allow", _ALLOW)])
+
+    def _dispatch(self, head: bool, route: Callable[[bool], None] | None = None) -> None:
+        started = time.monotonic()
+        self._status = 0
+        try:
+            (route or self._route)(head)
+        except _CLIENT_GONE:
+            logger.debug("client went away", extra={"client": self.client_address[0]})
+        except Exception:
+            logger.exception("request failed", extra={"path": self.path})
+            if not self._status:
+                self._send(500, b"Internal Server Error\n", _TEXT, head)
+        finally:
+            logger.debug(
+                "request",
+                extra={
+                    "client": self.client_address[0],
+                    "method": self.command,
+                    "path": self.path,
+                    "status": self._status,
+                    "duration_seconds": round(time.monotonic() - started, 6),
+                },
+            )
+
+    def _route(self, head: bool) -> None:
+        app = self.server.app
+        path = urlsplit(self.path).path
+        if path == app.telemetry_path:  # first: it wins even if set to "/"
+            self._metrics(head)
+        elif path in ("/", "/index.html"):
+            page = _render_index(app, time.time())
+            self._send(200, page.encode(), "text/html; charset=utf-8", head)
+        elif path == "/-/healthy":
+            self._send(200, b"OK", _TEXT, head)
+        elif path == "/-/ready":
+            if app.status.is_ready():
+                self._send(200, b"Ready", _TEXT, head)
+            else:
+                self._send(503, NOT_READY_TEXT.encode(), _TEXT, head)
+        else:
+            self._send(404, b"404 page not found\n", _TEXT, head)
+
+    def _metrics(self, head: bool) -> None:
+        """Expose the registry exactly as prometheus_client's MetricsHandler does."""
+        app = self.server.app
+        accept = self.headers.get("Accept")
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (TypeError, ValueError):
+            # prometheus_client raises on e.g. "version=abc"; serve the classic format.
+            logger.debug("unparsable Accept header", extra={"accept": accept})
+            encoder, content_type = choose_encoder("")
+        registry: Any = app.registry
+        names = parse_qs(urlsplit(self.path).query).get("name[]")
+        if names:
+            registry = registry.restricted_registry(names)
+        try:
+            output = encoder(registry)
+        except Exception as err:
+            # A broken collector must cost one scrape, not the server.
+            logger.error("collecting metrics failed", exc_info=True)
+            body = f"An error has occurred while collecting metrics: {type(err).__name__}\n"
+            self._send(500, body.encode(), _TEXT, head)
+            return
+        headers = [("Vary", "Accept, Accept-Encoding")]
+        if gzip_accepted(self.headers.get("Accept-Encoding")):
+            output = gzip.compress(output, compresslevel=6)  # 9 costs CPU for ~nothing
+            headers.append(("Content-Encoding", "gzip"))
+        self._send(200, output, content_type, head, headers)
+
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str,
+        head: bool,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._status = code
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        """Requests are logged once, at DEBUG, by _dispatch."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Replaces BaseHTTPRequestHandler's per-request stderr lines.
+        logger.debug(format, *args, extra={"client": self.client_address[0]})
+
+
+def _render_index(app: WebServer, now: float) -> str:
+    """The landing page: links plus one table row per (account, queue)."""
+    e = html.escape
+    rows: list[str] = []
+    for account in app.status.account_statuses():
+        queues = account.queues or (None,)
+        # The account's name and state span all of its queue rows.
+        span = f' rowspan="{len(queues)}"' if len(queues) > 1 else ""
+        state = "up" if account.up else "down"
+        for i, q in enumerate(queues):
+            cells = ""
+            if i == 0:
+                cells = f'<td{span}>{e(account.name)}</td><td{span} class="{state}">{state}</td>'
+            if q is None:
+                cells += '<td colspan="4">no queues polled</td>'
+                rows.append(f"<tr>{cells}</tr>")
+                continue
+            success = "never"
+            if q.last_success is not None:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(q.last_success))
+                success = f"{stamp} ({max(0, int(now - q.last_success))}s ago)"
+            messages = "-" if q.messages is None else str(q.messages)
+            cells += (
+                f"<td>{e(q.queue)}</td><td>{e(success)}</td>"
+                f"<td>{e(q.last_error or '')}</td><td>{e(messages)}</td>"
+            )
+            rows.append(f"<tr>{cells}</tr>")
+    if not rows:
+        rows.append('<tr><td colspan="6">no accounts configured</td></tr>')
+    version = f"<p>Version: {e(app.version)}</p>" if app.version else ""
+    ready = "ready" if app.status.is_ready() else "not ready"
+    path = e(app.telemetry_path, quote=True)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Mimecast exporter</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+.up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
+</style></head>
+<body>
+<h1>Mimecast exporter</h1>
+{version}
+<ul>
+<li><a href="{path}">Metrics</a> ({path})</li>
+<li><a href="/-/healthy">Health</a> (/-/healthy)</li>
+<li><a href="/-/ready">Readiness</a> (/-/ready): {ready}</li>
+</ul>
+<h2>Accounts</h2>
+<table>
+<tr><th>Account</th><th>State</th><th>Queue</th><th>Last success (UTC)</th><th>Last error</th>
+<th>Messages</th></tr>
+{chr(10).join(rows)}
+</table>
+</body></html>
+"""

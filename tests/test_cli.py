@@ -1,0 +1,233 @@
+"""The command line as users run it: real processes, real sockets, a real simulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter.simulator.server import SimulatorServer
+from tests.conftest import (
+    HMAC_ACCESS_KEY,
+    HMAC_APP_ID,
+    HMAC_APP_KEY,
+    HMAC_SECRET_KEY,
+    OAUTH_ID,
+    OAUTH_SECRET,
+    make_messages,
+)
+
+EXPORTER = [sys.executable, "-m", "exporter"]
+SECRETS = (OAUTH_SECRET, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
+
+
+@pytest.fixture
+def live_sim():
+    """A simulator on the real clock, with the test credentials and known messages."""
+    with SimulatorServer("127.0.0.1", 0, scenario="empty", seed=3) as server:
+        server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
+        server.hmac_tenant = server.add_hmac_key(
+            HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
+        )
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(time.time() - 600))
+        server.oauth_tenant.model.set_messages("processing", make_messages(7, created=now))
+        server.hmac_tenant.model.set_messages("processing", make_messages(3, "inbound", now))
+        yield server
+
+
+def write_config(tmp_path: Path, base_url: str, oauth_secret: str = OAUTH_SECRET) -> Path:
+    (tmp_path / "client_secret").write_text(oauth_secret + "\n")
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"""
+poll:
+  interval: 10s
+  timeout: 5s
+accounts:
+  - name: acme
+    base_url: {base_url}
+    oauth2:
+      client_id: {OAUTH_ID}
+      client_secret_file: client_secret
+  - name: legacy
+    base_url: {base_url}
+    hmac:
+      app_id: {HMAC_APP_ID}
+      app_key: ${{TEST_APP_KEY}}
+      access_key: {HMAC_ACCESS_KEY}
+      secret_key: {HMAC_SECRET_KEY}
+"""
+    )
+    return config
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY}
+    return subprocess.run(
+        [*EXPORTER, *args], capture_output=True, text=True, timeout=timeout, env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert re.match(r"mimecast-exporter \d+\.\d+\.\d+", result.stdout)
+
+
+def test_config_check_valid_masks_secrets(tmp_path):
+    result = run("--config.file", str(write_config(tmp_path, "https://eu-api.mimecast.com")),
+                 "--config.check")
+    assert result.returncode == 0, result.stderr
+    assert "acme" in result.stdout and "legacy" in result.stdout
+    assert "********" in result.stdout
+    assert_no_secrets(result.stdout, result.stderr)
+
+
+def test_config_check_invalid_exits_2_naming_the_field(tmp_path):
+    config = write_config(tmp_path, "http://mimecast.example.com")
+    result = run("--config.file", str(config), "--config.check")
+    assert result.returncode == 2
+    assert "accounts[0].base_url" in result.stderr
+    assert_no_secrets(result.stdout, result.stderr)
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    result = run("--config.file", str(tmp_path / "nope.yml"))
+    assert result.returncode == 2
+    assert "nope.yml" in result.stderr
+
+
+def test_bad_flag_exits_2():
+    assert run("--log.level", "loud").returncode == 2
+
+
+def test_once_prints_metrics_and_exits_0(tmp_path, live_sim):
+    result = run("--config.file", str(write_config(tmp_path, live_sim.url)), "--once")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert 'mimecast_queue_messages{account="acme",queue="processing",route="outbound"} 7.0' in out
+    assert 'mimecast_queue_messages{account="legacy",queue="processing",route="inbound"} 3.0' in out
+    assert 'mimecast_up{account="acme"} 1.0' in out
+    assert_no_secrets(out, result.stderr)
+
+
+def test_once_exits_1_when_an_account_is_down(tmp_path, live_sim):
+    config = write_config(tmp_path, live_sim.url, oauth_secret="wrong-secret-value")
+    result = run("--config.file", str(config), "--once")
+    assert result.returncode == 1
+    assert 'mimecast_up{account="acme"} 0.0' in result.stdout
+    assert 'mimecast_up{account="legacy"} 1.0' in result.stdout
+    assert "reason=auth" in result.stderr and "account=acme" in result.stderr
+    assert_no_secrets(result.stdout, result.stderr)
+
+
+class Daemon:
+    """The exporter as a background process, for tests that scrape it."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [*EXPORTER, "--web.listen-address", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        self.lines: list[str] = []
+
+    def wait_for_url(self, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            self.lines.append(line)
+            match = re.search(r"listen=(http://\S+?)/", line)
+            if match:
+                return match.group(1)
+        raise AssertionError("exporter did not start:\n" + "".join(self.lines))
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=10)
+        return self.proc.returncode, out, "".join(self.lines) + err
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_daemon_serves_and_never_shows_secrets(tmp_path, live_sim):
+    config = write_config(tmp_path, live_sim.url)
+    daemon = Daemon("--config.file", str(config), "--log.level", "debug")
+    try:
+        url = daemon.wait_for_url()
+        wait_for(lambda: requests.get(url + "/-/ready", timeout=5).status_code == 200)
+        metrics = requests.get(url + "/metrics", timeout=5).text
+        landing = requests.get(url + "/", timeout=5).text
+        assert requests.get(url + "/-/healthy", timeout=5).status_code == 200
+    finally:
+        code, out, err = daemon.stop()
+    assert code == 0
+    assert 'mimecast_queue_messages{account="acme",queue="processing",route="outbound"} 7.0' in (
+        metrics
+    )
+    assert "acme" in landing and "legacy" in landing
+    assert_no_secrets(metrics, landing, out, err)
+    # the debug log did say what happened, with context
+    assert "account=acme" in err
+
+
+def test_bind_failure_exits_1(tmp_path, live_sim):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--config.file", str(write_config(tmp_path, live_sim.url)),
+                     "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+
+
+def test_demo_serves_non_zero_metrics_for_both_accounts_within_seconds():
+    daemon = Daemon("--demo")
+    try:
+        url = daemon.wait_for_url()
+        started = time.monotonic()
+
+        def both_accounts_have_messages():
+            text = requests.get(url + "/metrics", timeout=5).text
+            counts = {}
+            for account, value in re.findall(
+                r'^mimecast_queue_messages\{account="([^"]+)",[^}]*\} (\S+)$', text, re.M
+            ):
+                counts[account] = counts.get(account, 0) + float(value)
+            return counts if counts.get("demo-oauth2") and counts.get("demo-hmac") else None
+
+        counts = wait_for(both_accounts_have_messages, timeout=15)
+        assert time.monotonic() - started < 15
+        assert counts["demo-oauth2"] > 0 and counts["demo-hmac"] > 0
+    finally:
+        code, out, err = daemon.stop()
+    assert code == 0
+    assert "metrics:" in out and "/metrics" in out

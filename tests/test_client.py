@@ -1,0 +1,338 @@
+"""The API client against the simulator over real loopback sockets, both auth schemes.
+
+Time is the test's FakeClock, shared with the simulator: back-offs and
+rate-limit waits advance it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from urllib.parse import parse_qsl
+
+import pytest
+
+from exporter.mimecast.auth import TokenCache
+from exporter.mimecast.client import API_PATH, MAX_ATTEMPTS, TOKEN_PATH, MimecastClient
+from exporter.mimecast.errors import PollError
+from exporter.mimecast.ratelimit import RateLimitGate
+from exporter.simulator.faults import Fault
+from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
+
+
+def client_for(account, clock, **poll):
+    responses = []
+    client = MimecastClient(
+        account, poll_config(**poll), clock=clock, gate=RateLimitGate(),
+        token_cache=TokenCache(), on_response=lambda s, r: responses.append((s, r)),
+    )
+    client.responses = responses
+    return client
+
+
+def collect(client, clock, queue="processing"):
+    deadline = clock.monotonic() + client.poll.interval
+    return [m for page in client.fetch_pages(queue, deadline) for m in page.messages]
+
+
+def api_calls(sim):
+    return [r for r in sim.requests if r.path == API_PATH]
+
+
+def token_calls(sim):
+    return [r for r in sim.requests if r.path == TOKEN_PATH]
+
+
+def _header(request, name):
+    return {k.lower(): v for k, v in request.headers.items()}.get(name, "")
+
+
+@pytest.fixture(params=["oauth2", "hmac"])
+def scheme(request):
+    return request.param
+
+
+def account_for(scheme, sim, **kw):
+    return oauth_account(sim.url) if scheme == "oauth2" else hmac_account(sim.url, **kw)
+
+
+def tenant_for(scheme, sim):
+    return sim.oauth_tenant if scheme == "oauth2" else sim.hmac_tenant
+
+
+def test_pagination_follows_next_across_pages(sim, clock, scheme):
+    tenant_for(scheme, sim).model.set_messages("processing", make_messages(250))
+    client = client_for(account_for(scheme, sim), clock, page_size=100)
+    messages = collect(client, clock)
+    assert len(messages) == 250
+    assert len({m["id"] for m in messages}) == 250
+    calls = api_calls(sim)
+    assert len(calls) == 3
+    assert "pageToken" not in calls[0].json["meta"]["pagination"]
+    assert calls[1].json["meta"]["pagination"]["pageToken"]
+    assert all(c.json["meta"]["pagination"]["pageSize"] == 100 for c in calls)
+    assert all(c.status == 200 for c in calls)
+    assert [s for s, _ in client.responses if s == 200]
+
+
+def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
+    tenant_for(scheme, sim).model.set_messages("bulk_processing", make_messages(3))
+    client = client_for(account_for(scheme, sim), clock, lookback=86400.0)
+    collect(client, clock, queue="bulk_processing")
+    collect(client, clock, queue="bulk_processing")
+    calls = api_calls(sim)
+    criteria = calls[0].json["data"][0]
+    assert criteria["type"] == "bulk_processing"
+    assert criteria["start"] == "2026-11-23T00:00:00+0000"
+    assert criteria["end"] == "2026-11-24T00:00:00+0000"
+    ids = [_header(c, "x-mc-req-id") for c in calls]
+    assert len(set(ids)) == len(ids) and all(ids)
+    assert _header(calls[0], "content-type").startswith("application/json")
+
+
+def test_hmac_headers_are_what_mimecast_checks(sim, clock):
+    client = client_for(hmac_account(sim.url), clock)
+    collect(client, clock)
+    call = api_calls(sim)[0]
+    assert call.status == 200
+    assert _header(call, "authorization").startswith("MC test-access-key-value:")
+    assert _header(call, "x-mc-date") == "Tue, 24 Nov 2026 00:00:00 UTC"
+
+
+def test_hmac_bad_secret_is_auth_error_not_retried(sim, clock):
+    client = client_for(hmac_account(sim.url, secret_key="b3RoZXIta2V5"), clock)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "auth" and info.value.status == 401
+    assert len(api_calls(sim)) == 1
+
+
+def test_search_and_filter_are_passed_through(sim, clock):
+    search = {"fieldName": "toAddress", "value": "partner.example"}
+    account = hmac_account(sim.url, search_by=search, filter_by=({"route": "outbound"},))
+    collect(client_for(account, clock), clock)
+    criteria = api_calls(sim)[0].json["data"][0]
+    assert criteria["searchBy"] == search
+    assert criteria["filterBy"] == [{"route": "outbound"}]
+
+
+def test_oauth_token_is_cached_across_polls(sim, clock):
+    client = client_for(oauth_account(sim.url), clock)
+    for _ in range(3):
+        collect(client, clock)
+    assert len(token_calls(sim)) == 1
+    form = dict(parse_qsl(token_calls(sim)[0].body.decode()))
+    assert form["grant_type"] == "client_credentials" and form["client_id"] == "test-client"
+
+
+def test_token_refreshed_before_its_lifetime_ends(sim, clock):
+    client = client_for(oauth_account(sim.url), clock)
+    collect(client, clock)
+    clock.advance(1800 - 30)  # inside the 60 s safety margin
+    collect(client, clock)
+    assert len(token_calls(sim)) == 2
+    assert all(c.status == 200 for c in api_calls(sim))
+
+
+def test_token_expired_mid_run_is_refreshed_once(sim, clock):
+    sim.oauth_tenant.model.set_messages("processing", make_messages(250))
+    client = client_for(oauth_account(sim.url), clock)
+    deadline = clock.monotonic() + 60
+    pages = client.fetch_pages("processing", deadline)
+    first = next(pages)
+    sim.expire_tokens()
+    rest = [m for page in pages for m in page.messages]
+    assert len(first.messages) + len(rest) == 250
+    assert len(token_calls(sim)) == 2
+    statuses = [c.status for c in api_calls(sim)]
+    assert statuses == [200, 401, 200, 200]
+
+
+def test_401_that_a_new_token_does_not_cure_is_auth(sim, clock):
+    sim.faults.add(Fault(kind="status", status=401, code="unauthorized", times=None))
+    client = client_for(oauth_account(sim.url), clock)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "auth"
+    assert len(api_calls(sim)) == 2  # the first try and one after a token refresh
+    assert len(token_calls(sim)) == 2
+
+
+def test_bad_client_secret_is_auth(sim, clock):
+    client = client_for(oauth_account(sim.url, secret="wrong"), clock)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "auth"
+    assert len(token_calls(sim)) == 1 and not api_calls(sim)
+
+
+def test_429_waits_at_least_the_reset_time(clock, make_sim, scheme):
+    sim = make_sim(rate_limit_quota=2, rate_limit_window=60.0)
+    # Another integration on the same credentials uses up the quota first.
+    other = client_for(account_for(scheme, sim), clock)
+    collect(other, clock)
+    collect(other, clock)
+    tenant_for(scheme, sim).model.set_messages("processing", make_messages(150))
+    client = client_for(account_for(scheme, sim), clock, page_size=100, interval=300.0)
+    messages = collect(client, clock)
+    assert len(messages) == 150
+    calls = api_calls(sim)
+    limited = [i for i, c in enumerate(calls) if c.status == 429]
+    assert limited, "the quota should have been hit"
+    for i in limited:
+        reset_ms = float(calls[i].response_headers["X-RateLimit-Reset"])
+        assert reset_ms > 0
+        assert calls[i + 1].time - calls[i].time >= reset_ms / 1000.0
+    assert any(status == 429 for status, _ in client.responses)
+
+
+def test_no_request_while_remaining_is_zero(clock, make_sim):
+    sim = make_sim(rate_limit_quota=2, rate_limit_window=60.0)
+    sim.hmac_tenant.model.set_messages("processing", make_messages(250))
+    client = client_for(hmac_account(sim.url), clock, page_size=100, interval=300.0)
+    assert len(collect(client, clock)) == 250
+    calls = api_calls(sim)
+    # The second answer said Remaining: 0, so the client waited for the reset
+    # instead of spending a call on a certain 429.
+    assert [c.status for c in calls] == [200, 200, 200]
+    reset_ms = float(calls[1].response_headers["X-RateLimit-Reset"])
+    assert calls[2].time - calls[1].time >= reset_ms / 1000.0
+    assert client.responses[1] == (200, 0.0)
+
+
+def test_rate_limit_reset_past_deadline_fails_fast(clock, make_sim):
+    sim = make_sim(rate_limit_quota=1, rate_limit_window=60.0)
+    sim.hmac_tenant.model.set_messages("processing", make_messages(150))
+    client = client_for(hmac_account(sim.url), clock, page_size=100, interval=10.0, timeout=5.0)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "rate_limited"
+    assert len(api_calls(sim)) <= 3
+    assert sum(clock.sleeps) < 10.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_is_retried_up_to_the_limit(sim, clock, status):
+    sim.faults.add(Fault(kind="status", status=status, times=None))
+    client = client_for(hmac_account(sim.url), clock)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "http_5xx" and info.value.status == status
+    assert len(api_calls(sim)) == MAX_ATTEMPTS
+    # exponential: each back-off at least as long as the one before, minus jitter
+    assert len(clock.sleeps) == MAX_ATTEMPTS - 1
+    assert clock.sleeps[-1] > clock.sleeps[0]
+
+
+def test_transient_5xx_recovers(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(5))
+    sim.faults.add(Fault(kind="status", status=500, times=2))
+    client = client_for(hmac_account(sim.url), clock)
+    assert len(collect(client, clock)) == 5
+    assert [c.status for c in api_calls(sim)] == [500, 500, 200]
+
+
+def test_retries_end_within_the_poll_interval(sim, clock):
+    sim.faults.add(Fault(kind="status", status=503, times=None))
+    client = client_for(hmac_account(sim.url), clock, interval=5.0, timeout=1.0)
+    start = clock.monotonic()
+    with pytest.raises(PollError):
+        collect(client, clock)
+    assert clock.monotonic() - start < 5.0
+    assert len(api_calls(sim)) < MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "reason"),
+    [
+        (400, "err_validation", "http_4xx"),
+        (403, "err_forbidden", "auth"),
+        (404, None, "http_4xx"),
+        (409, None, "http_4xx"),
+        (418, "err_xdk_binding_expired", "binding_expired"),
+    ],
+)
+def test_statuses_that_are_not_retried(sim, clock, status, code, reason):
+    sim.faults.add(Fault(kind="status", status=status, code=code, times=None))
+    client = client_for(hmac_account(sim.url), clock)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == reason and info.value.status == status
+    if code:
+        assert info.value.code == code
+    assert len(api_calls(sim)) == 1
+    assert clock.sleeps == []
+
+
+def test_binding_expired_from_the_simulator(sim, clock):
+    sim.hmac_tenant.binding_expired = True
+    with pytest.raises(PollError) as info:
+        collect(client_for(hmac_account(sim.url), clock), clock)
+    assert info.value.reason == "binding_expired" and info.value.status == 418
+
+
+def test_fail_array_on_200(sim, clock):
+    sim.faults.add(Fault(kind="fail_array", code="err_temporary", retryable=True, times=1))
+    sim.hmac_tenant.model.set_messages("processing", make_messages(2))
+    client = client_for(hmac_account(sim.url), clock)
+    assert len(collect(client, clock)) == 2
+    assert len(api_calls(sim)) == 2
+    sim.faults.add(Fault(kind="fail_array", code="err_permanent", retryable=False, times=None))
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "api_fail" and info.value.code == "err_permanent"
+    assert len(api_calls(sim)) == 3
+
+
+def test_malformed_json_is_bad_response(sim, clock):
+    sim.faults.add(Fault(kind="malformed_json", times=None))
+    with pytest.raises(PollError) as info:
+        collect(client_for(hmac_account(sim.url), clock), clock)
+    assert info.value.reason == "bad_response"
+
+
+def test_failure_on_page_n(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(450))
+    sim.faults.add(Fault(kind="status", status=400, page=3, times=None))
+    client = client_for(hmac_account(sim.url), clock)
+    seen = []
+    with pytest.raises(PollError) as info:
+        for page in client.fetch_pages("processing", clock.monotonic() + 60):
+            seen.append(page.number)
+    assert seen == [1, 2]
+    assert info.value.reason == "http_4xx"
+
+
+def test_slow_answer_times_out(sim, clock):
+    sim.faults.add(Fault(kind="delay", seconds=1.0, times=None))
+    client = client_for(hmac_account(sim.url), clock, timeout=0.2)
+    client.max_attempts = 2
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "timeout"
+
+
+def test_connection_refused(clock):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = client_for(hmac_account(f"http://127.0.0.1:{port}"), clock)
+    client.max_attempts = 2
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "connection"
+    assert "refused" in info.value.message.lower()
+
+
+def test_page_cap(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(30))
+    client = client_for(hmac_account(sim.url), clock, page_size=10, max_pages=2)
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "page_limit"
+
+
+def test_request_bodies_are_json_not_python_repr(sim, clock):
+    collect(client_for(hmac_account(sim.url), clock), clock)
+    raw = api_calls(sim)[0].body
+    assert json.loads(raw)["data"][0]["type"] == "processing"

@@ -1,0 +1,155 @@
+"""Whole polls through the store and collector: isolation, partial failures, schedule."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import MimecastCollector
+from exporter.config import Config
+from exporter.poller import Poller
+from exporter.simulator.faults import Fault
+from exporter.store import SnapshotStore
+from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
+
+
+def build(sim, clock, accounts, **poll):
+    config = Config(poll_config(**poll), tuple(accounts))
+    store = SnapshotStore([a.name for a in accounts], config.poll.queues)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MimecastCollector(store, config.poll.stale_after, clock.time))
+    poller = Poller(config, store, clock, rng=random.Random(1))
+    return poller, store, registry
+
+
+def sample(registry, name, **labels):
+    return registry.get_sample_value(name, labels)
+
+
+def test_account_isolation_bad_credentials_next_to_healthy(sim, clock):
+    sim.oauth_tenant.model.set_messages("processing", make_messages(4))
+    accounts = [oauth_account(sim.url, name="good"),
+                oauth_account(sim.url, name="bad", secret="not-the-secret")]
+    poller, store, registry = build(sim, clock, accounts)
+    try:
+        assert poller.run_cycle() is False
+    finally:
+        poller.stop()
+    assert sample(registry, "mimecast_up", account="good") == 1
+    assert sample(registry, "mimecast_up", account="bad") == 0
+    assert sample(registry, "mimecast_queue_messages", account="good", queue="processing",
+                  route="outbound") == 4
+    assert sample(registry, "mimecast_queue_messages", account="bad", queue="processing",
+                  route="outbound") is None
+    assert sample(registry, "mimecast_poll_errors_total", account="bad", queue="processing",
+                  reason="auth") == 1
+    assert sample(registry, "mimecast_poll_errors_total", account="good", queue="processing",
+                  reason="auth") == 0
+    assert store.view().first_cycle_done
+
+
+def test_failure_mid_pagination_publishes_nothing(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(120))
+    poller, store, registry = build(sim, clock, [hmac_account(sim.url)], page_size=50)
+    labels = {"account": "legacy", "queue": "processing", "route": "outbound"}
+    try:
+        assert poller.poll_queue("legacy", "processing")
+        assert sample(registry, "mimecast_queue_messages", **labels) == 120
+        # the queue grows, then page 2 of 4 fails: the old complete snapshot stays
+        sim.hmac_tenant.model.set_messages("processing", make_messages(180))
+        sim.faults.add(Fault(kind="status", status=400, page=2, times=None))
+        assert not poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    assert sample(registry, "mimecast_queue_messages", **labels) == 120
+    assert sample(registry, "mimecast_poll_errors_total", reason="http_4xx",
+                  account="legacy", queue="processing") == 1
+
+
+def test_stale_after_repeated_failures_then_recovery(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(3))
+    poller, store, registry = build(sim, clock, [hmac_account(sim.url)], stale_after=120.0,
+                                    queues=("processing",))
+    labels = {"account": "legacy", "queue": "processing"}
+    try:
+        assert poller.poll_queue("legacy", "processing")
+        first_success = sample(registry, "mimecast_last_success_timestamp_seconds", **labels)
+        sim.faults.add(Fault(kind="status", status=403, times=None))
+        for _ in range(3):
+            clock.advance(60)
+            assert not poller.poll_queue("legacy", "processing")
+        assert sample(registry, "mimecast_queue_messages", route="outbound", **labels) is None
+        assert sample(registry, "mimecast_up", account="legacy") == 0
+        assert sample(registry, "mimecast_last_success_timestamp_seconds", **labels) == (
+            first_success
+        )
+        sim.faults.clear()
+        assert poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    assert sample(registry, "mimecast_queue_messages", route="outbound", **labels) == 3
+    assert sample(registry, "mimecast_up", account="legacy") == 1
+
+
+def test_poll_still_running_is_not_started_twice(sim, clock):
+    poller, store, registry = build(sim, clock, [hmac_account(sim.url)])
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+    real_poll = poller.poll_queue
+
+    def slow_poll(account, queue):
+        calls.append((account, queue))
+        entered.set()
+        release.wait(10)
+        return real_poll(account, queue)
+
+    poller.poll_queue = slow_poll
+    try:
+        first = poller.submit("legacy", "processing")
+        assert entered.wait(10)
+        assert poller.submit("legacy", "processing") is None
+        release.set()
+        assert first.result(timeout=10)
+        assert poller.submit("legacy", "processing").result(timeout=10)
+    finally:
+        poller.stop()
+    assert calls == [("legacy", "processing")] * 2
+
+
+def test_schedule_first_at_start_then_every_interval_with_account_offset(sim, clock):
+    accounts = [hmac_account(sim.url, name=f"a{i}") for i in range(3)]
+    poller, store, registry = build(sim, clock, accounts, interval=60.0)
+    try:
+        turns = {a.name: 0 for a in accounts}
+        assert sorted(poller.due_accounts(0.0, 0.0, turns)) == ["a0", "a1", "a2"]
+        assert poller.due_accounts(0.0, 59.9, turns) == []
+        wakeup = poller.next_wakeup(0.0, turns)
+        assert 60.0 <= wakeup <= 66.0  # offset within a tenth of the interval
+        due_times = {}
+        for t in range(600, 6601):  # step through a minute in 10 ms steps
+            for account in poller.due_accounts(0.0, t / 100, turns):
+                due_times.setdefault(account, []).append(t / 100)
+        for account, times in due_times.items():
+            assert len(times) == 1 and 60.0 <= times[0] <= 66.0, (account, times)
+        offsets = {times[0] for times in due_times.values()}
+        assert len(offsets) == 3  # accounts are spread, not polled in the same instant
+        # a host suspended for ten intervals skips the missed turns
+        assert sorted(poller.due_accounts(0.0, 700.0, turns)) == ["a0", "a1", "a2"]
+        assert poller.due_accounts(0.0, 700.0, turns) == []
+        assert poller.next_wakeup(0.0, turns) > 700.0
+    finally:
+        poller.stop()
+
+
+def test_ready_only_after_every_queue_polled_once(sim, clock):
+    poller, store, registry = build(sim, clock, [hmac_account(sim.url), oauth_account(sim.url)])
+    try:
+        assert not store.view().first_cycle_done
+        poller.submit("legacy", "processing").result(timeout=10)
+        assert not store.view().first_cycle_done
+        poller.run_cycle()
+    finally:
+        poller.stop()
+    assert store.view().first_cycle_done
