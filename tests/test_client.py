@@ -87,6 +87,7 @@ def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
     assert criteria["end"] == "2026-11-24T00:00:00+0000"
     ids = [_header(c, "x-mc-req-id") for c in calls]
     assert len(set(ids)) == len(ids) and all(ids)
+    assert all(_header(c, "x-mc-date").endswith(" UTC") for c in calls)
     assert _header(calls[0], "content-type").startswith("application/json")
 
 

@@ -23,7 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
-from exporter.mimecast.auth import TokenCache, hmac_headers
+from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 from exporter.mimecast.responses import Page, fail_errors, parse_page, parse_token
@@ -255,6 +255,8 @@ class MimecastClient:
         if hmac_creds is not None:
             # Signed last: date and request id must be those of this very request.
             all_headers.update(hmac_headers(hmac_creds, path, request_id, self.clock.time()))
+        else:
+            all_headers["x-mc-date"] = mc_date(self.clock.time())
         if headers:
             all_headers.update(headers)
         timeout = min(self.poll.timeout, deadline - self.clock.monotonic())

@@ -1,0 +1,172 @@
+"""Named scenarios: the settings that give each simulated tenant its queue behaviour.
+
+A scenario says how fast mail arrives per route and queue, how long a message
+waits before its first delivery attempt, which destination domains refuse mail
+and when, when inbound bursts happen, and what the queue holds at start.
+`model.py` turns these settings into queue dynamics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
+QUEUES: tuple[str, ...] = ("processing", "bulk_processing")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A destination domain refusing mail from model offset ``start`` to ``end`` (seconds)."""
+
+    domain: str
+    start: float = float("-inf")
+    end: float = float("inf")
+    reply: str = "Remote server refused: 421 4.7.0 Try again later"
+
+    def active(self, offset: float) -> bool:
+        return self.start <= offset < self.end
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Inbound arrivals multiplied by ``factor`` for ``duration`` s, every ``period`` s."""
+
+    offset: float
+    duration: float
+    factor: float
+    period: float = 3600.0
+
+    def factor_at(self, offset: float) -> float:
+        if offset < self.offset:
+            return 1.0
+        return self.factor if (offset - self.offset) % self.period < self.duration else 1.0
+
+
+def _frozen(d: Mapping) -> Mapping:
+    return MappingProxyType(dict(d))
+
+
+# Arrival rates in messages per second of model time. Processing is ordinary
+# mail; bulk_processing is marketing-style mail: mostly outbound, bigger, slower.
+_STEADY_RATES = _frozen(
+    {
+        "processing": _frozen(
+            {"inbound": 0.05, "outbound": 0.03, "internal": 0.02, "external": 0.004}
+        ),
+        "bulk_processing": _frozen(
+            {"inbound": 0.001, "outbound": 0.01, "internal": 0.0005, "external": 0.0}
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Settings for one tenant's queues; see the module docstring."""
+
+    name: str
+    description: str
+    rates: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: _STEADY_RATES)
+    # Mean seconds between arrival and first delivery attempt (scanning, policy).
+    first_attempt_delay: Mapping[str, float] = field(
+        default_factory=lambda: _frozen({"processing": 20.0, "bulk_processing": 120.0})
+    )
+    # Chance that an attempt to a willing destination succeeds.
+    success_probability: float = 0.97
+    refusals: tuple[Refusal, ...] = ()
+    bursts: tuple[Burst, ...] = ()
+    # Fresh messages present at start: queue -> route -> count.
+    prefill: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen({}))
+    # Old, repeatedly retried messages in the processing queue at start (to a refusing domain).
+    aged_retries: int = 0
+
+    def rate(self, queue: str, route: str, offset: float) -> float:
+        """Arrivals per second for (queue, route) at ``offset`` s of model time after start."""
+        base = self.rates.get(queue, {}).get(route, 0.0)
+        if route == "inbound" and queue == "processing":
+            for burst in self.bursts:
+                base *= burst.factor_at(offset)
+        return base
+
+    def max_rate(self, queue: str, route: str) -> float:
+        """An upper bound of :meth:`rate` over time (for Poisson thinning)."""
+        base = self.rates.get(queue, {}).get(route, 0.0)
+        if route == "inbound" and queue == "processing":
+            for burst in self.bursts:
+                base *= max(1.0, burst.factor)
+        return base
+
+    def refusal(self, domain: str, offset: float) -> Refusal | None:
+        for refusal in self.refusals:
+            if refusal.domain == domain and refusal.active(offset):
+                return refusal
+        return None
+
+
+_STEADY = Scenario(
+    name="steady",
+    description="small queues that come and go; a few messages present most of the time",
+)
+
+SCENARIOS: Mapping[str, Scenario] = _frozen(
+    {
+        "steady": _STEADY,
+        "empty": replace(
+            _STEADY,
+            name="empty",
+            description="nothing is ever queued (the normal answer of a quiet tenant)",
+            rates=_frozen({}),
+        ),
+        "outage": replace(
+            _STEADY,
+            name="outage",
+            description=(
+                "partner.example refuses all mail from the start: the outbound "
+                "processing queue grows, its oldest message ages, attempts rise"
+            ),
+            refusals=(Refusal("partner.example"),),
+        ),
+        "demo": replace(
+            _STEADY,
+            name="demo",
+            description=(
+                "steady, pre-filled so every route has messages at once, with aged "
+                "retries to legacy.partner.example, which keeps deferring mail"
+            ),
+            refusals=(
+                Refusal(
+                    "legacy.partner.example",
+                    reply="Remote server refused: 450 4.7.1 Client host rejected: try again later",
+                ),
+            ),
+            prefill=_frozen(
+                {
+                    "processing": _frozen(
+                        {"inbound": 6, "outbound": 4, "internal": 3, "external": 2}
+                    ),
+                    "bulk_processing": _frozen({"outbound": 3, "inbound": 1}),
+                }
+            ),
+            aged_retries=5,
+        ),
+        "burst": replace(
+            _STEADY,
+            name="burst",
+            description=(
+                "steady, with an inbound spike (30x for 5 minutes) one minute in, then hourly"
+            ),
+            bursts=(Burst(offset=60.0, duration=300.0, factor=30.0),),
+        ),
+    }
+)
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called ``name``; ValueError listing the known names otherwise."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(sorted(SCENARIOS))
+        raise ValueError(f"unknown scenario {name!r} (known: {known})") from None
