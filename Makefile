@@ -38,12 +38,12 @@ promtool:
 	@promtool --version 2>&1 | head -1
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests
-	$(BIN)/ruff format --check exporter tests
+	$(BIN)/ruff check exporter tests benchmarks
+	$(BIN)/ruff format --check exporter tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format exporter tests
-	$(BIN)/ruff check --fix exporter tests
+	$(BIN)/ruff format exporter tests benchmarks
+	$(BIN)/ruff check --fix exporter tests benchmarks
 
 test: $(STAMP) promtool lint
 	$(BIN)/python -m pytest

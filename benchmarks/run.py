@@ -79,12 +79,18 @@ def main() -> None:
     small, large = 10_000, 100_000
     small_time, small_peak = aggregate(small)
     large_time, large_peak = aggregate(large)
-    print(f"aggregation, {small:>7} messages: {small / small_time:>10,.0f} msg/s, "
-          f"peak {small_peak / 1024:,.0f} KiB")
-    print(f"aggregation, {large:>7} messages: {large / large_time:>10,.0f} msg/s, "
-          f"peak {large_peak / 1024:,.0f} KiB")
-    print(f"  memory ratio {large}/{small} messages: {large_peak / small_peak:.2f} "
-          "(about 1: memory is per page, not per queue)")
+    print(
+        f"aggregation, {small:>7} messages: {small / small_time:>10,.0f} msg/s, "
+        f"peak {small_peak / 1024:,.0f} KiB"
+    )
+    print(
+        f"aggregation, {large:>7} messages: {large / large_time:>10,.0f} msg/s, "
+        f"peak {large_peak / 1024:,.0f} KiB"
+    )
+    print(
+        f"  memory ratio {large}/{small} messages: {large_peak / small_peak:.2f} "
+        "(about 1: memory is per page, not per queue)"
+    )
     print(f"  time ratio   {large}/{small} messages: {large_time / small_time:.2f} (linear: ~10)")
     one, fifty = scrape_cost(1), scrape_cost(50)
     print(f"scrape,  1 account:  {one * 1000:.2f} ms")

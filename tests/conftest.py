@@ -60,8 +60,9 @@ def hmac_account(base_url: str, name: str = "legacy", **overrides) -> AccountCon
         Secret(overrides.get("access_key", HMAC_ACCESS_KEY)),
         Secret(overrides.get("secret_key", HMAC_SECRET_KEY)),
     )
-    return AccountConfig(name, base_url, creds, overrides.get("search_by"),
-                         overrides.get("filter_by"))
+    return AccountConfig(
+        name, base_url, creds, overrides.get("search_by"), overrides.get("filter_by")
+    )
 
 
 def poll_config(**overrides) -> PollConfig:
@@ -70,10 +71,18 @@ def poll_config(**overrides) -> PollConfig:
     return PollConfig(**settings)
 
 
-def make_messages(count: int, route: str = "outbound", created: str = "2026-11-23T23:00:00+0000",
-                  **fields) -> list[dict]:
+def make_messages(
+    count: int, route: str = "outbound", created: str = "2026-11-23T23:00:00+0000", **fields
+) -> list[dict]:
     return [
-        {"id": f"msg-{route}-{i}", "routing": route, "size": 1000 + i, "attempts": 1 + i % 4,
-         "created": created, "info": "Delivery attempt pending", **fields}
+        {
+            "id": f"msg-{route}-{i}",
+            "routing": route,
+            "size": 1000 + i,
+            "attempts": 1 + i % 4,
+            "created": created,
+            "info": "Delivery attempt pending",
+            **fields,
+        }
         for i in range(count)
     ]

@@ -11,7 +11,10 @@ NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
 
 def message(**fields):
     base = {
-        "id": "m1", "routing": "outbound", "size": 2048, "attempts": 3,
+        "id": "m1",
+        "routing": "outbound",
+        "size": 2048,
+        "attempts": 3,
         "created": "2026-11-23T23:00:00+0000",
     }
     base.update(fields)
@@ -55,8 +58,12 @@ def test_sums_per_route_and_four_routes_always_present():
 
 def test_histograms_bucket_by_age_and_size():
     agg = QueueAggregator(NOW)
-    agg.add([message(created="2026-11-23T23:59:30Z", size=500),  # 30 s old, 500 B
-             message(created="2026-11-23T22:00:00Z", size=3_000_000)])  # 2 h old, 3 MB
+    agg.add(
+        [
+            message(created="2026-11-23T23:59:30Z", size=500),  # 30 s old, 500 B
+            message(created="2026-11-23T22:00:00Z", size=3_000_000),
+        ]
+    )  # 2 h old, 3 MB
     stats = agg.snapshot().routes["outbound"]
     cumulative = dict(stats.age.cumulative())
     assert cumulative["60.0"] == 1
@@ -73,10 +80,20 @@ def test_histograms_bucket_by_age_and_size():
 @pytest.mark.parametrize(
     "fields",
     [
-        {"size": None}, {"size": "big"}, {"size": -1}, {"size": True}, {"size": 1.5},
-        {"attempts": None}, {"attempts": "three"}, {"attempts": [1]},
-        {"created": None}, {"created": "not a date"}, {"created": 1700000000},
-        {"routing": None}, {"routing": 42}, {"routing": "sideways"},
+        {"size": None},
+        {"size": "big"},
+        {"size": -1},
+        {"size": True},
+        {"size": 1.5},
+        {"attempts": None},
+        {"attempts": "three"},
+        {"attempts": [1]},
+        {"created": None},
+        {"created": "not a date"},
+        {"created": 1700000000},
+        {"routing": None},
+        {"routing": 42},
+        {"routing": "sideways"},
     ],
 )
 def test_bad_field_skips_the_value_but_counts_the_message(fields, caplog):
@@ -100,7 +117,9 @@ def test_missing_fields_entirely():
 
 def test_string_numbers_and_case_are_accepted():
     agg = QueueAggregator(NOW)
-    agg.add([message(routing=" Inbound ", size="4096", attempts="2", created="2026-11-23T23:00:00Z")])
+    agg.add(
+        [message(routing=" Inbound ", size="4096", attempts="2", created="2026-11-23T23:00:00Z")]
+    )
     stats = agg.snapshot().routes["inbound"]
     assert (stats.messages, stats.size_bytes, stats.attempts) == (1, 4096, 2)
 

@@ -40,7 +40,9 @@ def test_mc_date_is_rfc1123_in_utc():
 
 
 def test_hmac_headers_carry_signed_date_and_id():
-    creds = HmacCredentials("app-id", Secret("app-key-123"), Secret("access"), Secret(SECRET_KEY_B64))
+    creds = HmacCredentials(
+        "app-id", Secret("app-key-123"), Secret("access"), Secret(SECRET_KEY_B64)
+    )
     headers = hmac_headers(creds, URI, REQUEST_ID, 1448369411)
     assert headers == {
         "Authorization": f"MC access:{EXPECTED_SIGNATURE}",

@@ -71,7 +71,11 @@ accounts:
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY}
     return subprocess.run(
-        [*EXPORTER, *args], capture_output=True, text=True, timeout=timeout, env=env,
+        [*EXPORTER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
         stdin=subprocess.DEVNULL,
     )
 
@@ -89,8 +93,11 @@ def test_version():
 
 
 def test_config_check_valid_masks_secrets(tmp_path):
-    result = run("--config.file", str(write_config(tmp_path, "https://eu-api.mimecast.com")),
-                 "--config.check")
+    result = run(
+        "--config.file",
+        str(write_config(tmp_path, "https://eu-api.mimecast.com")),
+        "--config.check",
+    )
     assert result.returncode == 0, result.stderr
     assert "acme" in result.stdout and "legacy" in result.stdout
     assert "********" in result.stdout
@@ -142,7 +149,10 @@ class Daemon:
         env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [*EXPORTER, "--web.listen-address", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
             stdin=subprocess.DEVNULL,
         )
         self.lines: list[str] = []
@@ -203,8 +213,12 @@ def test_bind_failure_exits_1(tmp_path, live_sim):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("--config.file", str(write_config(tmp_path, live_sim.url)),
-                     "--web.listen-address", f"127.0.0.1:{port}")
+        result = run(
+            "--config.file",
+            str(write_config(tmp_path, live_sim.url)),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
 

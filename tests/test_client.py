@@ -23,8 +23,12 @@ from tests.conftest import hmac_account, make_messages, oauth_account, poll_conf
 def client_for(account, clock, **poll):
     responses = []
     client = MimecastClient(
-        account, poll_config(**poll), clock=clock, gate=RateLimitGate(),
-        token_cache=TokenCache(), on_response=lambda s, r: responses.append((s, r)),
+        account,
+        poll_config(**poll),
+        clock=clock,
+        gate=RateLimitGate(),
+        token_cache=TokenCache(),
+        on_response=lambda s, r: responses.append((s, r)),
     )
     client.responses = responses
     return client

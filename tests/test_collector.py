@@ -41,15 +41,34 @@ def value(registry, name, **labels):
 
 def test_nothing_about_queues_before_first_poll(env):
     clock, store, registry = env
-    assert value(registry, "mimecast_queue_messages", account="acme", queue="processing",
-                 route="inbound") is None
+    assert (
+        value(
+            registry, "mimecast_queue_messages", account="acme", queue="processing", route="inbound"
+        )
+        is None
+    )
     assert value(registry, "mimecast_up", account="acme") == 0
-    assert value(registry, "mimecast_last_success_timestamp_seconds", account="acme",
-                 queue="processing") is None
+    assert (
+        value(
+            registry, "mimecast_last_success_timestamp_seconds", account="acme", queue="processing"
+        )
+        is None
+    )
     for reason in REASONS:
-        assert value(registry, "mimecast_poll_errors_total", account="acme", queue="processing",
-                     reason=reason) == 0
-    assert value(registry, "mimecast_exporter_build_info", version=__import__("exporter").__version__) == 1
+        assert (
+            value(
+                registry,
+                "mimecast_poll_errors_total",
+                account="acme",
+                queue="processing",
+                reason=reason,
+            )
+            == 0
+        )
+    assert (
+        value(registry, "mimecast_exporter_build_info", version=__import__("exporter").__version__)
+        == 1
+    )
 
 
 def test_zero_fill_for_every_route_after_success(env):
@@ -63,12 +82,21 @@ def test_zero_fill_for_every_route_after_success(env):
     assert value(registry, "mimecast_queue_size_bytes", route="outbound", **labels) == 200
     for route in ("inbound", "internal", "external"):
         assert value(registry, "mimecast_queue_messages", route=route, **labels) == 0
-        assert value(registry, "mimecast_queue_oldest_message_age_seconds", route=route,
-                     **labels) == 0
-        assert value(registry, "mimecast_queue_oldest_message_created_timestamp_seconds",
-                     route=route, **labels) is None
-        assert value(registry, "mimecast_queue_message_age_seconds_count", route=route,
-                     **labels) == 0
+        assert (
+            value(registry, "mimecast_queue_oldest_message_age_seconds", route=route, **labels) == 0
+        )
+        assert (
+            value(
+                registry,
+                "mimecast_queue_oldest_message_created_timestamp_seconds",
+                route=route,
+                **labels,
+            )
+            is None
+        )
+        assert (
+            value(registry, "mimecast_queue_message_age_seconds_count", route=route, **labels) == 0
+        )
     # 'unknown' only once seen
     assert value(registry, "mimecast_queue_messages", route="unknown", **labels) is None
     # the other queue of the account has not succeeded yet: still down
@@ -84,8 +112,10 @@ def test_oldest_age_is_computed_at_scrape_time(env):
     store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
     labels = {"account": "acme", "queue": "processing", "route": "outbound"}
     assert value(registry, "mimecast_queue_oldest_message_age_seconds", **labels) == 3600
-    assert value(registry, "mimecast_queue_oldest_message_created_timestamp_seconds",
-                 **labels) == now - 3600
+    assert (
+        value(registry, "mimecast_queue_oldest_message_created_timestamp_seconds", **labels)
+        == now - 3600
+    )
     clock.advance(100)
     assert value(registry, "mimecast_queue_oldest_message_age_seconds", **labels) == 3700
 
@@ -113,8 +143,10 @@ def test_stale_series_expire_but_health_stays(env):
     store.record_failure("acme", "processing", "timeout", 30)
     clock.advance(1)
     assert value(registry, "mimecast_queue_messages", route="outbound", **labels) is None
-    assert value(registry, "mimecast_queue_message_age_seconds_count", route="outbound",
-                 **labels) is None
+    assert (
+        value(registry, "mimecast_queue_message_age_seconds_count", route="outbound", **labels)
+        is None
+    )
     assert value(registry, "mimecast_last_success_timestamp_seconds", **labels) == now
     assert value(registry, "mimecast_up", account="acme") == 0
     assert value(registry, "mimecast_poll_errors_total", reason="timeout", **labels) == 1
@@ -153,7 +185,8 @@ def test_exposition_passes_promtool(env, tmp_path):
     store.record_failure("legacy", "processing", "auth", 0.2)
     store.record_response("acme", 200, 10)
     text = generate_latest(registry)
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                            timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b"", result.stderr

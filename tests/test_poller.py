@@ -30,8 +30,10 @@ def sample(registry, name, **labels):
 
 def test_account_isolation_bad_credentials_next_to_healthy(sim, clock):
     sim.oauth_tenant.model.set_messages("processing", make_messages(4))
-    accounts = [oauth_account(sim.url, name="good"),
-                oauth_account(sim.url, name="bad", secret="not-the-secret")]
+    accounts = [
+        oauth_account(sim.url, name="good"),
+        oauth_account(sim.url, name="bad", secret="not-the-secret"),
+    ]
     poller, store, registry = build(sim, clock, accounts)
     try:
         assert poller.run_cycle() is False
@@ -39,14 +41,38 @@ def test_account_isolation_bad_credentials_next_to_healthy(sim, clock):
         poller.stop()
     assert sample(registry, "mimecast_up", account="good") == 1
     assert sample(registry, "mimecast_up", account="bad") == 0
-    assert sample(registry, "mimecast_queue_messages", account="good", queue="processing",
-                  route="outbound") == 4
-    assert sample(registry, "mimecast_queue_messages", account="bad", queue="processing",
-                  route="outbound") is None
-    assert sample(registry, "mimecast_poll_errors_total", account="bad", queue="processing",
-                  reason="auth") == 1
-    assert sample(registry, "mimecast_poll_errors_total", account="good", queue="processing",
-                  reason="auth") == 0
+    assert (
+        sample(
+            registry,
+            "mimecast_queue_messages",
+            account="good",
+            queue="processing",
+            route="outbound",
+        )
+        == 4
+    )
+    assert (
+        sample(
+            registry, "mimecast_queue_messages", account="bad", queue="processing", route="outbound"
+        )
+        is None
+    )
+    assert (
+        sample(
+            registry, "mimecast_poll_errors_total", account="bad", queue="processing", reason="auth"
+        )
+        == 1
+    )
+    assert (
+        sample(
+            registry,
+            "mimecast_poll_errors_total",
+            account="good",
+            queue="processing",
+            reason="auth",
+        )
+        == 0
+    )
     assert store.view().first_cycle_done
 
 
@@ -64,14 +90,23 @@ def test_failure_mid_pagination_publishes_nothing(sim, clock):
     finally:
         poller.stop()
     assert sample(registry, "mimecast_queue_messages", **labels) == 120
-    assert sample(registry, "mimecast_poll_errors_total", reason="http_4xx",
-                  account="legacy", queue="processing") == 1
+    assert (
+        sample(
+            registry,
+            "mimecast_poll_errors_total",
+            reason="http_4xx",
+            account="legacy",
+            queue="processing",
+        )
+        == 1
+    )
 
 
 def test_stale_after_repeated_failures_then_recovery(sim, clock):
     sim.hmac_tenant.model.set_messages("processing", make_messages(3))
-    poller, store, registry = build(sim, clock, [hmac_account(sim.url)], stale_after=120.0,
-                                    queues=("processing",))
+    poller, store, registry = build(
+        sim, clock, [hmac_account(sim.url)], stale_after=120.0, queues=("processing",)
+    )
     labels = {"account": "legacy", "queue": "processing"}
     try:
         assert poller.poll_queue("legacy", "processing")

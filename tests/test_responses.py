@@ -14,10 +14,15 @@ def body(obj):
 
 def test_page_with_messages_and_next():
     page = parse_page(
-        body({"meta": {"status": 200, "pagination": {"next": "abc"}},
-              "data": [{"messages": [{"id": 1}, {"id": 2}]}, {"messages": [{"id": 3}]}],
-              "fail": []}),
-        2, "rid",
+        body(
+            {
+                "meta": {"status": 200, "pagination": {"next": "abc"}},
+                "data": [{"messages": [{"id": 1}, {"id": 2}]}, {"messages": [{"id": 3}]}],
+                "fail": [],
+            }
+        ),
+        2,
+        "rid",
     )
     assert (page.number, len(page.messages), page.next_token) == (2, 3, "abc")
 
@@ -31,9 +36,17 @@ def test_empty_queue_is_normal():
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b'{"data": [', b"[]", b'"str"', body({"fail": []}), body({"data": {}}),
-     body({"data": [{"messages": {}}]}), body({"data": [], "meta": {"pagination": {"next": []}}}),
-     b"\xff\xfe"],
+    [
+        b"not json",
+        b'{"data": [',
+        b"[]",
+        b'"str"',
+        body({"fail": []}),
+        body({"data": {}}),
+        body({"data": [{"messages": {}}]}),
+        body({"data": [], "meta": {"pagination": {"next": []}}}),
+        b"\xff\xfe",
+    ],
 )
 def test_bad_envelopes_are_bad_response(raw):
     with pytest.raises(PollError) as info:
@@ -43,8 +56,22 @@ def test_bad_envelopes_are_bad_response(raw):
 
 def test_fail_on_200_is_api_fail_with_retryable_flag():
     with pytest.raises(PollError) as info:
-        parse_page(body({"data": [], "fail": [{"errors": [
-            {"code": "err_busy", "message": "try later", "retryable": True}]}]}), 1, "r")
+        parse_page(
+            body(
+                {
+                    "data": [],
+                    "fail": [
+                        {
+                            "errors": [
+                                {"code": "err_busy", "message": "try later", "retryable": True}
+                            ]
+                        }
+                    ],
+                }
+            ),
+            1,
+            "r",
+        )
     assert info.value.reason == "api_fail" and info.value.retryable
     assert info.value.code == "err_busy"
     with pytest.raises(PollError) as info:
