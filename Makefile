@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench promtool venv dist clean
+.PHONY: help demo test lint format bench promtool chromium venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator"
@@ -37,6 +37,11 @@ promtool:
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends prometheus; }
 	@promtool --version 2>&1 | head -1
 
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium package (headless browser tests of the landing page)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check exporter tests benchmarks
 	$(BIN)/ruff format --check exporter tests benchmarks
@@ -45,7 +50,7 @@ format: $(STAMP)
 	$(BIN)/ruff format exporter tests benchmarks
 	$(BIN)/ruff check --fix exporter tests benchmarks
 
-test: $(STAMP) promtool lint
+test: $(STAMP) promtool chromium lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
