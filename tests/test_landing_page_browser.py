@@ -12,7 +12,7 @@ import pytest
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config
-from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
+from tests.conftest import make_messages, oauth_account, poll_config
 
 
 def chromium() -> str:
@@ -27,10 +27,23 @@ def chromium() -> str:
 
 def browse(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", *extra, url],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -39,8 +52,10 @@ def served_exporter(make_sim):
     sim = make_sim(clock=time.time)
     created = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(time.time() - 120))
     sim.oauth_tenant.model.set_messages("processing", make_messages(5, created=created))
-    accounts = (oauth_account(sim.url, name="acme"),
-                oauth_account(sim.url, name="broken", secret="wrong-secret"))
+    accounts = (
+        oauth_account(sim.url, name="acme"),
+        oauth_account(sim.url, name="broken", secret="wrong-secret"),
+    )
     exporter = Exporter(Config(poll_config(), accounts), SystemClock(), process_metrics=False)
     exporter.poller.run_cycle()
     web = exporter.serve("127.0.0.1:0")
@@ -64,8 +79,9 @@ def test_landing_page_renders_links_and_account_status(served_exporter, tmp_path
 
 def test_landing_page_screenshot(served_exporter, tmp_path):
     shot = tmp_path / "landing.png"
-    result = browse(served_exporter + "/", tmp_path, f"--screenshot={shot}",
-                    "--window-size=1000,600")
+    result = browse(
+        served_exporter + "/", tmp_path, f"--screenshot={shot}", "--window-size=1000,600"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
