@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 import requests
 
@@ -25,6 +25,7 @@ from exporter.mimecast.client import MimecastClient
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import RateLimitGate
 from exporter.store import SnapshotStore
+from exporter.workers import DaemonPool
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,7 @@ class Poller:
                     on_response=self._response_hook(account),
                     session=session_factory(),
                 )
-        self._pool = ThreadPoolExecutor(
-            max_workers=config.poll.concurrency, thread_name_prefix="poll"
-        )
+        self._pool = DaemonPool(config.poll.concurrency, "poll")
         self._lock = threading.Lock()
         self._running: set[Key] = set()
         self._completed: set[Key] = set()
@@ -160,7 +159,7 @@ class Poller:
         """Poll every queue of every account once and wait; True if all succeeded."""
         futures = [f for f in (self.submit(*key) for key in self._clients) if f is not None]
         wait(futures)
-        return all(f.result() for f in futures)
+        return all(not f.cancelled() and f.result() for f in futures)
 
     # -- the schedule -----------------------------------------------------
 
@@ -205,6 +204,6 @@ class Poller:
     def stop(self) -> None:
         """Stop scheduling; polls under way are abandoned, not awaited."""
         self._stopping.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=5)
