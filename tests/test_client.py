@@ -341,3 +341,83 @@ def test_request_bodies_are_json_not_python_repr(sim, clock):
     collect(client_for(hmac_account(sim.url), clock), clock)
     raw = api_calls(sim)[0].body
     assert json.loads(raw)["data"][0]["type"] == "processing"
+
+
+def test_stall_in_the_middle_of_the_body_is_a_timeout(clock):
+    import time
+
+    from tests.rawserver import RawServer
+
+    def stall(conn):
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"data": ['
+        )
+        time.sleep(2)
+
+    with RawServer(stall) as server:
+        client = client_for(hmac_account(server.url), clock, timeout=0.3)
+        client.max_attempts = 1
+        with pytest.raises(PollError) as info:
+            collect(client, clock)
+    assert info.value.reason == "timeout"
+
+
+def test_trickling_answer_hits_the_request_deadline(clock):
+    """One byte every 50 ms never trips a 0.5 s socket timeout; the total deadline does."""
+    import time
+
+    from tests.fakes import FakeClock
+    from tests.rawserver import RawServer
+
+    class RealMonotonic(FakeClock):
+        def monotonic(self):
+            return time.monotonic()
+
+    real = RealMonotonic()
+
+    def trickle(conn):
+        body = b'{"meta": {"status": 200}, "data": [], "fail": []}' + b" " * 400
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        for i in range(len(body)):
+            conn.sendall(body[i : i + 1])
+            time.sleep(0.05)
+
+    with RawServer(trickle) as server:
+        client = client_for(hmac_account(server.url), real, timeout=0.5)
+        client.max_attempts = 1
+        started = time.monotonic()
+        with pytest.raises(PollError) as info:
+            collect(client, real)
+    assert info.value.reason == "timeout"
+    assert time.monotonic() - started < 3
+
+
+def test_answer_over_the_size_cap_is_refused(sim, clock):
+    sim.hmac_tenant.model.set_messages("processing", make_messages(50))
+    client = client_for(hmac_account(sim.url), clock)
+    client.max_response_bytes = 2000
+    with pytest.raises(PollError) as info:
+        collect(client, clock)
+    assert info.value.reason == "bad_response" and "cap" in info.value.message
+
+
+def test_connection_closed_mid_body(clock):
+    from tests.rawserver import RawServer
+
+    def truncate(conn):
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 500\r\n\r\n{"data": ['
+        )
+
+    with RawServer(truncate) as server:
+        client = client_for(hmac_account(server.url), clock)
+        client.max_attempts = 2
+        with pytest.raises(PollError) as info:
+            collect(client, clock)
+        assert server.connections == 2  # retried once
+    assert info.value.reason == "connection"

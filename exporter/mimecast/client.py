@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from urllib3.exceptions import ReadTimeoutError
 
 from exporter import __version__
 from exporter.clock import Clock
@@ -276,24 +278,17 @@ class MimecastClient:
                 body = self._read_body(response, request_deadline, request_id)
             finally:
                 response.close()
-        except requests.exceptions.Timeout as exc:
-            raise PollError(
-                "timeout",
-                f"no answer within {timeout:.1f}s",
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError) as exc:
+        except requests.exceptions.RequestException as exc:
+            if _is_timeout(exc):
+                raise PollError(
+                    "timeout",
+                    f"no answer within {timeout:.1f}s",
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
             raise PollError(
                 "connection",
                 f"connection failed: {_short(exc)}",
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise PollError(
-                "connection",
-                f"request failed: {_short(exc)}",
                 request_id=request_id,
                 retryable=True,
             ) from exc
@@ -312,7 +307,29 @@ class MimecastClient:
             )
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(_READ_CHUNK):
+        while True:
+            # read1 returns whatever has arrived, so the deadline is checked
+            # between bytes of a trickle that never trips the socket timeout.
+            try:
+                chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+            except ReadTimeoutError as exc:
+                raise PollError(
+                    "timeout",
+                    "answer stalled mid-body",
+                    status=response.status_code,
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise PollError(
+                    "connection",
+                    f"connection failed mid-body: {_short(exc)}",
+                    status=response.status_code,
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
+            if not chunk:
+                return b"".join(chunks)
             size += len(chunk)
             if size > self.max_response_bytes:
                 raise PollError(
@@ -322,7 +339,6 @@ class MimecastClient:
                     request_id=request_id,
                 )
             if self.clock.monotonic() > deadline:
-                # A server trickling bytes never trips the socket timeout.
                 raise PollError(
                     "timeout",
                     "answer still arriving at the request deadline",
@@ -331,7 +347,6 @@ class MimecastClient:
                     retryable=True,
                 )
             chunks.append(chunk)
-        return b"".join(chunks)
 
     def _note_rate_limit(self, answer: _Answer) -> None:
         remaining = _header_number(answer.headers, "X-RateLimit-Remaining")
@@ -407,6 +422,20 @@ def _header_number(headers: Any, name: str) -> float | None:
         return float(headers.get(name, ""))
     except ValueError:
         return None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Timeouts while reading a streamed body reach us as ConnectionError; look inside."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.Timeout | TimeoutError | ReadTimeoutError):
+            return True
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+    return False
 
 
 def _short(exc: BaseException) -> str:
