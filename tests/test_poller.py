@@ -188,3 +188,19 @@ def test_ready_only_after_every_queue_polled_once(sim, clock):
     finally:
         poller.stop()
     assert store.view().first_cycle_done
+
+
+def test_rate_limit_gate_is_shared_by_the_queues_of_an_account(make_sim, clock):
+    sim = make_sim(rate_limit_quota=1, rate_limit_window=30.0)
+    poller, store, registry = build(sim, clock, [hmac_account(sim.url)])
+    try:
+        assert poller.poll_queue("legacy", "processing")
+        assert poller.poll_queue("legacy", "bulk_processing")
+    finally:
+        poller.stop()
+    calls = [r for r in sim.requests if r.path.endswith("find-processing-messages")]
+    assert [c.status for c in calls] == [200, 200]
+    reset = float(calls[0].response_headers["X-RateLimit-Reset"]) / 1000
+    assert reset > 0
+    # the second queue's first request waited for the reset the first queue was told of
+    assert calls[1].time - calls[0].time >= reset
