@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench promtool chromium venv dist clean
+.PHONY: help demo test lint format bench promtool chromium docker-compose venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator"
@@ -42,6 +42,11 @@ chromium:
 	  echo "installing Debian's chromium package (headless browser tests of the landing page)"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium; }
 
+docker-compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing Debian's docker-compose package (validates docker-compose.yml)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check exporter tests benchmarks
 	$(BIN)/ruff format --check exporter tests benchmarks
@@ -50,7 +55,7 @@ format: $(STAMP)
 	$(BIN)/ruff format exporter tests benchmarks
 	$(BIN)/ruff check --fix exporter tests benchmarks
 
-test: $(STAMP) promtool chromium lint
+test: $(STAMP) promtool chromium docker-compose lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

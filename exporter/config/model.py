@@ -1,0 +1,136 @@
+"""The configuration's data model: the frozen objects the rest of the exporter uses.
+
+Owns :class:`ConfigError`, :class:`Secret`, the credential and config
+dataclasses, and the fixed vocabularies they draw on (queue types, region
+shorthands, scheme labels). Nothing here reads YAML or the environment; the
+parsing modules build these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUE_TYPES: tuple[str, ...] = ("processing", "bulk_processing")
+
+# Region shorthands, from Mimecast's list of base URLs (see shared reference).
+OAUTH2_REGIONS: dict[str, str] = {
+    "global": "https://api.services.mimecast.com",
+    "uk": "https://uk-api.services.mimecast.com",
+    "us": "https://us-api.services.mimecast.com",
+}
+HMAC_REGIONS: dict[str, str] = {
+    "eu": "https://eu-api.mimecast.com",
+    "de": "https://de-api.mimecast.com",
+    "us": "https://us-api.mimecast.com",
+    "usb": "https://usb-api.mimecast.com",
+    "ca": "https://ca-api.mimecast.com",
+    "za": "https://za-api.mimecast.com",
+    "au": "https://au-api.mimecast.com",
+    "je": "https://je-api.mimecast.com",
+}
+
+# How each credential scheme is named in messages and in the --config.check summary.
+SCHEME_LABELS: dict[str, str] = {"oauth2": "oauth2 (API 2.0)", "hmac": "hmac (API 1.0)"}
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the field and what was expected."""
+
+    def __init__(self, field_path: str, problem: str) -> None:
+        self.field_path = field_path
+        self.problem = problem
+        super().__init__(f"{field_path}: {problem}" if field_path else problem)
+
+
+class Secret:
+    """A credential value that never shows itself in logs, reprs or tracebacks.
+
+    Call :meth:`reveal` at the one place the value is really needed (signing a
+    request, asking for a token).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class OAuth2Credentials:
+    """API 2.0: OAuth 2.0 client credentials."""
+
+    client_id: str
+    client_secret: Secret
+
+    @property
+    def scheme(self) -> str:
+        return "oauth2"
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.client_secret.reveal(),)
+
+
+@dataclass(frozen=True)
+class HmacCredentials:
+    """API 1.0: the four values of a registered application and its access key binding."""
+
+    app_id: str
+    app_key: Secret
+    access_key: Secret
+    secret_key: Secret
+
+    @property
+    def scheme(self) -> str:
+        return "hmac"
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.app_key.reveal(), self.access_key.reveal(), self.secret_key.reveal())
+
+
+Credentials = OAuth2Credentials | HmacCredentials
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    base_url: str  # no trailing slash
+    credentials: Credentials
+    search_by: dict[str, Any] | None = None
+    filter_by: tuple[dict[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval: float = 60.0  # seconds
+    lookback: float = 7 * 86400.0
+    page_size: int = 100
+    timeout: float = 30.0
+    stale_after: float = 300.0
+    queues: tuple[str, ...] = QUEUE_TYPES
+    max_pages: int = 1000  # cap on pages followed in one poll of one queue
+    concurrency: int = 4  # polls (account, queue) running at once
+
+
+@dataclass(frozen=True)
+class Config:
+    poll: PollConfig
+    accounts: tuple[AccountConfig, ...] = field(default_factory=tuple)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in the config, for scrubbing output."""
+        return tuple(s for a in self.accounts for s in a.credentials.secrets() if s)

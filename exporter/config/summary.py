@@ -1,0 +1,56 @@
+"""The ``--config.check`` summary: :func:`describe`.
+
+Owns rendering a :class:`Config` for humans with every secret shown as
+``********``, including secrets pasted into non-secret fields.
+"""
+
+from __future__ import annotations
+
+from exporter.config.model import SCHEME_LABELS, AccountConfig, Config, OAuth2Credentials
+from exporter.durations import format_duration
+
+_MASK = "********"
+
+
+def describe(config: Config) -> str:
+    """A human summary of ``config`` in which every secret reads ``********``."""
+    poll = config.poll
+    lines = [
+        "poll:",
+        f"  interval: {format_duration(poll.interval)}",
+        f"  lookback: {format_duration(poll.lookback)}",
+        f"  page_size: {poll.page_size}",
+        f"  timeout: {format_duration(poll.timeout)}",
+        f"  stale_after: {format_duration(poll.stale_after)}",
+        f"  queues: {', '.join(poll.queues)}",
+        f"  max_pages: {poll.max_pages}",
+        f"  concurrency: {poll.concurrency}",
+        f"accounts: {len(config.accounts)}",
+    ]
+    for account in config.accounts:
+        lines += _describe_account(account)
+    text = "\n".join(lines)  # no trailing newline: callers print() it
+    # Belt and braces: a secret could also have been pasted into, say, a
+    # search_by value. Longest first, so a secret containing another is
+    # masked whole.
+    for secret in sorted(set(config.secrets()), key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    return text
+
+
+def _describe_account(account: AccountConfig) -> list[str]:
+    creds = account.credentials
+    lines = [
+        f"  - name: {account.name}",
+        f"    base_url: {account.base_url}",
+        f"    auth: {SCHEME_LABELS[creds.scheme]}",
+    ]
+    if isinstance(creds, OAuth2Credentials):
+        lines += [f"    client_id: {creds.client_id}", f"    client_secret: {_MASK}"]
+    else:
+        lines += [f"    app_id: {creds.app_id}"]
+        lines += [f"    {key}: {_MASK}" for key in ("app_key", "access_key", "secret_key")]
+    lines.append(f"    search_by: {account.search_by if account.search_by else 'none'}")
+    filters = ", ".join(str(f) for f in account.filter_by) if account.filter_by else "none"
+    lines.append(f"    filter_by: {filters}")
+    return lines
