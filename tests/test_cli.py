@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from tests.conftest import (
     OAUTH_SECRET,
     make_messages,
 )
+from tests.processes import Daemon, wait_for
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 SECRETS = (OAUTH_SECRET, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
@@ -142,52 +142,11 @@ def test_once_exits_1_when_an_account_is_down(tmp_path, live_sim):
     assert_no_secrets(result.stdout, result.stderr)
 
 
-class Daemon:
-    """The exporter as a background process, for tests that scrape it."""
-
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [*EXPORTER, "--web.listen-address", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-        self.lines: list[str] = []
-
-    def wait_for_url(self, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                break
-            self.lines.append(line)
-            match = re.search(r"listen=(http://\S+?)/", line)
-            if match:
-                return match.group(1)
-        raise AssertionError("exporter did not start:\n" + "".join(self.lines))
-
-    def stop(self) -> tuple[int, str, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=10)
-        return self.proc.returncode, out, "".join(self.lines) + err
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_daemon_serves_and_never_shows_secrets(tmp_path, live_sim):
     config = write_config(tmp_path, live_sim.url)
-    daemon = Daemon("--config.file", str(config), "--log.level", "debug")
+    daemon = Daemon(
+        "--config.file", str(config), "--log.level", "debug", env={"TEST_APP_KEY": HMAC_APP_KEY}
+    )
     try:
         url = daemon.wait_for_url()
         wait_for(lambda: requests.get(url + "/-/ready", timeout=5).status_code == 200)

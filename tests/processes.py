@@ -1,0 +1,55 @@
+"""The exporter as a real background process, for tests that scrape it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+EXPORTER = [sys.executable, "-m", "exporter"]
+
+
+class Daemon:
+    """The exporter as a background process, for tests that scrape it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [*EXPORTER, "--web.listen-address", "127.0.0.1:0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        self.lines: list[str] = []
+
+    def wait_for_url(self, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            self.lines.append(line)
+            match = re.search(r"listen=(http://\S+?)/", line)
+            if match:
+                return match.group(1)
+        raise AssertionError("exporter did not start:\n" + "".join(self.lines))
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=10)
+        return self.proc.returncode, out, "".join(self.lines) + err
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")

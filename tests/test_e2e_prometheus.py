@@ -1,0 +1,220 @@
+"""End to end through a real Prometheus (Debian's package), scraping the real exporter.
+
+Two simulated Mimecast accounts, both at 600x model speed: `outage`, where a
+destination refuses mail and the outbound queue backs up, and `healthy`. The
+exporter runs as a process polling both; Prometheus scrapes it every second
+with the project's alert rules loaded. Through Prometheus's HTTP API the test
+checks that the target is up, that every dashboard query and every rule
+expression is valid PromQL over series that really exist, and that the
+backlog alert fires for the outage and not for the healthy account.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from exporter.simulator.server import SimulatorServer
+from tests.dashboard import load_dashboard, panel_queries, substitute
+from tests.processes import Daemon, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE_FILES = [p for p in (ROOT / "prometheus/alerts.yml", ROOT / "prometheus/rules.yml")
+              if p.exists()]
+SPEED = 600.0
+
+# PromQL words that are not metric names.
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
+    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "and", "or", "unless", "offset", "rate", "irate", "increase", "delta", "idelta",
+    "deriv", "time", "vector", "scalar", "abs", "absent", "absent_over_time", "changes",
+    "clamp_min", "clamp_max", "clamp", "histogram_quantile", "label_replace", "label_join",
+    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "count_over_time",
+    "last_over_time", "present_over_time", "resets", "round", "sort", "sort_desc",
+    "timestamp", "ceil", "floor", "ln", "log2", "log10", "exp", "sqrt", "predict_linear",
+    "holt_winters", "days_in_month", "day_of_month", "day_of_week", "hour", "minute",
+    "month", "year", "inf", "nan", "le",
+}
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} missing in CI: `make test` installs Debian's prometheus package")
+        pytest.skip(f"{name} not installed (make test installs Debian's prometheus package)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (strings, label lists, durations removed)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    words = set(re.findall(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*", text))
+    return {w for w in words if w.lower() not in PROMQL_WORDS}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    prometheus = binary("prometheus")
+    tmp = tmp_path_factory.mktemp("e2e")
+    outage = SimulatorServer("127.0.0.1", 0, scenario="outage", speed=SPEED, seed=11).start()
+    healthy = SimulatorServer("127.0.0.1", 0, scenario="steady", speed=SPEED, seed=12).start()
+    creds = outage.default_credentials()["oauth2"]
+    hmac = healthy.default_credentials()["hmac"]
+    config = tmp / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "poll": {"interval": "2s", "timeout": "2s", "stale_after": "30s"},
+        "accounts": [
+            {"name": "outage", "base_url": outage.url,
+             "oauth2": {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}},
+            {"name": "healthy", "base_url": healthy.url,
+             "hmac": {k: hmac[k] for k in ("app_id", "app_key", "access_key", "secret_key")}},
+        ],
+    }))
+    exporter = Daemon("--config.file", str(config))
+    prom = None
+    try:
+        exporter_url = exporter.wait_for_url()
+        port = free_port()
+        prom_config = tmp / "prometheus.yml"
+        prom_config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(p) for p in RULE_FILES],
+            "scrape_configs": [{
+                "job_name": "mimecast",
+                "static_configs": [{"targets": [exporter_url.removeprefix("http://")]}],
+            }],
+        }))
+        prom = subprocess.Popen(
+            [prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "w"),  # noqa: SIM115
+            stdin=subprocess.DEVNULL,
+        )
+        api = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _get(api + "/-/ready") == 200, timeout=60)
+        yield {"api": api, "exporter": exporter_url, "log": tmp / "prometheus.log"}
+    finally:
+        if prom is not None:
+            prom.terminate()
+            prom.wait(timeout=20)
+        exporter.stop()
+        outage.stop()
+        healthy.stop()
+
+
+def _get(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException:
+        return None
+
+
+def query(api: str, expr: str) -> list:
+    answer = requests.get(api + "/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", f"{expr!r}: {answer.get('error')}"
+    return answer["data"]["result"]
+
+
+def wait_for_data(api: str, expr: str, timeout: float = 60) -> list:
+    return wait_for(lambda: query(api, expr), timeout=timeout)
+
+
+def test_target_is_up_and_both_accounts_polled(stack):
+    api = stack["api"]
+    up = wait_for_data(api, 'up{job="mimecast"} == 1')
+    assert up
+    accounts = wait_for(
+        lambda: {r["metric"]["account"] for r in query(api, "mimecast_up == 1")} == {
+            "outage", "healthy"} or None,
+        timeout=60,
+    )
+    assert accounts
+
+
+def test_every_dashboard_query_parses_and_returns_data(stack):
+    api = stack["api"]
+    # rate() and increase() need two samples of a counter in their window
+    wait_for_data(api, "count_over_time(mimecast_api_requests_total[1m]) > 3")
+    queries = panel_queries(load_dashboard())
+    assert queries
+    missing = {}
+    for title, expr in queries:
+        promql = substitute(expr, account=".*", queue=".*", rate_interval="1m", interval="5s")
+        try:
+            wait_for_data(api, promql, timeout=20)
+        except AssertionError:
+            missing[title] = promql
+    assert not missing, f"dashboard queries returning no data: {missing}"
+
+
+def test_every_rule_expression_parses_and_selects_real_series(stack):
+    api = stack["api"]
+    wait_for_data(api, "mimecast_queue_messages")
+    known = set(
+        requests.get(api + "/api/v1/label/__name__/values", timeout=10).json()["data"]
+    )
+    rules = requests.get(api + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = [rule for group in rules for rule in group["rules"]]
+    files = [yaml.safe_load(p.read_text()) for p in RULE_FILES]
+    declared = [r for f in files for g in f["groups"] for r in g["rules"]]
+    assert len(loaded) == len(declared) > 0, "Prometheus did not load every rule"
+    recorded = {r["record"] for r in declared if "record" in r}
+    for rule in declared:
+        query(api, rule["expr"])  # parses: the API answers success
+        for name in metric_names(rule["expr"]):
+            assert name in known or name in recorded or name == "up", (
+                f"{rule.get('alert') or rule.get('record')} selects {name}, which neither the "
+                "exporter nor a recording rule produces"
+            )
+    assert all(r["health"] != "err" for r in loaded), [r for r in loaded if r["health"] == "err"]
+
+
+def test_backlog_alert_fires_for_the_outage_only(stack):
+    api = stack["api"]
+
+    def backlog_alerts():
+        alerts = requests.get(api + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        return [a for a in alerts if a["labels"].get("alertname") == "MimecastQueueBacklog"]
+
+    def outage_backlog():
+        found = [a for a in backlog_alerts() if a["labels"].get("account") == "outage"]
+        return found or None
+
+    found = wait_for(outage_backlog, timeout=120)
+    assert found[0]["state"] in ("pending", "firing")
+    assert found[0]["labels"]["queue"] == "processing"
+    assert found[0]["labels"]["route"] == "outbound"
+    assert not [a for a in backlog_alerts() if a["labels"].get("account") == "healthy"]
+    history = query(
+        api, 'count_over_time(ALERTS{alertname="MimecastQueueBacklog",account="healthy"}[10m])'
+    )
+    assert history == []
+
+
+def test_live_exposition_passes_promtool(stack):
+    promtool = binary("promtool")
+    text = requests.get(stack["exporter"] + "/metrics", timeout=10).content
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b""
