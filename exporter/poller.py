@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (account, queue)
 
 
+def _session_for(
+    account: AccountConfig, session_factory: Callable[[], requests.Session]
+) -> requests.Session:
+    session = session_factory()
+    if account.ca_file is not None:
+        # Replaces the default bundle; proxies (HTTPS_PROXY, NO_PROXY) still apply.
+        session.verify = account.ca_file
+    return session
+
+
 def account_offsets(accounts: Iterable[str], interval: float, rng: random.Random) -> dict:
     """A fixed offset per account within the first tenth of the interval (at most 10 s)."""
     spread = min(interval / 10.0, 10.0)
@@ -62,7 +72,8 @@ class Poller:
                     gate=gate,
                     token_cache=tokens,
                     on_response=self._response_hook(account),
-                    session=session_factory(),
+                    session=_session_for(account, session_factory),
+                    max_response_bytes=config.poll.max_response_bytes,
                 )
         self._pool = DaemonPool(config.poll.concurrency, "poll")
         self._lock = threading.Lock()

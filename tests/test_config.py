@@ -124,6 +124,12 @@ ERROR_CASES: dict[str, tuple[str, str]] = {
     "base_url_query.yaml": ("accounts[0].base_url", "must not have a query"),
     "base_url_bad_port.yaml": ("accounts[0].base_url", "Port out of range"),
     "base_url_no_host.yaml": ("accounts[0].base_url", "has no host"),
+    # tls_config
+    "tls_ca_missing.yaml": ("accounts[0].tls_config.ca_file", "No such file"),
+    "tls_ca_not_pem.yaml": ("accounts[0].tls_config.ca_file", "holds no PEM certificate"),
+    "tls_unknown_key.yaml": ("accounts[0].tls_config.insecure_skip_verify", "unknown key"),
+    "tls_no_ca.yaml": ("accounts[0].tls_config.ca_file", "is required"),
+    "poll_max_response_bytes_small.yaml": ("poll.max_response_bytes", "1024"),
     # search_by / filter_by
     "search_by_not_mapping.yaml": ("accounts[0].search_by", "expected a mapping"),
     "search_by_unknown_field.yaml": ("accounts[0].search_by.field_name", "fromAddress, toAddress"),
@@ -586,7 +592,7 @@ def test_example_config_documents_every_key() -> None:
     keys = [
         *(f.name for f in PollConfig.__dataclass_fields__.values()),
         "poll", "accounts", "name", "base_url", "region", "oauth2", "hmac",
-        "search_by", "filter_by", "field_name", "value",
+        "search_by", "filter_by", "field_name", "value", "tls_config", "ca_file",
         "client_id", "client_secret", "app_id", "app_key", "access_key", "secret_key",
         "_file", "${", "$$",
     ]  # fmt: skip
@@ -651,3 +657,21 @@ def test_secret_never_shows_its_value(tmp_path: Path) -> None:
     for text in (repr(config), str(config)):
         for value in EXAMPLE_SECRETS.values():
             assert value not in text
+
+
+def test_tls_ca_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    (tmp_path / "config.yml").write_text(
+        "accounts:\n"
+        "  - name: acme\n"
+        "    region: global\n"
+        "    oauth2: {client_id: id, client_secret: a-client-secret}\n"
+        "    tls_config: {ca_file: ca.pem}\n"
+        "poll: {max_response_bytes: 2048}\n"
+    )
+    config = load_config(tmp_path / "config.yml", environ={})
+    assert config.accounts[0].ca_file == str(tmp_path / "ca.pem")
+    assert config.poll.max_response_bytes == 2048
+    assert f"tls_config.ca_file: {tmp_path / 'ca.pem'}" in describe(config)

@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,86 @@ from tests.dashboard import load_dashboard, panel_queries, substitute
 from tests.processes import Daemon, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-RULE_FILES = [p for p in (ROOT / "prometheus/alerts.yml", ROOT / "prometheus/rules.yml")
-              if p.exists()]
+RULE_FILES = [
+    p for p in (ROOT / "prometheus/alerts.yml", ROOT / "prometheus/rules.yml") if p.exists()
+]
 SPEED = 600.0
 
 # PromQL words that are not metric names.
 PROMQL_WORDS = {
-    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "and", "or", "unless", "offset", "rate", "irate", "increase", "delta", "idelta",
-    "deriv", "time", "vector", "scalar", "abs", "absent", "absent_over_time", "changes",
-    "clamp_min", "clamp_max", "clamp", "histogram_quantile", "label_replace", "label_join",
-    "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "count_over_time",
-    "last_over_time", "present_over_time", "resets", "round", "sort", "sort_desc",
-    "timestamp", "ceil", "floor", "ln", "log2", "log10", "exp", "sqrt", "predict_linear",
-    "holt_winters", "days_in_month", "day_of_month", "day_of_week", "hour", "minute",
-    "month", "year", "inf", "nan", "le",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "time",
+    "vector",
+    "scalar",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "changes",
+    "clamp_min",
+    "clamp_max",
+    "clamp",
+    "histogram_quantile",
+    "label_replace",
+    "label_join",
+    "avg_over_time",
+    "max_over_time",
+    "min_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+    "present_over_time",
+    "resets",
+    "round",
+    "sort",
+    "sort_desc",
+    "timestamp",
+    "ceil",
+    "floor",
+    "ln",
+    "log2",
+    "log10",
+    "exp",
+    "sqrt",
+    "predict_linear",
+    "holt_winters",
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "inf",
+    "nan",
+    "le",
 }
 
 
@@ -81,33 +144,60 @@ def stack(tmp_path_factory):
     creds = outage.default_credentials()["oauth2"]
     hmac = healthy.default_credentials()["hmac"]
     config = tmp / "config.yml"
-    config.write_text(yaml.safe_dump({
-        "poll": {"interval": "2s", "timeout": "2s", "stale_after": "30s"},
-        "accounts": [
-            {"name": "outage", "base_url": outage.url,
-             "oauth2": {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}},
-            {"name": "healthy", "base_url": healthy.url,
-             "hmac": {k: hmac[k] for k in ("app_id", "app_key", "access_key", "secret_key")}},
-        ],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "poll": {"interval": "2s", "timeout": "2s", "stale_after": "30s"},
+                "accounts": [
+                    {
+                        "name": "outage",
+                        "base_url": outage.url,
+                        "oauth2": {
+                            "client_id": creds["client_id"],
+                            "client_secret": creds["client_secret"],
+                        },
+                    },
+                    {
+                        "name": "healthy",
+                        "base_url": healthy.url,
+                        "hmac": {
+                            k: hmac[k] for k in ("app_id", "app_key", "access_key", "secret_key")
+                        },
+                    },
+                ],
+            }
+        )
+    )
     exporter = Daemon("--config.file", str(config))
     prom = None
     try:
         exporter_url = exporter.wait_for_url()
         port = free_port()
         prom_config = tmp / "prometheus.yml"
-        prom_config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in RULE_FILES],
-            "scrape_configs": [{
-                "job_name": "mimecast",
-                "static_configs": [{"targets": [exporter_url.removeprefix("http://")]}],
-            }],
-        }))
+        prom_config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(p) for p in RULE_FILES],
+                    "scrape_configs": [
+                        {
+                            "job_name": "mimecast",
+                            "static_configs": [{"targets": [exporter_url.removeprefix("http://")]}],
+                        }
+                    ],
+                }
+            )
+        )
         prom = subprocess.Popen(
-            [prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "w"),  # noqa: SIM115
+            [
+                prometheus,
+                f"--config.file={prom_config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "prometheus.log", "w"),  # noqa: SIM115
             stdin=subprocess.DEVNULL,
         )
         api = f"http://127.0.0.1:{port}"
@@ -144,8 +234,11 @@ def test_target_is_up_and_both_accounts_polled(stack):
     up = wait_for_data(api, 'up{job="mimecast"} == 1')
     assert up
     accounts = wait_for(
-        lambda: {r["metric"]["account"] for r in query(api, "mimecast_up == 1")} == {
-            "outage", "healthy"} or None,
+        lambda: (
+            {r["metric"]["account"] for r in query(api, "mimecast_up == 1")}
+            == {"outage", "healthy"}
+            or None
+        ),
         timeout=60,
     )
     assert accounts
@@ -170,9 +263,7 @@ def test_every_dashboard_query_parses_and_returns_data(stack):
 def test_every_rule_expression_parses_and_selects_real_series(stack):
     api = stack["api"]
     wait_for_data(api, "mimecast_queue_messages")
-    known = set(
-        requests.get(api + "/api/v1/label/__name__/values", timeout=10).json()["data"]
-    )
+    known = set(requests.get(api + "/api/v1/label/__name__/values", timeout=10).json()["data"])
     rules = requests.get(api + "/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = [rule for group in rules for rule in group["rules"]]
     files = [yaml.safe_load(p.read_text()) for p in RULE_FILES]
@@ -214,7 +305,8 @@ def test_backlog_alert_fires_for_the_outage_only(stack):
 def test_live_exposition_passes_promtool(stack):
     promtool = binary("promtool")
     text = requests.get(stack["exporter"] + "/metrics", timeout=10).content
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                            timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""

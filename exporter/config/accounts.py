@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from exporter.config.credentials import parse_hmac, parse_oauth2
@@ -29,7 +30,17 @@ from exporter.config.model import AccountConfig, ConfigError, Credentials
 SEARCH_FIELDS: tuple[str, ...] = ("ALL", "fromAddress", "toAddress", "subject", "info", "remoteIp")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
-_ACCOUNT_KEYS = ("name", "base_url", "region", "oauth2", "hmac", "search_by", "filter_by")
+_ACCOUNT_KEYS = (
+    "name",
+    "base_url",
+    "region",
+    "oauth2",
+    "hmac",
+    "search_by",
+    "filter_by",
+    "tls_config",
+)
+_TLS_KEYS = ("ca_file",)
 _SEARCH_BY_KEYS = ("field_name", "value")
 
 
@@ -72,7 +83,34 @@ def _parse_account(raw: Any, path: str, ctx: Context) -> AccountConfig:
         # "search_by:" left empty means the same as leaving it out.
         search_by=None if search_by is None else _parse_search_by(search_by, path, ctx),
         filter_by=None if filter_by is None else _parse_filter_by(filter_by, path, ctx),
+        ca_file=_parse_tls_config(account.get("tls_config"), path, ctx),
     )
+
+
+def _parse_tls_config(raw: Any, path: str, ctx: Context) -> str | None:
+    """``tls_config.ca_file``: a CA bundle (PEM) trusted for this account's requests.
+
+    Verification itself can never be turned off: there is no key for that.
+    """
+    if raw is None:
+        return None
+    path = join(path, "tls_config")
+    tls = expect_mapping(raw, path, "a mapping with ca_file")
+    check_keys(tls, _TLS_KEYS, path)
+    field_path = join(path, "ca_file")
+    ca_file = Path(
+        string_value(required(tls, "ca_file", path, "the path of a PEM CA bundle"), field_path, ctx)
+    ).expanduser()
+    if not ca_file.is_absolute() and ctx.base_dir is not None:
+        ca_file = ctx.base_dir / ca_file
+    try:
+        text = ca_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not readable text"
+        raise ConfigError(field_path, f"cannot read {ca_file}: {reason}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(field_path, f"{ca_file} holds no PEM certificate")
+    return str(ca_file)
 
 
 def _parse_name(account: Mapping[str, Any], path: str, ctx: Context) -> str:

@@ -112,6 +112,7 @@ class AccountConfig:
     credentials: Credentials
     search_by: dict[str, Any] | None = None
     filter_by: tuple[dict[str, Any], ...] | None = None
+    ca_file: str | None = None  # extra CA bundle for verifying Mimecast (or a proxy)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class PollConfig:
     queues: tuple[str, ...] = QUEUE_TYPES
     max_pages: int = 1000  # cap on pages followed in one poll of one queue
     concurrency: int = 4  # polls (account, queue) running at once
+    max_response_bytes: int = 32 * 1024 * 1024  # larger answers are refused, not read
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
         queues=_parse_queues(poll["queues"], ctx) if "queues" in poll else defaults.queues,
         max_pages=integer("max_pages", 1, None),
         concurrency=integer("concurrency", 1, 64),
+        max_response_bytes=integer("max_response_bytes", 1024, None),
     )
 
 

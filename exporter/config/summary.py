@@ -25,6 +25,7 @@ def describe(config: Config) -> str:
         f"  queues: {', '.join(poll.queues)}",
         f"  max_pages: {poll.max_pages}",
         f"  concurrency: {poll.concurrency}",
+        f"  max_response_bytes: {poll.max_response_bytes}",
         f"accounts: {len(config.accounts)}",
     ]
     for account in config.accounts:
@@ -53,4 +54,5 @@ def _describe_account(account: AccountConfig) -> list[str]:
     lines.append(f"    search_by: {account.search_by if account.search_by else 'none'}")
     filters = ", ".join(str(f) for f in account.filter_by) if account.filter_by else "none"
     lines.append(f"    filter_by: {filters}")
+    lines.append(f"    tls_config.ca_file: {account.ca_file or 'system default'}")
     return lines
