@@ -15,6 +15,7 @@ from typing import Any
 
 from exporter.config.expand import Context, check_keys, expect_mapping, join, one_of, string_value
 from exporter.config.model import ConfigError, HmacCredentials, OAuth2Credentials, Secret
+from exporter.config.permissions import warn_if_readable_by_others
 
 # Credential fields per scheme; each also has a "<name>_file" variant. The
 # plain ones are identifiers that may be shown; the rest become Secret.
@@ -92,6 +93,7 @@ def _read_credential_file(filename: str, field_path: str, base_dir: Path | None)
     value = text.strip()
     if not value:
         raise ConfigError(field_path, f"file {path} is empty")
+    warn_if_readable_by_others(path, "secret file", field_path)
     return value
 
 

@@ -17,6 +17,7 @@ import yaml
 from exporter.config.accounts import parse_accounts
 from exporter.config.expand import Context, check_keys, expect_mapping
 from exporter.config.model import Config, ConfigError
+from exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
 from exporter.config.poll import parse_poll
 
 _TOP_KEYS = ("poll", "accounts")
@@ -65,7 +66,11 @@ def load_config(
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError("", _yaml_error_message(config_path, err)) from None
-    return parse_config(data, base_dir=config_path.absolute().parent, environ=environ)
+    config = parse_config(data, base_dir=config_path.absolute().parent, environ=environ)
+    if holds_inline_secret(data):
+        # A config that only names secret files or variables may be public.
+        warn_if_readable_by_others(config_path, "config file (it holds secrets inline)")
+    return config
 
 
 def _yaml_error_message(path: Path, err: yaml.YAMLError) -> str:
