@@ -48,12 +48,12 @@ docker-compose:
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests benchmarks
-	$(BIN)/ruff format --check exporter tests benchmarks
+	$(BIN)/ruff check exporter tests benchmarks scripts
+	$(BIN)/ruff format --check exporter tests benchmarks scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format exporter tests benchmarks
-	$(BIN)/ruff check --fix exporter tests benchmarks
+	$(BIN)/ruff format exporter tests benchmarks scripts
+	$(BIN)/ruff check --fix exporter tests benchmarks scripts
 
 test: $(STAMP) promtool chromium docker-compose lint
 	$(BIN)/python -m pytest

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,8 +55,12 @@ class SimulatorServer:
         rate_limit_window: float = 60.0,
         max_clock_skew: float = 900.0,
         seed: int = 1,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        # Serve HTTPS with this server-side context (tests of outbound TLS,
+        # CA bundles and HTTPS proxies); plain HTTP when None.
+        self.ssl_context = ssl_context
         self.port = port
         self.scenario = get_scenario(scenario)
         self.clock = clock
@@ -187,7 +192,8 @@ class SimulatorServer:
         if self._httpd is None:
             raise RuntimeError("the simulator is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> SimulatorServer:
         """Bind and serve in a daemon thread; returns self."""
@@ -197,6 +203,8 @@ class SimulatorServer:
         server_class = type("_Server", (ThreadingHTTPServer,), {"address_family": family})
         httpd = server_class((self.host, self.port), _Handler)
         httpd.daemon_threads = True
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
         httpd.simulator = self  # type: ignore[attr-defined]
         self._httpd = httpd
         self.port = httpd.server_address[1]
