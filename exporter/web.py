@@ -186,7 +186,10 @@ class WebServer:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a stuck scraper must never hold up process exit
-    request_queue_size = 64
+    # Room for a crowd of scrapers connecting at once (many Prometheus
+    # replicas, federation, curl loops): a full accept queue would leave
+    # clients hanging on a half-open connection for seconds.
+    request_queue_size = 1024
 
     def __init__(self, sockaddr: Any, family: int, app: WebServer, dual_stack: bool) -> None:
         self.address_family = family

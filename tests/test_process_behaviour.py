@@ -1,0 +1,120 @@
+"""The exporter process under signals and load: real processes, real sockets."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+
+from exporter.simulator.faults import Fault
+from exporter.simulator.server import SimulatorServer
+from tests.conftest import (
+    HMAC_ACCESS_KEY,
+    HMAC_APP_ID,
+    HMAC_APP_KEY,
+    HMAC_SECRET_KEY,
+)
+from tests.processes import Daemon
+from tests.rawserver import RawServer
+
+UPSTREAM_DELAY = 8.0
+
+
+def hmac_config(tmp_path, base_url: str, interval: str, timeout: str):
+    path = tmp_path / "config.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "poll": {"interval": interval, "timeout": timeout, "stale_after": interval},
+                "accounts": [
+                    {
+                        "name": "acme",
+                        "base_url": base_url,
+                        "hmac": {
+                            "app_id": HMAC_APP_ID,
+                            "app_key": HMAC_APP_KEY,
+                            "access_key": HMAC_ACCESS_KEY,
+                            "secret_key": HMAC_SECRET_KEY,
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_within_5s_even_mid_request(tmp_path, signum):
+    request_arrived = threading.Event()
+
+    def hang(conn):
+        request_arrived.set()
+        time.sleep(30)  # Mimecast never answers
+
+    with RawServer(hang) as upstream:
+        config = hmac_config(tmp_path, upstream.url, interval="60s", timeout="50s")
+        daemon = Daemon("--config.file", str(config))
+        daemon.wait_for_url()
+        assert request_arrived.wait(20), "the first poll never reached the upstream"
+        started = time.monotonic()
+        daemon.proc.send_signal(signum)
+        code = daemon.proc.wait(timeout=10)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 5, f"took {elapsed:.1f}s to stop"
+
+
+def test_200_concurrent_scrapers_never_fail_nor_wait_on_a_slow_poll(tmp_path):
+    with SimulatorServer("127.0.0.1", 0, scenario="steady", speed=60, seed=5) as sim:
+        sim.add_hmac_key(HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
+        # Every answer takes 8 s: a poll is nearly always under way during the test.
+        sim.faults.add(Fault(kind="delay", seconds=UPSTREAM_DELAY, times=None))
+        config = hmac_config(tmp_path, sim.url, interval="10s", timeout="9s")
+        daemon = Daemon("--config.file", str(config))
+        try:
+            url = daemon.wait_for_url() + "/metrics"
+            deadline = time.monotonic() + 30
+            latencies: list[float] = []
+            failures: list[str] = []
+            lock = threading.Lock()
+
+            def scrape() -> None:
+                session = requests.Session()
+                while time.monotonic() < deadline:
+                    started = time.monotonic()
+                    try:
+                        response = session.get(url, timeout=10)
+                        ok = response.status_code == 200 and b"mimecast_up" in response.content
+                        problem = None if ok else f"HTTP {response.status_code}"
+                    except requests.RequestException as error:
+                        problem = type(error).__name__
+                    with lock:
+                        latencies.append(time.monotonic() - started)
+                        if problem:
+                            failures.append(problem)
+
+            threads = [threading.Thread(target=scrape) for _ in range(200)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert daemon.proc.poll() is None, "the exporter died under load"
+        finally:
+            code, _, err = daemon.stop()
+    assert code == 0
+    assert not failures, f"{len(failures)} failed scrapes, e.g. {failures[:5]}"
+    print(
+        f"scrapes={len(latencies)} max={max(latencies):.2f}s "
+        f"median={statistics.median(latencies):.3f}s"
+    )
+    assert len(latencies) > 1000
+    # A scrape that waited on a poll would take the upstream delay or more; the
+    # rest of the latency is 200 clients queueing for two cores.
+    assert max(latencies) < UPSTREAM_DELAY / 2, f"slowest scrape {max(latencies):.2f}s"
