@@ -204,3 +204,31 @@ def test_demo_serves_non_zero_metrics_for_both_accounts_within_seconds():
         code, out, err = daemon.stop()
     assert code == 0
     assert "metrics:" in out and "/metrics" in out
+
+
+def test_no_secret_in_anything_the_process_wrote(tmp_path, live_sim):
+    """--config.check, --once and the daemon at debug level, with a working and a
+    refused account: every configured secret is absent from every byte written."""
+    good = write_config(tmp_path, live_sim.url)
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad = write_config(bad_dir, live_sim.url, oauth_secret="a-wrong-but-secret-value")
+    written = []
+    for args in (("--config.check",), ("--once",), ("--once", "--log.format", "json")):
+        for config in (good, bad):
+            result = run("--config.file", str(config), "--log.level", "debug", *args)
+            written += [result.stdout, result.stderr]
+    daemon = Daemon(
+        "--config.file", str(bad), "--log.level", "debug", env={"TEST_APP_KEY": HMAC_APP_KEY}
+    )
+    try:
+        url = daemon.wait_for_url()
+        wait_for(lambda: requests.get(url + "/-/ready", timeout=5).status_code == 200)
+        written += [requests.get(url + path, timeout=5).text for path in ("/metrics", "/")]
+    finally:
+        _, out, err = daemon.stop()
+    written += [out, err]
+    assert "reason=auth" in "".join(written)  # the refusal was logged...
+    assert_no_secrets(*written)  # ...without any secret
+    for text in written:
+        assert "a-wrong-but-secret-value" not in text
