@@ -14,7 +14,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -121,19 +121,25 @@ def parse_mimecast_date(value: Any) -> float | None:
         parsed = datetime.fromisoformat(f"{day}T{clock}{fraction or ''}{zone}")
     except ValueError:
         return None
-    return parsed.astimezone(UTC).timestamp()
+    # Not astimezone(UTC): it overflows for 0001-01-01 east of UTC and 9999-12-31 west of it.
+    return parsed.timestamp()
+
+
+# Larger "counts" are garbage, and would not fit the float of a sample or a sum.
+_MAX_COUNT = 2**53
 
 
 def _count(value: Any) -> int | None:
     """A non-negative integer from an int, an integral float or a digit string."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    # isdecimal, not isdigit: int() refuses "²"; over 100 digits it is too large anyway.
+    elif isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 100:
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value <= _MAX_COUNT:
+        return value
     return None
 
 

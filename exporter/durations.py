@@ -64,7 +64,7 @@ def parse_duration_text(text: str) -> float:
                 seconds += int(digits) * scale
     except (OverflowError, ValueError):  # int too large for a float / for int()
         seconds = math.inf
-    if not math.isfinite(seconds):
+    if not math.isfinite(seconds * 1000):  # format_duration() works in milliseconds
         raise ValueError(f"found {shown}, which is too large")
     return seconds
 

@@ -100,13 +100,19 @@ def _parse_tls_config(raw: Any, path: str, ctx: Context) -> str | None:
     field_path = join(path, "ca_file")
     ca_file = Path(
         string_value(required(tls, "ca_file", path, "the path of a PEM CA bundle"), field_path, ctx)
-    ).expanduser()
+    )
+    try:
+        ca_file = ca_file.expanduser()
+    except RuntimeError:  # "~user/..." for a user that does not exist
+        raise ConfigError(field_path, f"cannot read {ca_file}: unknown user in '~'") from None
     if not ca_file.is_absolute() and ctx.base_dir is not None:
         ca_file = ctx.base_dir / ca_file
     try:
         text = ca_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or "not readable text"
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, or a NUL in the name
+        reason = getattr(err, "strerror", None) or (
+            "not readable text" if isinstance(err, UnicodeDecodeError) else "not a valid file name"
+        )
         raise ConfigError(field_path, f"cannot read {ca_file}: {reason}") from None
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise ConfigError(field_path, f"{ca_file} holds no PEM certificate")
@@ -170,6 +176,11 @@ def _parse_filter_by(raw: Any, path: str, ctx: Context) -> tuple[dict[str, Any],
                 raise ConfigError(
                     join(item_path, key), "given twice, as 'field_name' and as 'fieldName'"
                 )
-            converted[wire_key] = expand_tree(value, join(item_path, key), ctx)
+            try:
+                converted[wire_key] = expand_tree(value, join(item_path, key), ctx)
+            except RecursionError:  # e.g. a YAML alias to an enclosing node: &f [{a: *f}]
+                raise ConfigError(
+                    join(item_path, key), "is nested too deeply, or contains itself (a YAML alias)"
+                ) from None
         filters.append(converted)
     return tuple(filters)

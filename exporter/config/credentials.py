@@ -75,7 +75,11 @@ def _credential(section: Mapping[str, Any], key: str, path: str, ctx: Context) -
 
 
 def _read_credential_file(filename: str, field_path: str, base_dir: Path | None) -> str:
-    path = Path(filename).expanduser()
+    path = Path(filename)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # "~user/..." for a user that does not exist
+        raise ConfigError(field_path, f"cannot read {path}: unknown user in '~'") from None
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path  # relative to the config file, not to the working directory
     try:
@@ -88,6 +92,8 @@ def _read_credential_file(filename: str, field_path: str, base_dir: Path | None)
         raise ConfigError(field_path, f"cannot read {path}: permission denied") from None
     except UnicodeDecodeError:
         raise ConfigError(field_path, f"cannot read {path}: not UTF-8 text") from None
+    except ValueError:  # an embedded NUL byte
+        raise ConfigError(field_path, f"cannot read {path}: not a valid file name") from None
     except OSError as err:
         raise ConfigError(field_path, f"cannot read {path}: {err.strerror or err}") from None
     value = text.strip()

@@ -7,6 +7,7 @@ the checks for mappings, allowed keys, required keys and either-or keys.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,16 @@ class Context:
 
 
 def join(path: str, key: object) -> str:
+    key = number_text(key) if isinstance(key, int) else key  # a YAML key may be 0x<4000 digits>
     return f"{path}.{key}" if path else str(key)
+
+
+def number_text(value: int | float) -> str:
+    """``str(value)``, but an integer too long to print (str() refuses over 4300
+    digits, and YAML's ``0x...`` makes them) is shown by its magnitude."""
+    if isinstance(value, int) and abs(value) >= 10**_MAX_SHOWN:
+        return f"{'-' if value < 0 else ''}~10^{int(math.log10(abs(value)))}"
+    return str(value)
 
 
 def found(value: Any, *, secret: bool = False) -> str:
@@ -43,7 +53,7 @@ def found(value: Any, *, secret: bool = False) -> str:
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
         kind = "an integer" if isinstance(value, int) else "a number"
-        return kind if secret else f"{kind} ({value})"
+        return kind if secret else f"{kind} ({number_text(value)})"
     if isinstance(value, str):
         if secret:
             return "a string"

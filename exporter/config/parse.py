@@ -66,6 +66,11 @@ def load_config(
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError("", _yaml_error_message(config_path, err)) from None
+    except (ValueError, RecursionError) as err:
+        # Not YAMLErrors: a date that does not exist (2026-02-30), an integer
+        # over 4300 digits, nesting deeper than the recursion limit. The text
+        # never quotes the value.
+        raise ConfigError("", f"invalid YAML in {config_path}: {err}") from None
     config = parse_config(data, base_dir=config_path.absolute().parent, environ=environ)
     if holds_inline_secret(data):
         # A config that only names secret files or variables may be public.

@@ -16,6 +16,7 @@ from exporter.config.expand import (
     expand_env,
     expect_mapping,
     found,
+    number_text,
     string_value,
 )
 from exporter.config.model import QUEUE_TYPES, ConfigError, PollConfig
@@ -35,7 +36,9 @@ def parse_duration(value: Any, field_path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ConfigError(field_path, f"{expected}; found {found(value)}")
     if isinstance(value, int | float):
-        hint = f" (did you mean '{value}s'?)" if isinstance(value, int) and value >= 0 else ""
+        hint = (
+            f" (did you mean '{value}s'?)" if isinstance(value, int) and 0 <= value < 1e60 else ""
+        )
         raise ConfigError(field_path, f"{expected}; found {found(value)} without a unit{hint}")
     try:
         return parse_duration_text(value)
@@ -49,7 +52,7 @@ def _int_in_range(value: Any, path: str, low: int, high: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(path, f"expected {expected}; found {found(value)}")
     if value < low or (high is not None and value > high):
-        raise ConfigError(path, f"expected {expected}; found {value}")
+        raise ConfigError(path, f"expected {expected}; found {number_text(value)}")
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,7 @@ def _text(value: Any) -> str | None:
 def _decode(body: bytes, request_id: str) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
         raise PollError(
             "bad_response", f"answer is not valid JSON: {exc}", status=200, request_id=request_id
         ) from exc
@@ -146,12 +147,13 @@ def parse_token(body: bytes, request_id: str) -> tuple[str, float]:
             request_id=request_id,
         )
     expires_in = payload.get("expires_in")
-    if isinstance(expires_in, str):
+    if isinstance(expires_in, str | int) and not isinstance(expires_in, bool):
         try:
             expires_in = float(expires_in)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number; an integer too large for a float
             expires_in = None
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+    # NaN or infinity would keep the token cached forever.
+    if not isinstance(expires_in, float) or not math.isfinite(expires_in) or expires_in <= 0:
         log.debug("token answer without a usable expires_in; assuming 1800 s")
         expires_in = DEFAULT_TOKEN_LIFETIME
     return token, float(expires_in)
