@@ -13,6 +13,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
 from exporter.web import AccountStatus, QueueStatus, WebServer
+from exporter.webconfig import WebConfigWatcher
 
 
 class StoreStatus:
@@ -62,10 +63,23 @@ class Exporter:
         self.status = StoreStatus(self.store, config, clock)
         self.web: WebServer | None = None
 
-    def serve(self, listen_address: str, telemetry_path: str = "/metrics") -> WebServer:
-        """Bind the HTTP server (raises OSError if the address is taken) and start polling."""
+    def serve(
+        self,
+        listen_address: str,
+        telemetry_path: str = "/metrics",
+        web_config: WebConfigWatcher | None = None,
+    ) -> WebServer:
+        """Bind the HTTP server (raises OSError if the address is taken) and start polling.
+
+        ``web_config`` (``--web.config.file``) adds TLS and basic auth.
+        """
         self.web = WebServer(
-            listen_address, self.registry, self.status, telemetry_path, version=__version__
+            listen_address,
+            self.registry,
+            self.status,
+            telemetry_path,
+            version=__version__,
+            web_config=web_config,
         )
         self.web.start()
         self.poller.start()

@@ -16,6 +16,7 @@ from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, describe, load_config
 from exporter.logs import LEVELS, add_secrets, configure_logging
+from exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("exporter")
 
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="path under which to expose metrics (default: %(default)s)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web configuration file (TLS, basic auth); "
+        "re-read when it changes (default: none, plain HTTP)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -85,10 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --web.telemetry-path must start with '/'", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args.log_level, args.log_format)
+    web_config: WebConfigWatcher | None = None
+    if args.web_config_file is not None and not args.once:
+        # Checked before anything starts; --once scrapes nothing, so it needs none.
+        try:
+            web_config = WebConfigWatcher(args.web_config_file)
+        except WebConfigError as error:
+            print(f"error: invalid web configuration: {error}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.demo:
         from exporter.demo import run_demo  # the simulator is only imported when asked for
 
-        return run_demo(args.listen_address, args.telemetry_path)
+        return run_demo(args.listen_address, args.telemetry_path, web_config=web_config)
 
     try:
         config = load_config(args.config_file)
@@ -99,10 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config_check:
         print(describe(config))
         print(f"configuration file {args.config_file} is valid")
+        if args.web_config_file is not None:
+            print(f"web configuration file {args.web_config_file} is valid")
         return EXIT_OK
     if args.once:
         return run_once(config)
-    return serve(config, args.listen_address, args.telemetry_path)
+    return serve(config, args.listen_address, args.telemetry_path, web_config=web_config)
 
 
 def run_once(config: Config) -> int:
@@ -121,13 +139,17 @@ def serve(
     listen_address: str,
     telemetry_path: str,
     on_ready: Callable[[str], None] | None = None,
+    web_config: WebConfigWatcher | None = None,
 ) -> int:
-    """Run until SIGTERM or SIGINT; exit 0 on a clean stop."""
+    """Run until SIGTERM or SIGINT; exit 0 on a clean stop.
+
+    ``web_config`` (``--web.config.file``) adds TLS and basic auth to the endpoints.
+    """
     stopping = threading.Event()
     add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
-        web = exporter.serve(listen_address, telemetry_path)
+        web = exporter.serve(listen_address, telemetry_path, web_config)
     except (OSError, ValueError) as error:
         log.error(f"cannot listen on {listen_address}: {error}")
         return EXIT_DOWN

@@ -15,6 +15,7 @@ from exporter.config import (
     Secret,
 )
 from exporter.simulator.server import SimulatorServer
+from exporter.webconfig import WebConfigWatcher
 
 DEMO_SCENARIO = "demo"
 # The model runs 30x faster than the wall clock, so retries and arrivals show
@@ -49,7 +50,9 @@ def demo_config(simulator: SimulatorServer) -> Config:
     )
 
 
-def run_demo(listen_address: str, telemetry_path: str) -> int:
+def run_demo(
+    listen_address: str, telemetry_path: str, web_config: WebConfigWatcher | None = None
+) -> int:
     from exporter.cli import serve  # the CLI owns process life: signals, exit codes
 
     simulator = SimulatorServer("127.0.0.1", 0, scenario=DEMO_SCENARIO, speed=DEMO_SPEED)
@@ -70,6 +73,8 @@ def run_demo(listen_address: str, telemetry_path: str) -> int:
                 flush=True,
             )
 
-        return serve(config, listen_address, telemetry_path, on_ready=announce)
+        return serve(
+            config, listen_address, telemetry_path, on_ready=announce, web_config=web_config
+        )
     finally:
         simulator.stop()

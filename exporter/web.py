@@ -7,6 +7,11 @@ reads what the poller already knows (the metrics registry and a
 Routes: the telemetry path (``/metrics`` by default), ``/`` (and
 ``/index.html``), ``/-/healthy`` and ``/-/ready``. Everything else is 404, and
 methods other than GET and HEAD are 405.
+
+With a web configuration (``--web.config.file``, :mod:`exporter.webconfig`)
+connections are TLS, the handshake done in the connection's own thread, and
+every path is behind basic auth when users are configured (see
+:mod:`exporter.webauth`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+if TYPE_CHECKING:
+    from exporter.webauth import WebSecurity
+    from exporter.webconfig import WebConfigWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +107,7 @@ class WebServer:
         status: StatusSource,
         telemetry_path: str = "/metrics",
         version: str = "",
+        web_config: WebConfigWatcher | None = None,
     ) -> None:
         if not telemetry_path.startswith("/") or any(c in telemetry_path for c in "?# \t\r\n"):
             raise ValueError(
@@ -108,6 +118,7 @@ class WebServer:
         self.status = status
         self.telemetry_path = telemetry_path
         self.version = version
+        self.web_config = web_config  # None: plain HTTP, no auth
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -138,13 +149,14 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        """Base URL a local client can reach, e.g. ``http://127.0.0.1:9836``."""
+        """Base URL a local client can reach, e.g. ``http://127.0.0.1:9836`` (https with TLS)."""
         host = self._host
         if host in ("", "0.0.0.0", "::"):
             host = "127.0.0.1"  # the wildcard binds (dual-stack included) take IPv4 loopback
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.web_config is not None and self.web_config.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def shutdown(self) -> None:
         """Stop serving and close the socket. Safe to call repeatedly or before start."""
@@ -210,6 +222,30 @@ class _HTTPServer(ThreadingHTTPServer):
         TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's thread (ThreadingMixIn), so the TLS handshake
+        # and a config reload never hold up accept().
+        watcher = self.app.web_config
+        if watcher is None:
+            _Handler(request, client_address, self)
+            return
+        security = watcher.current()
+        if not security.tls:
+            _Handler(request, client_address, self, security)
+            return
+        try:
+            # Takes over the socket: from here on only tls can close it.
+            tls = security.handshake(request)
+        except (OSError, ValueError) as err:  # ssl.SSLError, timeouts, resets
+            logger.debug(
+                "TLS handshake failed", extra={"client": client_address[0], "error": str(err)}
+            )
+            return
+        try:
+            _Handler(tls, client_address, self, security)
+        finally:
+            self.shutdown_request(tls)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; keep it in the log instead.
         logger.debug("connection error", exc_info=True, extra={"client": client_address[0]})
@@ -243,6 +279,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # seconds; a stalled client cannot hold a thread forever
     sys_version = ""
 
+    def __init__(
+        self, request: Any, client_address: Any, server: Any, security: WebSecurity | None = None
+    ) -> None:
+        self.security = security
+        super().__init__(request, client_address, server)
+
     def version_string(self) -> str:
         version = self.server.app.version
         return f"mimecast-exporter/{version}" if version else "mimecast-exporter"
@@ -275,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         self._status = 0
         try:
+            if self.security is not None and not self._admitted(head):
+                return
             (route or self._route)(head)
         except _CLIENT_GONE:
             logger.debug("client went away", extra={"client": self.client_address[0]})
@@ -293,6 +337,19 @@ class _Handler(BaseHTTPRequestHandler):
                     "duration_seconds": round(time.monotonic() - started, 6),
                 },
             )
+
+    def _admitted(self, head: bool) -> bool:
+        """Rate limit and basic auth, on every path; answers the refusal itself."""
+        assert self.security is not None
+        path = urlsplit(self.path).path
+        refusal = self.security.refusal(path, self.headers.get("Authorization"))
+        if refusal is None:
+            return True
+        code, body, headers = refusal
+        # Neither the user name nor anything else from the header: it may be a password.
+        logger.debug("request refused", extra={"client": self.client_address[0], "status": code})
+        self._send(code, body, _TEXT, head, headers)
+        return False
 
     def _route(self, head: bool) -> None:
         app = self.server.app
@@ -357,6 +414,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def end_headers(self) -> None:
+        if self.security is not None:  # http_server_config.headers, on every answer
+            for name, value in self.security.headers:
+                self.send_header(name, value)
+        super().end_headers()
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """Requests are logged once, at DEBUG, by _dispatch."""

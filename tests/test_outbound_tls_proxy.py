@@ -57,8 +57,6 @@ def clean_proxy_env(monkeypatch):
         "no_proxy",
         "ALL_PROXY",
         "all_proxy",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -86,6 +84,19 @@ def test_custom_ca_bundle_is_trusted(tls_sim, clock, ca_file):
     ok, state = poll(account, clock)
     assert ok, state
     assert state.snapshot.messages == 4
+
+
+def test_ca_file_wins_over_requests_ca_bundle(tls_sim, clock, ca_file, monkeypatch, tmp_path):
+    # An unrelated bundle in the environment (as on many hosts) must not
+    # replace the account's own CA.
+    other = trustme.CA()
+    other.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "other.pem"))
+    account = oauth_account(tls_sim.url)
+    account = type(account)(**{**account.__dict__, "ca_file": ca_file})
+    ok, state = poll(account, clock)
+    assert ok, state
 
 
 def test_https_proxy_is_used(tls_sim, clock, ca_file, monkeypatch):

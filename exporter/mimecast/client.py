@@ -9,6 +9,7 @@ goes to the account before the reset Mimecast announced has passed.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import uuid
@@ -42,6 +43,9 @@ MAX_ATTEMPTS = 5
 # 500 messages is well under 1 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
+# A 401/403 whose Date header is further than this from our clock gets a hint in
+# its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
+CLOCK_SKEW_HINT_SECONDS = 300.0
 
 # Called after every HTTP answer with (status code, X-RateLimit-Remaining or None).
 ResponseHook = Callable[[int, float | None], None]
@@ -273,6 +277,9 @@ class MimecastClient:
                 timeout=timeout,
                 stream=True,
                 allow_redirects=False,
+                # Explicitly: requests lets REQUESTS_CA_BUNDLE override a
+                # session's own CA bundle (tls_config.ca_file) otherwise.
+                verify=self.session.verify,
             )
             try:
                 body = self._read_body(response, request_deadline, request_id)
@@ -280,9 +287,14 @@ class MimecastClient:
                 response.close()
         except requests.exceptions.RequestException as exc:
             if _is_timeout(exc):
+                what = (
+                    "could not connect"
+                    if isinstance(exc, requests.exceptions.ConnectTimeout)
+                    else "no answer"
+                )
                 raise PollError(
                     "timeout",
-                    f"no answer within {timeout:.1f}s",
+                    f"{what} within {timeout:.1f}s",
                     request_id=request_id,
                     retryable=True,
                 ) from exc
@@ -391,7 +403,8 @@ class MimecastClient:
                 if status == 403
                 else "credentials were refused"
             )
-            raise PollError("auth", f"{what} got HTTP {status}: {hint}{detail}", **common)
+            skew = _clock_skew_hint(answer.headers, self.clock.time())
+            raise PollError("auth", f"{what} got HTTP {status}: {hint}{detail}{skew}", **common)
         if 400 <= status < 500:
             raise PollError("http_4xx", f"{what} got HTTP {status}{detail}", **common)
         # A redirect or another surprise: Mimecast answers 200 or an error.
@@ -415,6 +428,24 @@ def _first_error(answer: _Answer) -> tuple[str | None, str | None, bool]:
 
 def _first_code(answer: _Answer) -> str | None:
     return _first_error(answer)[0]
+
+
+def _clock_skew_hint(headers: Any, now: float) -> str:
+    """'; server clock differs from ours by +N s; check NTP' when the answer's Date
+    header is more than CLOCK_SKEW_HINT_SECONDS away from ``now``, else ''."""
+    value = headers.get("Date")
+    if not value:
+        return ""
+    try:
+        server_time = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return ""
+    if server_time.tzinfo is None:
+        server_time = server_time.replace(tzinfo=UTC)
+    skew = server_time.timestamp() - now
+    if abs(skew) <= CLOCK_SKEW_HINT_SECONDS:
+        return ""
+    return f"; server clock differs from ours by {skew:+.0f} s; check NTP"
 
 
 def _header_number(headers: Any, name: str) -> float | None:

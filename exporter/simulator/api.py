@@ -28,7 +28,7 @@ from exporter.simulator.auth import (
     parse_mc_authorization,
 )
 from exporter.simulator.clock import Clock
-from exporter.simulator.faults import FIND_PATH, TOKEN_PATH, Fault, FaultList
+from exporter.simulator.faults import FIND_PATH, PASS_THROUGH, TOKEN_PATH, Fault, FaultList
 from exporter.simulator.query import (
     PageTokens,
     QueryError,
@@ -128,12 +128,16 @@ class MimecastApi:
                 (tenant.name if tenant else None, req.path if known_path else None)
             )
             outcome = self._admit(req, allowed=decision.allowed)
-        if isinstance(outcome, Fault):  # delay: the only real sleep in the simulator
-            time.sleep(outcome.seconds)
+        fault = outcome if isinstance(outcome, Fault) else None
+        if fault is not None:
+            if fault.kind == "delay":  # the only real sleep in the simulator
+                time.sleep(fault.seconds)
             outcome = None
         if outcome is None:
             with self.lock:
                 outcome = self._answer(req, tenant)
+                if fault is not None and fault.kind == "repeat_token" and tenant is not None:
+                    outcome = self._repeat_token(req, tenant, outcome)
         headers = decision.headers()
         headers.update(outcome.headers)
         outcome.headers = headers
@@ -169,7 +173,8 @@ class MimecastApi:
         return {t.access_key: t for t in self.tenants if t.access_key}
 
     def _admit(self, req: Incoming, *, allowed: bool) -> Response | Fault | None:
-        """An early answer, a delay fault to sleep through, or None to answer normally."""
+        """An early answer, a pass-through fault (delay, repeat_token) to apply around
+        the normal answer, or None to answer normally."""
         if not allowed:
             return mimecast_error(429, "rate_limit_exceeded", "quota exceeded", retryable=True)
         if req.path not in (FIND_PATH, TOKEN_PATH):
@@ -187,7 +192,7 @@ class MimecastApi:
         fault = self.faults.take(req.path, page)
         if fault is None:
             return None
-        return fault if fault.kind == "delay" else fault.response()
+        return fault if fault.kind in PASS_THROUGH else fault.response()
 
     def _authenticate(self, req: Incoming) -> Tenant:
         auth = req.header("Authorization")
@@ -250,6 +255,23 @@ class MimecastApi:
         )
 
     # --- POST /api/gateway/find-processing-messages -----------------------------------------
+    def _repeat_token(self, req: Incoming, tenant: Tenant, resp: Response) -> Response:
+        """The ``repeat_token`` fault: a 200 page whose ``next`` is the token just used
+        (or, on a first page, a token for that same first page): a pagination loop."""
+        if resp.status != 200:
+            return resp
+        payload = json.loads(resp.body)
+        pagination = payload.setdefault("meta", {}).setdefault("pagination", {})
+        try:
+            token = req.json["meta"]["pagination"]["pageToken"]
+        except (KeyError, TypeError):
+            token = None
+        if not token:
+            queue = (req.json or {}).get("data", [{}])[0].get("type") or "processing"
+            token = self.pages.encode(tenant.name, queue, 0, 1)
+        pagination["next"] = token
+        return json_response(200, payload, resp.headers)
+
     def _find(self, req: Incoming, tenant: Tenant) -> Response:
         if req.json is None:
             return mimecast_error(400, "invalid_json", "the request body must be JSON")

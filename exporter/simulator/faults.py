@@ -4,6 +4,10 @@ Faults are checked in the order they were added; the first one matching a
 request (path and, optionally, page number) applies and uses up one of its
 ``times``. On the API path faults apply after authentication; on
 ``/oauth/token`` they apply before the credentials are checked.
+
+``repeat_token`` answers normally except for ``meta.pagination.next``: it is
+the request's own page token (or, on a first page, a token for that same first
+page), so a client that follows ``next`` is handed the same token forever.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from exporter.simulator.responses import Response, mimecast_error
 
 FIND_PATH = "/api/gateway/find-processing-messages"
 TOKEN_PATH = "/oauth/token"
-KINDS = ("status", "fail_array", "malformed_json", "delay", "non_json", "reset")
+KINDS = ("status", "fail_array", "malformed_json", "delay", "non_json", "reset", "repeat_token")
+# Kinds that answer normally, changed (delay: later; repeat_token: its next token).
+PASS_THROUGH = ("delay", "repeat_token")
 
 # A cut-off answer: valid JSON up to a point, then nothing.
 _TRUNCATED = b'{"meta":{"status":200,"pagination":{"pageSize":25}},"data":[{"messages":[{"id":"eNo'
@@ -49,6 +55,8 @@ class Fault:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.path not in (FIND_PATH, TOKEN_PATH):
             raise ValueError(f"path must be {FIND_PATH} or {TOKEN_PATH}")
+        if self.kind == "repeat_token" and self.path != FIND_PATH:
+            raise ValueError(f"repeat_token applies to {FIND_PATH} only")
         if not isinstance(self.status, int) or not 100 <= self.status <= 599:
             raise ValueError("status must be an HTTP status code")
         if self.times is not None and self.times < 1:
@@ -76,7 +84,7 @@ class Fault:
         return self.path == path and (self.page is None or self.page == page)
 
     def response(self) -> Response | None:
-        """The answer this fault gives; None for ``delay``, which then answers normally."""
+        """The answer this fault gives; None for the PASS_THROUGH kinds, which answer normally."""
         code = self.code or ("simulated_fault" if self.kind == "fail_array" else "simulated_error")
         message = self.message or f"simulated {self.kind} fault"
         if self.kind == "status":

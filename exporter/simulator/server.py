@@ -273,6 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(resp.body)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the simulator's clock, not the host's, so a
+        # simulator given a skewed clock looks like a server whose clock is off.
+        if timestamp is None:
+            timestamp = self.server.simulator.clock()  # type: ignore[attr-defined]
+        return super().date_time_string(timestamp)
+
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,0 +1,266 @@
+"""Request-time security of the HTTP endpoints: basic auth, rate limit, client SANs.
+
+:mod:`exporter.webconfig` reads and validates ``--web.config.file``; this
+module holds what is applied to each connection and request once a
+configuration is in force, gathered in one :class:`WebSecurity` snapshot per
+(re)load. :mod:`exporter.web` asks a snapshot three things: wrap a new
+connection in TLS (:meth:`WebSecurity.handshake`), admit a request or say why
+not (:meth:`WebSecurity.refusal`), and which extra headers to send.
+
+Basic auth follows exporter-toolkit: bcrypt hashes, and successful checks are
+cached (by a keyed hash of user, stored hash and password, never the password
+itself) so a scraper calling every second costs one bcrypt computation, not
+one per scrape. bcrypt computations are serialized, so a flood of wrong
+passwords burns at most one core; an unknown user is checked against a dummy
+hash of the same cost, so the answer time does not reveal which users exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import bcrypt
+
+REALM = "mimecast-exporter"
+# exporter-toolkit's cache holds 100 entries too; only successes are cached, so
+# the entries are (at most) one per user and password in use.
+AUTH_CACHE_SIZE = 100
+HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection gets to finish the TLS handshake
+# bcrypt only reads the first 72 bytes; the bcrypt package refuses longer
+# passwords rather than silently truncating, and so does Go's (exporter-toolkit).
+_BCRYPT_MAX_PASSWORD = 72
+
+Checkpw = Callable[[bytes, bytes], bool]
+Refusal = tuple[int, bytes, Sequence[tuple[str, str]]]
+
+
+class ClientCertRejected(ssl.SSLError):
+    """The client's certificate is valid but names none of ``client_allowed_sans``."""
+
+
+class AuthCache:
+    """Remembers successful (user, hash, password) checks, by keyed hash only.
+
+    The key is an HMAC with a per-process random key, so the cache holds
+    nothing from which a password could be recovered offline. It outlives
+    reloads: a changed hash gives a different key, so a replaced password is
+    never admitted from the cache. Least recently used entries go first.
+    """
+
+    def __init__(self, size: int = AUTH_CACHE_SIZE) -> None:
+        self._size = size
+        self._secret = os.urandom(32)
+        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
+        mac = hmac.new(self._secret, digestmod=hashlib.sha256)
+        for part in (user, hashed, password):  # length-prefixed: no ambiguous joins
+            mac.update(len(part).to_bytes(4, "big"))
+            mac.update(part)
+        return mac.digest()
+
+    def __contains__(self, key: bytes) -> bool:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: bytes) -> None:
+        with self._lock:
+            self._entries[key] = None
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+_dummy_lock = threading.Lock()
+_dummy_hashes: dict[int, bytes] = {}
+
+
+def _dummy_hash(cost: int) -> bytes:
+    """A hash of a random password at ``cost``, to check unknown users against."""
+    with _dummy_lock:
+        hashed = _dummy_hashes.get(cost)
+        if hashed is None:
+            hashed = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
+            _dummy_hashes[cost] = hashed
+        return hashed
+
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost of a ``$2b$NN$...`` hash (already validated by the config parser)."""
+    return int(hashed[4:6])
+
+
+def parse_basic_authorization(header: str | None) -> tuple[bytes, bytes] | None:
+    """``Authorization: Basic base64(user:password)`` -> (user, password), or None."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = raw.partition(b":")
+    return (user, password) if sep else None
+
+
+class BasicAuth:
+    """Checks ``Authorization`` headers against bcrypt hashes.
+
+    ``users`` maps user names to hashes in the ``$2b$`` spelling (the parser
+    converts ``$2y$``). ``checkpw`` is bcrypt's by default; pass a wrapper to
+    observe how many bcrypt computations run.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, bytes],
+        cache: AuthCache,
+        checkpw: Checkpw = bcrypt.checkpw,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self._users = {name.encode("utf-8"): hashed for name, hashed in users.items()}
+        self._cache = cache
+        self._checkpw = checkpw
+        self._lock = lock or threading.Lock()
+        # Unknown users cost as much as the most expensive real one.
+        self._dummy_cost = max((bcrypt_cost(h) for h in self._users.values()), default=10)
+
+    def check(self, authorization: str | None) -> bool:
+        credentials = parse_basic_authorization(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        hashed = self._users.get(user)
+        key = self._cache.key(user, hashed or b"", password)
+        if hashed is not None and key in self._cache:
+            return True
+        if len(password) > _BCRYPT_MAX_PASSWORD:
+            return False
+        with self._lock:  # one bcrypt at a time: wrong-password floods cost one core
+            ok = self._checkpw(password, hashed or _dummy_hash(self._dummy_cost))
+        ok = bool(ok) and hashed is not None
+        if ok:
+            self._cache.add(key)
+        return ok
+
+
+class RateLimiter:
+    """A token bucket: ``burst`` requests at once, then one per ``interval`` seconds."""
+
+    def __init__(
+        self, interval: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._last)
+            self._last = now
+            self._tokens = min(self._burst, self._tokens + elapsed / self._interval)
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+def _normalize_san(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return value
+
+
+def peer_sans(tls: ssl.SSLSocket) -> list[str]:
+    """DNS names, IP addresses, e-mail addresses and URIs of the verified peer cert."""
+    cert = tls.getpeercert() or {}
+    names: list[str] = []
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind in ("DNS", "email", "URI"):
+            names.append(value)
+        elif kind == "IP Address":
+            names.append(_normalize_san(value))
+    return names
+
+
+class WebSecurity:
+    """What one loaded web configuration enforces; immutable once built."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        basic_auth: BasicAuth | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        auth_excluded_paths: Iterable[str] = (),
+        rate_limiter: RateLimiter | None = None,
+        client_allowed_sans: Iterable[str] = (),
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.ssl_context = ssl_context
+        self.basic_auth = basic_auth
+        self.headers = tuple(headers)
+        self.auth_excluded_paths = frozenset(auth_excluded_paths)
+        self.rate_limiter = rate_limiter
+        self.client_allowed_sans = frozenset(_normalize_san(s) for s in client_allowed_sans)
+        self.handshake_timeout = handshake_timeout
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_context is not None
+
+    def handshake(self, sock: socket.socket) -> ssl.SSLSocket:
+        """TLS-wrap an accepted connection; raises OSError (ssl.SSLError) on failure.
+
+        Runs in the connection's own thread, bounded by the handshake timeout,
+        so a client that connects and stays silent holds up nobody else.
+        """
+        assert self.ssl_context is not None
+        sock.settimeout(self.handshake_timeout)
+        tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            tls.do_handshake()
+            if self.client_allowed_sans and not self.client_allowed_sans.intersection(
+                peer_sans(tls)
+            ):
+                raise ClientCertRejected("client certificate names none of client_allowed_sans")
+        except BaseException:
+            tls.close()
+            raise
+        return tls
+
+    def refusal(self, path: str, authorization: str | None) -> Refusal | None:
+        """None to serve the request, else (status, body, extra headers) to answer."""
+        if self.rate_limiter is not None and not self.rate_limiter.allow():
+            return 429, b"Too Many Requests\n", ()
+        if self.basic_auth is None or path in self.auth_excluded_paths:
+            return None
+        if self.basic_auth.check(authorization):
+            return None
+        return 401, b"Unauthorized\n", (("WWW-Authenticate", f'Basic realm="{REALM}"'),)
