@@ -60,6 +60,7 @@ test: $(STAMP) promtool chromium docker-compose lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/soak.py --polls 5000
 
 dist: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .
