@@ -38,13 +38,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import MimecastCollector
 from exporter.config import (
-    AccountConfig,
     Config,
-    HmacCredentials,
-    OAuth2Credentials,
     PollConfig,
-    Secret,
 )
+from exporter.demo import demo_config
 from exporter.poller import Poller
 from exporter.simulator.faults import TOKEN_PATH, Fault
 from exporter.simulator.server import DEFAULT_HMAC_TENANT, SimulatorServer
@@ -173,28 +170,6 @@ def heal(sim: SimulatorServer) -> None:
 # --- the run -------------------------------------------------------------------------------
 
 
-def accounts(sim: SimulatorServer) -> tuple[AccountConfig, ...]:
-    creds = sim.default_credentials()
-    oauth, hmac = creds["oauth2"], creds["hmac"]
-    return (
-        AccountConfig(
-            "soak-oauth2",
-            sim.url,
-            OAuth2Credentials(oauth["client_id"], Secret(oauth["client_secret"])),
-        ),
-        AccountConfig(
-            "soak-hmac",
-            sim.url,
-            HmacCredentials(
-                hmac["app_id"],
-                Secret(hmac["app_key"]),
-                Secret(hmac["access_key"]),
-                Secret(hmac["secret_key"]),
-            ),
-        ),
-    )
-
-
 def settled_threads(baseline: int | None) -> int:
     """The thread count once simulator handler threads of closed connections have ended."""
     deadline = time.monotonic() + 2.0
@@ -220,7 +195,7 @@ def soak(polls: int, seed: int, out=sys.stdout) -> bool:
     sim.start()
     config = Config(
         PollConfig(interval=INTERVAL, timeout=5.0, page_size=50, stale_after=300.0),
-        accounts(sim),
+        demo_config(sim).accounts,  # the simulator's two built-in tenants
     )
     store = SnapshotStore([a.name for a in config.accounts], config.poll.queues)
     registry = CollectorRegistry(auto_describe=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig, Secret
@@ -86,3 +88,18 @@ def make_messages(
         }
         for i in range(count)
     ]
+
+
+@pytest.fixture
+def live_sim():
+    """A simulator on the real clock (for tests of real processes), with the test
+    credentials: 7 outbound messages for the OAuth tenant, 3 inbound for HMAC."""
+    with SimulatorServer("127.0.0.1", 0, scenario="empty", seed=3) as server:
+        server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
+        server.hmac_tenant = server.add_hmac_key(
+            HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
+        )
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(time.time() - 600))
+        server.oauth_tenant.model.set_messages("processing", make_messages(7, created=now))
+        server.hmac_tenant.model.set_messages("processing", make_messages(3, "inbound", now))
+        yield server

@@ -34,7 +34,7 @@ class Daemon:
             if not line and self.proc.poll() is not None:
                 break
             self.lines.append(line)
-            match = re.search(r"listen=(http://\S+?)/", line)
+            match = re.search(r"listen=(https?://\S+?)/", line)
             if match:
                 return match.group(1)
         raise AssertionError("exporter did not start:\n" + "".join(self.lines))

@@ -5,36 +5,16 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import threading
+
+from tests.rawserver import LoopbackServer
 
 
-class TunnelProxy:
+class TunnelProxy(LoopbackServer):
     def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        super().__init__()
         self.tunnels: list[str] = []  # CONNECT targets, in order
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> TunnelProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
-
-    def _handle(self, client: socket.socket) -> None:
+    def handle(self, client: socket.socket) -> None:
         with client:
             client.settimeout(10)
             head = b""

@@ -9,9 +9,10 @@ import threading
 from collections.abc import Callable
 
 
-class RawServer:
-    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
-        self.handler = handler
+class LoopbackServer:
+    """Accepts connections on 127.0.0.1 and hands each to ``handle`` in its own thread."""
+
+    def __init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -19,7 +20,7 @@ class RawServer:
         self.connections = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> RawServer:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -35,9 +36,20 @@ class RawServer:
             except TimeoutError:
                 continue
             self.connections += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
-    def _handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class RawServer(LoopbackServer):
+    """Reads one request per connection, then lets the test's handler answer."""
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
             read_request(conn)

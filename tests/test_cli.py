@@ -9,10 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from exporter.simulator.server import SimulatorServer
 from tests.conftest import (
     HMAC_ACCESS_KEY,
     HMAC_APP_ID,
@@ -20,26 +18,11 @@ from tests.conftest import (
     HMAC_SECRET_KEY,
     OAUTH_ID,
     OAUTH_SECRET,
-    make_messages,
 )
 from tests.processes import Daemon, wait_for
 
 EXPORTER = [sys.executable, "-m", "exporter"]
 SECRETS = (OAUTH_SECRET, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
-
-
-@pytest.fixture
-def live_sim():
-    """A simulator on the real clock, with the test credentials and known messages."""
-    with SimulatorServer("127.0.0.1", 0, scenario="empty", seed=3) as server:
-        server.oauth_tenant = server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
-        server.hmac_tenant = server.add_hmac_key(
-            HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY
-        )
-        now = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(time.time() - 600))
-        server.oauth_tenant.model.set_messages("processing", make_messages(7, created=now))
-        server.hmac_tenant.model.set_messages("processing", make_messages(3, "inbound", now))
-        yield server
 
 
 def write_config(tmp_path: Path, base_url: str, oauth_secret: str = OAUTH_SECRET) -> Path:

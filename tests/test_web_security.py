@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
@@ -728,13 +727,6 @@ def test_cli_config_check_validates_the_web_config(tmp_path: Path, pki: Pki) -> 
     assert ALICE_HASH not in out + err
 
 
-@pytest.fixture
-def live_sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer("127.0.0.1", 0, scenario="empty", seed=3) as server:
-        server.add_oauth2_client(OAUTH_ID, OAUTH_SECRET)
-        yield server
-
-
 def test_cli_once_ignores_the_web_config(tmp_path: Path, live_sim: SimulatorServer) -> None:
     config = write_exporter_config(tmp_path, live_sim.url)
     code, out, err = run(
@@ -753,16 +745,8 @@ def test_cli_serves_https_with_basic_auth(
         "--config.file", str(config), "--web.config.file", str(web), "--log.level", "debug"
     )
     try:
-        url = None
-        deadline = time.monotonic() + 20
-        while url is None and time.monotonic() < deadline:
-            line = daemon.proc.stderr.readline()
-            if not line and daemon.proc.poll() is not None:
-                break
-            daemon.lines.append(line)
-            match = re.search(r"listen=(https://\S+?)/", line)
-            url = match.group(1) if match else None
-        assert url, "".join(daemon.lines)
+        url = daemon.wait_for_url()
+        assert url.startswith("https://")
         ca = pki.ca_file
         assert requests.get(url + "/metrics", verify=ca, timeout=5).status_code == 401
         wrong = requests.get(url + "/metrics", auth=("alice", "x"), verify=ca, timeout=5)
@@ -792,16 +776,8 @@ def test_demo_serves_https_with_basic_auth(tmp_path: Path, pki: Pki) -> None:
     web = web_config(tmp_path, pki, TLS + users(alice=ALICE_HASH))
     daemon = Daemon("--demo", "--web.config.file", str(web))
     try:
-        url = None
-        deadline = time.monotonic() + 20
-        while url is None and time.monotonic() < deadline:
-            line = daemon.proc.stderr.readline()
-            if not line and daemon.proc.poll() is not None:
-                break
-            daemon.lines.append(line)
-            match = re.search(r"listen=(https://\S+?)/", line)
-            url = match.group(1) if match else None
-        assert url, "".join(daemon.lines)
+        url = daemon.wait_for_url()
+        assert url.startswith("https://")
         ca = pki.ca_file
         assert requests.get(url + "/metrics", verify=ca, timeout=5).status_code == 401
         good = wait_for(
