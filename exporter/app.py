@@ -13,7 +13,7 @@ from exporter.config import Config
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
 from exporter.web import AccountStatus, QueueStatus, WebServer
-from exporter.webconfig import WebConfigWatcher
+from exporter.webwatch import WebConfigWatcher
 
 
 class StoreStatus:

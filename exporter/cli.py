@@ -16,7 +16,8 @@ from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, describe, load_config
 from exporter.logs import LEVELS, add_secrets, configure_logging
-from exporter.webconfig import WebConfigError, WebConfigWatcher
+from exporter.webconfig import WebConfigError
+from exporter.webwatch import WebConfigWatcher
 
 log = logging.getLogger("exporter")
 

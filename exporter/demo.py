@@ -15,7 +15,7 @@ from exporter.config import (
     Secret,
 )
 from exporter.simulator.server import SimulatorServer
-from exporter.webconfig import WebConfigWatcher
+from exporter.webwatch import WebConfigWatcher
 
 DEMO_SCENARIO = "demo"
 # The model runs 30x faster than the wall clock, so retries and arrivals show

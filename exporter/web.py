@@ -1,14 +1,17 @@
 """The exporter's HTTP endpoints: metrics, landing page, health and readiness.
 
-This module owns the listening socket and everything answered on it. It only
-reads what the poller already knows (the metrics registry and a
-:class:`StatusSource`), so no request ever calls Mimecast or waits on a poll.
+This module owns the listening socket, routing, and everything answered on
+it but the landing page's HTML (:mod:`exporter.landing`). It only reads what
+the poller already knows (the metrics registry and a :class:`StatusSource`),
+so no request ever calls Mimecast or waits on a poll.
 
 Routes: the telemetry path (``/metrics`` by default), ``/`` (and
 ``/index.html``), ``/-/healthy`` and ``/-/ready``. Everything else is 404, and
 methods other than GET and HEAD are 405.
 
-With a web configuration (``--web.config.file``, :mod:`exporter.webconfig`)
+Where it listens (``--web.listen-address``) is parsed and bound by
+:mod:`exporter.listen`. With a web configuration (``--web.config.file``,
+:mod:`exporter.webconfig`, kept in force by :mod:`exporter.webwatch`)
 connections are TLS, the handshake done in the connection's own thread, and
 every path is behind basic auth when users are configured (see
 :mod:`exporter.webauth`).
@@ -16,26 +19,28 @@ every path is behind basic auth when users are configured (see
 
 from __future__ import annotations
 
-import errno
 import gzip
-import html
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from exporter.landing import AccountStatus as AccountStatus
+from exporter.landing import QueueStatus as QueueStatus
+from exporter.landing import StatusSource, render_index
+from exporter.listen import bind, parse_listen_address
+
 if TYPE_CHECKING:
     from exporter.webauth import WebSecurity
-    from exporter.webconfig import WebConfigWatcher
+    from exporter.webwatch import WebConfigWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -44,57 +49,6 @@ _ALLOW = "GET, HEAD"
 _TEXT = "text/plain; charset=utf-8"
 # A client that hangs up mid-response is routine (scrape timeouts), not an error.
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class QueueStatus:
-    queue: str
-    last_success: float | None  # epoch seconds
-    last_error: str | None  # error reason of the latest poll, None if it succeeded
-    messages: int | None  # messages in the latest fresh snapshot, None if none/stale
-
-
-@dataclass(frozen=True)
-class AccountStatus:
-    name: str
-    up: bool
-    queues: tuple[QueueStatus, ...]
-
-
-class StatusSource(Protocol):
-    def is_ready(self) -> bool:
-        """True once the first poll cycle has finished."""
-        ...
-
-    def account_statuses(self) -> Sequence[AccountStatus]: ...
-
-
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """Split ``host:port`` into its parts; an empty host means all interfaces.
-
-    Accepts ``:9836``, ``127.0.0.1:9836``, ``localhost:9836`` and
-    ``[::1]:9836``. Port 0 asks the OS for a free port.
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not host:
-            raise ValueError(f"listen address {text!r}: unterminated or empty [IPv6] host")
-        if not rest.startswith(":"):
-            raise ValueError(f"listen address {text!r}: expected [host]:port")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"listen address {text!r}: expected host:port or :port")
-        if ":" in host:
-            raise ValueError(f"listen address {text!r}: write IPv6 hosts in brackets, [::1]:9836")
-    if not port_text.isdigit():
-        raise ValueError(f"listen address {text!r}: port must be a number 0-65535")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"listen address {text!r}: port must be a number 0-65535")
-    return host, port
 
 
 class WebServer:
@@ -184,10 +138,13 @@ class WebServer:
                 raise RuntimeError("web server was shut down")
             if self._httpd is not None:
                 raise RuntimeError("web server already started")
-            self._httpd = _bind(self._host, self._port, self)
+            self._httpd = bind(self._host, self._port, self._make_server)
             self._port = self._httpd.socket.getsockname()[1]  # the real one if 0 was asked
         logger.debug("listening", extra={"address": self.url, "path": self.telemetry_path})
         return self._httpd
+
+    def _make_server(self, sockaddr: Any, family: int, dual_stack: bool) -> _HTTPServer:
+        return _HTTPServer(sockaddr, family, self, dual_stack=dual_stack)
 
     def _serve(self, httpd: _HTTPServer) -> None:
         try:
@@ -249,26 +206,6 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; keep it in the log instead.
         logger.debug("connection error", exc_info=True, extra={"client": client_address[0]})
-
-
-def _bind(host: str, port: int, app: WebServer) -> _HTTPServer:
-    if host == "":
-        if socket.has_dualstack_ipv6():
-            try:
-                return _HTTPServer(("::", port), socket.AF_INET6, app, dual_stack=True)
-            except OSError as err:
-                if err.errno == errno.EADDRINUSE:
-                    raise
-                # IPv6 present but unusable (e.g. disabled by sysctl): fall back to IPv4.
-        return _HTTPServer(("0.0.0.0", port), socket.AF_INET, app, dual_stack=False)
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    last: OSError | None = None
-    for family, _, _, _, sockaddr in infos:
-        try:
-            return _HTTPServer(sockaddr, family, app, dual_stack=False)
-        except OSError as err:  # e.g. localhost resolving to ::1 without IPv6
-            last = err
-    raise last or OSError(f"cannot resolve {host!r}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -357,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == app.telemetry_path:  # first: it wins even if set to "/"
             self._metrics(head)
         elif path in ("/", "/index.html"):
-            page = _render_index(app, time.time())
+            page = render_index(app, time.time())
             self._send(200, page.encode(), "text/html; charset=utf-8", head)
         elif path == "/-/healthy":
             self._send(200, b"OK", _TEXT, head)
@@ -427,60 +364,3 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Replaces BaseHTTPRequestHandler's per-request stderr lines.
         logger.debug(format, *args, extra={"client": self.client_address[0]})
-
-
-def _render_index(app: WebServer, now: float) -> str:
-    """The landing page: links plus one table row per (account, queue)."""
-    e = html.escape
-    rows: list[str] = []
-    for account in app.status.account_statuses():
-        queues = account.queues or (None,)
-        # The account's name and state span all of its queue rows.
-        span = f' rowspan="{len(queues)}"' if len(queues) > 1 else ""
-        state = "up" if account.up else "down"
-        for i, q in enumerate(queues):
-            cells = ""
-            if i == 0:
-                cells = f'<td{span}>{e(account.name)}</td><td{span} class="{state}">{state}</td>'
-            if q is None:
-                cells += '<td colspan="4">no queues polled</td>'
-                rows.append(f"<tr>{cells}</tr>")
-                continue
-            success = "never"
-            if q.last_success is not None:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(q.last_success))
-                success = f"{stamp} ({max(0, int(now - q.last_success))}s ago)"
-            messages = "-" if q.messages is None else str(q.messages)
-            cells += (
-                f"<td>{e(q.queue)}</td><td>{e(success)}</td>"
-                f"<td>{e(q.last_error or '')}</td><td>{e(messages)}</td>"
-            )
-            rows.append(f"<tr>{cells}</tr>")
-    if not rows:
-        rows.append('<tr><td colspan="6">no accounts configured</td></tr>')
-    version = f"<p>Version: {e(app.version)}</p>" if app.version else ""
-    ready = "ready" if app.status.is_ready() else "not ready"
-    path = e(app.telemetry_path, quote=True)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Mimecast exporter</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
-.up {{ color: #1a7f37; }} .down {{ color: #cf222e; font-weight: bold; }}
-</style></head>
-<body>
-<h1>Mimecast exporter</h1>
-{version}
-<ul>
-<li><a href="{path}">Metrics</a> ({path})</li>
-<li><a href="/-/healthy">Health</a> (/-/healthy)</li>
-<li><a href="/-/ready">Readiness</a> (/-/ready): {ready}</li>
-</ul>
-<h2>Accounts</h2>
-<table>
-<tr><th>Account</th><th>State</th><th>Queue</th><th>Last success (UTC)</th><th>Last error</th>
-<th>Messages</th></tr>
-{chr(10).join(rows)}
-</table>
-</body></html>
-"""

@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from exporter.simulator.server import SimulatorServer
 from exporter.web import WebServer
 from exporter.webauth import AuthCache, RateLimiter, parse_basic_authorization
-from exporter.webconfig import WebConfigError, WebConfigWatcher, load_web_config
+from exporter.webconfig import WebConfigError, load_web_config
+from exporter.webwatch import WebConfigWatcher
 from tests.conftest import OAUTH_ID, OAUTH_SECRET
 from tests.processes import EXPORTER, Daemon, wait_for
 
