@@ -47,13 +47,8 @@ import requests
 import trustme
 
 from exporter.config import AccountConfig
-from exporter.mimecast.client import (
-    API_PATH,
-    CLOCK_SKEW_HINT_SECONDS,
-    MAX_ATTEMPTS,
-    TOKEN_PATH,
-    _clock_skew_hint,
-)
+from exporter.mimecast.answers import CLOCK_SKEW_HINT_SECONDS, clock_skew_hint
+from exporter.mimecast.client import API_PATH, MAX_ATTEMPTS, TOKEN_PATH
 from exporter.mimecast.errors import REASONS
 from exporter.simulator.faults import Fault
 from tests.conftest import (
@@ -873,9 +868,9 @@ def test_simulator_date_header_follows_its_clock(sim, clock):
         ("Tue, 24 Nov 2026 01:00:00", "; server clock differs from ours by +3600 s; check NTP"),
     ],
 )
-def test_clock_skew_hint(date, hint):
+def testclock_skew_hint(date, hint):
     headers = requests.structures.CaseInsensitiveDict({} if date is None else {"Date": date})
-    assert _clock_skew_hint(headers, EPOCH) == hint
+    assert clock_skew_hint(headers, EPOCH) == hint
 
 
 # --- real processes -----------------------------------------------------------------------

@@ -9,12 +9,10 @@ goes to the account before the reset Mimecast announced has passed.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +24,11 @@ from urllib3.exceptions import ReadTimeoutError
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
+from exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
-from exporter.mimecast.responses import Page, fail_errors, parse_page, parse_token
+from exporter.mimecast.responses import Page, parse_page, parse_token
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
-CLOCK_SKEW_HINT_SECONDS = 300.0
 
 # Called after every HTTP answer with (status code, X-RateLimit-Remaining or None).
 ResponseHook = Callable[[int, float | None], None]
@@ -53,14 +51,6 @@ ResponseHook = Callable[[int, float | None], None]
 
 def _no_hook(status: int, remaining: float | None) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: requests.structures.CaseInsensitiveDict
-    body: bytes
-    request_id: str
 
 
 def format_api_date(epoch_seconds: float) -> str:
@@ -198,7 +188,7 @@ class MimecastClient:
                     extra={
                         **self._log_context(body),
                         "status": 401,
-                        "code": _first_code(answer),
+                        "code": first_code(answer),
                         "request_id": answer.request_id,
                     },
                 )
@@ -206,7 +196,7 @@ class MimecastClient:
                 answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
         else:
             answer = self._post(API_PATH, payload, None, deadline, hmac_creds=creds)
-        self._raise_for_status(answer)
+        raise_for_status(answer, self.clock.time())
         return parse_page(answer.body, page_number, answer.request_id)
 
     def _bearer_headers(self, token: str) -> dict[str, str]:
@@ -223,7 +213,7 @@ class MimecastClient:
                 "grant_type": "client_credentials",
             }
             answer = self._post(TOKEN_PATH, None, None, deadline, form=form)
-            self._raise_for_status(answer, token_request=True)
+            raise_for_status(answer, self.clock.time(), token_request=True)
             value, expires_in = parse_token(answer.body, answer.request_id)
             self.token_cache.store(value, expires_in, self.clock.monotonic())
             return value
@@ -249,7 +239,7 @@ class MimecastClient:
         *,
         form: dict[str, str] | None = None,
         hmac_creds: HmacCredentials | None = None,
-    ) -> _Answer:
+    ) -> Answer:
         request_id = str(uuid.uuid4())
         all_headers = {
             "Accept": "application/json",
@@ -304,7 +294,7 @@ class MimecastClient:
                 request_id=request_id,
                 retryable=True,
             ) from exc
-        answer = _Answer(response.status_code, response.headers, body, request_id)
+        answer = Answer(response.status_code, response.headers, body, request_id)
         self._note_rate_limit(answer)
         return answer
 
@@ -360,99 +350,13 @@ class MimecastClient:
                 )
             chunks.append(chunk)
 
-    def _note_rate_limit(self, answer: _Answer) -> None:
-        remaining = _header_number(answer.headers, "X-RateLimit-Remaining")
+    def _note_rate_limit(self, answer: Answer) -> None:
+        remaining = header_number(answer.headers, "X-RateLimit-Remaining")
         self.on_response(answer.status, remaining)
         wait = rate_limit_wait(answer.headers, self.clock.time())
         exhausted = remaining is not None and remaining <= 0
         if wait is not None and (answer.status == 429 or exhausted):
             self.gate.block_for(self.clock.monotonic(), wait)
-
-    def _raise_for_status(self, answer: _Answer, *, token_request: bool = False) -> None:
-        status = answer.status
-        if status == 200:
-            return
-        code, message, _ = _first_error(answer)
-        what = "token request" if token_request else "request"
-        detail = f": {message}" if message else ""
-        common = {"status": status, "code": code, "request_id": answer.request_id}
-        if status == 429:
-            raise PollError(
-                "rate_limited",
-                f"{what} rate limited (429){detail}",
-                retryable=True,
-                retry_after=rate_limit_wait(answer.headers, self.clock.time()),
-                **common,
-            )
-        if status >= 500:
-            raise PollError(
-                "http_5xx", f"{what} got HTTP {status}{detail}", retryable=True, **common
-            )
-        if status == 408:
-            raise PollError("timeout", f"{what} got HTTP 408{detail}", retryable=True, **common)
-        if status == 418 or code == "err_xdk_binding_expired":
-            raise PollError(
-                "binding_expired",
-                f"{what} refused: the API 1.0 access key binding has expired (418); "
-                "create a new access key and secret key in the Mimecast console" + detail,
-                **common,
-            )
-        if status in (401, 403) or (token_request and status == 400):
-            hint = (
-                "the API user lacks the 'Monitoring | Processing | Read' permission"
-                if status == 403
-                else "credentials were refused"
-            )
-            skew = _clock_skew_hint(answer.headers, self.clock.time())
-            raise PollError("auth", f"{what} got HTTP {status}: {hint}{detail}{skew}", **common)
-        if 400 <= status < 500:
-            raise PollError("http_4xx", f"{what} got HTTP {status}{detail}", **common)
-        # A redirect or another surprise: Mimecast answers 200 or an error.
-        raise PollError("bad_response", f"{what} got unexpected HTTP {status}{detail}", **common)
-
-
-def _first_error(answer: _Answer) -> tuple[str | None, str | None, bool]:
-    try:
-        payload = json.loads(answer.body)
-    except ValueError:
-        return None, None, False
-    errors = fail_errors(payload)
-    if errors:
-        return errors[0]
-    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        # OAuth-style error body from the token endpoint.
-        description = payload.get("error_description")
-        return payload["error"], description if isinstance(description, str) else None, False
-    return None, None, False
-
-
-def _first_code(answer: _Answer) -> str | None:
-    return _first_error(answer)[0]
-
-
-def _clock_skew_hint(headers: Any, now: float) -> str:
-    """'; server clock differs from ours by +N s; check NTP' when the answer's Date
-    header is more than CLOCK_SKEW_HINT_SECONDS away from ``now``, else ''."""
-    value = headers.get("Date")
-    if not value:
-        return ""
-    try:
-        server_time = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return ""
-    if server_time.tzinfo is None:
-        server_time = server_time.replace(tzinfo=UTC)
-    skew = server_time.timestamp() - now
-    if abs(skew) <= CLOCK_SKEW_HINT_SECONDS:
-        return ""
-    return f"; server clock differs from ours by {skew:+.0f} s; check NTP"
-
-
-def _header_number(headers: Any, name: str) -> float | None:
-    try:
-        return float(headers.get(name, ""))
-    except ValueError:
-        return None
 
 
 def _is_timeout(exc: BaseException) -> bool:
