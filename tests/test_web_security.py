@@ -737,6 +737,26 @@ def test_cli_once_ignores_the_web_config(tmp_path: Path, live_sim: SimulatorServ
     assert 'mimecast_up{account="acme"} 1.0' in out
 
 
+def assert_https_with_basic_auth(daemon: Daemon, pki: Pki, up_account: str) -> None:
+    """The daemon serves HTTPS, refuses missing and wrong passwords, and serves
+    metrics (with ``up_account`` up) to alice once its first poll is done."""
+    url = daemon.wait_for_url()
+    assert url.startswith("https://")
+    ca = pki.ca_file
+    assert requests.get(url + "/metrics", verify=ca, timeout=5).status_code == 401
+    wrong = requests.get(url + "/metrics", auth=("alice", "x"), verify=ca, timeout=5)
+    assert wrong.status_code == 401
+
+    def scraped() -> str | None:
+        answer = requests.get(url + "/metrics", auth=("alice", ALICE_PW), verify=ca, timeout=5)
+        ok = answer.status_code == 200 and f'mimecast_up{{account="{up_account}"}} 1.0' in (
+            answer.text
+        )
+        return answer.text if ok else None
+
+    assert "mimecast_queue_messages" in wait_for(scraped)
+
+
 def test_cli_serves_https_with_basic_auth(
     tmp_path: Path, pki: Pki, live_sim: SimulatorServer
 ) -> None:
@@ -746,25 +766,7 @@ def test_cli_serves_https_with_basic_auth(
         "--config.file", str(config), "--web.config.file", str(web), "--log.level", "debug"
     )
     try:
-        url = daemon.wait_for_url()
-        assert url.startswith("https://")
-        ca = pki.ca_file
-        assert requests.get(url + "/metrics", verify=ca, timeout=5).status_code == 401
-        wrong = requests.get(url + "/metrics", auth=("alice", "x"), verify=ca, timeout=5)
-        assert wrong.status_code == 401
-        good = wait_for(
-            lambda: (
-                (
-                    r := requests.get(
-                        url + "/metrics", auth=("alice", ALICE_PW), verify=ca, timeout=5
-                    )
-                ).status_code
-                == 200
-                and 'mimecast_up{account="acme"} 1.0' in r.text
-                and r
-            )
-        )
-        assert "mimecast_queue_messages" in good.text
+        assert_https_with_basic_auth(daemon, pki, up_account="acme")
     finally:
         code, out, err = daemon.stop()
     assert code == 0, err
@@ -777,23 +779,7 @@ def test_demo_serves_https_with_basic_auth(tmp_path: Path, pki: Pki) -> None:
     web = web_config(tmp_path, pki, TLS + users(alice=ALICE_HASH))
     daemon = Daemon("--demo", "--web.config.file", str(web))
     try:
-        url = daemon.wait_for_url()
-        assert url.startswith("https://")
-        ca = pki.ca_file
-        assert requests.get(url + "/metrics", verify=ca, timeout=5).status_code == 401
-        good = wait_for(
-            lambda: (
-                (
-                    r := requests.get(
-                        url + "/metrics", auth=("alice", ALICE_PW), verify=ca, timeout=5
-                    )
-                ).status_code
-                == 200
-                and 'mimecast_up{account="demo-hmac"} 1.0' in r.text
-                and r
-            )
-        )
-        assert "mimecast_queue_messages" in good.text
+        assert_https_with_basic_auth(daemon, pki, up_account="demo-hmac")
     finally:
         code, out, err = daemon.stop()
     assert code == 0, err
