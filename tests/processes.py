@@ -12,6 +12,21 @@ import time
 EXPORTER = [sys.executable, "-m", "exporter"]
 
 
+def run_exporter(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run the exporter to completion (--once, --config.check, ...), no standard input."""
+    return subprocess.run(
+        [*EXPORTER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class Daemon:
     """The exporter as a background process, for tests that scrape it."""
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +17,8 @@ from tests.conftest import (
     OAUTH_ID,
     OAUTH_SECRET,
 )
-from tests.processes import Daemon, wait_for
+from tests.processes import Daemon, run_exporter, wait_for
 
-EXPORTER = [sys.executable, "-m", "exporter"]
 SECRETS = (OAUTH_SECRET, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
 
 
@@ -51,16 +48,8 @@ accounts:
     return config
 
 
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TEST_APP_KEY": HMAC_APP_KEY}
-    return subprocess.run(
-        [*EXPORTER, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+def run(*args: str) -> subprocess.CompletedProcess:
+    return run_exporter(*args, env={"TEST_APP_KEY": HMAC_APP_KEY})
 
 
 def assert_no_secrets(*texts: str) -> None:

@@ -354,16 +354,21 @@ accounts:
     return config
 
 
-@pytest.mark.timeout(300)
-def test_image_config_check_accepts_a_valid_config_with_secret_files(image_venv, tmp_path):
-    config = write_config(tmp_path)
-    result = subprocess.run(
+def image_config_check(image_venv, config) -> subprocess.CompletedProcess:
+    """`mimecast-exporter --config.check` as installed in the image's venv."""
+    return subprocess.run(
         [image_venv.bin("mimecast-exporter"), f"--config.file={config}", "--config.check"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd="/",
     )
+
+
+@pytest.mark.timeout(300)
+def test_image_config_check_accepts_a_valid_config_with_secret_files(image_venv, tmp_path):
+    config = write_config(tmp_path)
+    result = image_config_check(image_venv, config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is valid" in result.stdout
     output = result.stdout + result.stderr
@@ -375,13 +380,7 @@ def test_image_config_check_accepts_a_valid_config_with_secret_files(image_venv,
 @pytest.mark.timeout(300)
 def test_image_config_check_rejects_an_invalid_config_with_exit_2(image_venv, tmp_path):
     config = write_config(tmp_path, invalid=True)
-    result = subprocess.run(
-        [image_venv.bin("mimecast-exporter"), f"--config.file={config}", "--config.check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-    )
+    result = image_config_check(image_venv, config)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "intervall" in result.stderr
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.processes import run_exporter
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
 ALERTS = ROOT / "prometheus" / "alerts.yml"
@@ -324,13 +326,7 @@ def test_configmap_config_passes_config_check_with_the_secret_files(tmp_path):
     config = tmp_path / "config.yml"
     config.write_text(config_from_configmap().replace(SECRETS_DIR, str(secrets)), encoding="utf-8")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = run_exporter("--config.file", str(config), "--config.check", cwd=str(ROOT))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is valid" in result.stdout
     for key in ("client_secret", "app_key", "access_key", "secret_key"):
@@ -346,12 +342,6 @@ def test_configmap_config_refuses_the_unreplaced_placeholders(tmp_path):
         (secrets / key).write_text(value, encoding="utf-8")
     config = tmp_path / "config.yml"
     config.write_text(config_from_configmap().replace(SECRETS_DIR, str(secrets)), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(config), "--config.check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = run_exporter("--config.file", str(config), "--config.check", cwd=str(ROOT))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "secret_key" in result.stderr

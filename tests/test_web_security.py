@@ -31,7 +31,7 @@ from exporter.webauth import AuthCache, RateLimiter, parse_basic_authorization
 from exporter.webconfig import WebConfigError, load_web_config
 from exporter.webwatch import WebConfigWatcher
 from tests.conftest import OAUTH_ID, OAUTH_SECRET
-from tests.processes import EXPORTER, Daemon, wait_for
+from tests.processes import Daemon, run_exporter, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webconfig"
 REALM = 'Basic realm="mimecast-exporter"'
@@ -685,15 +685,7 @@ accounts:
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    import subprocess
-
-    done = subprocess.run(
-        [*EXPORTER, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_exporter(*args)
     return done.returncode, done.stdout, done.stderr
 
 
