@@ -3,6 +3,11 @@
 This is the only place metric names live. Nothing here does I/O: a scrape
 reads the latest snapshots, so it is fast and never calls Mimecast.
 
+A figure is exact or absent. Message counts and oldest ages are exact at any
+backlog size (where Mimecast honours sortOrder, filterBy and sends
+totalCount); sums and histograms are served only when the poll read the whole
+queue (mimecast_queue_scan_complete 1). See :mod:`exporter.scan`.
+
 Series, for each configured account and queue type::
 
     mimecast_queue_messages{account,queue,route}                      gauge
@@ -13,6 +18,8 @@ Series, for each configured account and queue type::
     mimecast_queue_oldest_message_created_timestamp_seconds{...}      gauge (routes with messages)
     mimecast_queue_message_age_seconds{account,queue,route}           histogram
     mimecast_queue_message_size_bytes{account,queue,route}            histogram
+    mimecast_queue_scan_complete{account,queue}                       gauge
+    mimecast_queue_scanned_messages{account,queue}                    gauge
     mimecast_up{account}                                              gauge
     mimecast_last_success_timestamp_seconds{account,queue}            gauge
     mimecast_poll_duration_seconds{account,queue}                     gauge
@@ -88,49 +95,83 @@ class MimecastCollector(Collector):
                 yield account, queue, snapshot
 
     def _queue_metrics(self, view: StoreView, now: float) -> Iterator[Metric]:
-        messages = _queue_gauge("mimecast_queue_messages", "Messages in the processing queue.")
-        size = _queue_gauge("mimecast_queue_size_bytes", "Sum of the sizes of queued messages.")
+        messages = _queue_gauge(
+            "mimecast_queue_messages",
+            "Messages in the processing queue. Exact at any backlog size: read message by"
+            " message, or counted by Mimecast (totalCount) when the queue is too large to read"
+            " within poll.max_pages; absent when Mimecast's answers cannot be trusted for it.",
+        )
+        size = _queue_gauge(
+            "mimecast_queue_size_bytes",
+            "Sum of the sizes of queued messages. Only when the poll read the whole queue"
+            " (mimecast_queue_scan_complete 1).",
+        )
         attempts = _queue_gauge(
-            "mimecast_queue_attempts", "Sum of the processing attempts of queued messages."
+            "mimecast_queue_attempts",
+            "Sum of the processing attempts of queued messages. Only when the poll read the"
+            " whole queue (mimecast_queue_scan_complete 1).",
         )
         max_attempts = _queue_gauge(
-            "mimecast_queue_max_attempts", "Highest processing attempt count of a queued message."
+            "mimecast_queue_max_attempts",
+            "Highest processing attempt count of a queued message. Only when the poll read the"
+            " whole queue (mimecast_queue_scan_complete 1).",
         )
         oldest_age = _queue_gauge(
             "mimecast_queue_oldest_message_age_seconds",
             "Seconds since the oldest queued message was created, computed at scrape time;"
-            " 0 when the route is empty.",
+            " 0 when the route is empty. Exact at any backlog size; absent when it is not"
+            " certain (a message without a usable date, or answers not oldest first).",
         )
         oldest_created = _queue_gauge(
             "mimecast_queue_oldest_message_created_timestamp_seconds",
             "Creation time (Unix seconds) of the oldest queued message; only for routes"
-            " with messages.",
+            " with messages. Exact at any backlog size; absent when it is not certain.",
         )
         age_hist = HistogramMetricFamily(
             "mimecast_queue_message_age_seconds",
             "Age of queued messages at the time of the poll; rebuilt at every poll, not"
-            " accumulated." + _FROM_POLL,
+            " accumulated. Only when the poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
         size_hist = HistogramMetricFamily(
             "mimecast_queue_message_size_bytes",
-            "Size of queued messages; rebuilt at every poll, not accumulated." + _FROM_POLL,
+            "Size of queued messages; rebuilt at every poll, not accumulated. Only when the"
+            " poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
+        complete = GaugeMetricFamily(
+            "mimecast_queue_scan_complete",
+            "1 when the latest poll read every message of the queue, so that every figure,"
+            " sums and histograms included, is served; 0 when the queue was too large for"
+            " poll.max_pages and only counts and oldest ages are." + _FROM_POLL,
+            labels=["account", "queue"],
+        )
+        scanned = GaugeMetricFamily(
+            "mimecast_queue_scanned_messages",
+            "Messages the latest poll read one by one (all of them when the scan is"
+            " complete)." + _FROM_POLL,
+            labels=["account", "queue"],
+        )
         for account, queue, snapshot in self._fresh_snapshots(view, now):
+            complete.add_metric([account, queue], 1 if snapshot.complete else 0)
+            scanned.add_metric([account, queue], snapshot.scanned)
             for route, stats in snapshot.routes.items():
                 labels = [account, queue, route]
-                messages.add_metric(labels, stats.messages)
-                size.add_metric(labels, stats.size_bytes)
-                attempts.add_metric(labels, stats.attempts)
-                max_attempts.add_metric(labels, stats.max_attempts)
-                oldest_age.add_metric(labels, _oldest_age(stats, now))
-                if stats.messages and stats.oldest_created is not None:
-                    oldest_created.add_metric(labels, stats.oldest_created)
-                age_hist.add_metric(labels, stats.age.cumulative(), stats.age.total)
-                size_hist.add_metric(labels, stats.size.cumulative(), stats.size.total)
+                if stats.messages is not None:
+                    messages.add_metric(labels, stats.messages)
+                if stats.oldest_known:
+                    oldest_age.add_metric(labels, _oldest_age(stats, now))
+                    if stats.oldest_created is not None:
+                        oldest_created.add_metric(labels, stats.oldest_created)
+                sums = stats.sums
+                if sums is not None:
+                    size.add_metric(labels, sums.size_bytes)
+                    attempts.add_metric(labels, sums.attempts)
+                    max_attempts.add_metric(labels, sums.max_attempts)
+                    age_hist.add_metric(labels, sums.age.cumulative(), sums.age.total)
+                    size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
         yield from (messages, size, attempts, max_attempts, oldest_age, oldest_created)
-        yield from (age_hist, size_hist)
+        yield from (age_hist, size_hist, complete, scanned)
 
     def _health_metrics(self, view: StoreView) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -182,6 +223,6 @@ class MimecastCollector(Collector):
 
 
 def _oldest_age(stats: RouteStats, now: float) -> float:
-    if not stats.messages or stats.oldest_created is None:
+    if stats.oldest_created is None:  # a known-empty route
         return 0.0
     return max(0.0, now - stats.oldest_created)

@@ -17,13 +17,13 @@ from concurrent.futures import Future, wait
 
 import requests
 
-from exporter.aggregate import QueueAggregator
 from exporter.clock import Clock
 from exporter.config import AccountConfig, Config
 from exporter.mimecast.auth import TokenCache
 from exporter.mimecast.client import MimecastClient
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import RateLimitGate
+from exporter.scan import QueueScan, WarnOnce
 from exporter.store import SnapshotStore
 from exporter.workers import DaemonPool
 
@@ -61,11 +61,13 @@ class Poller:
         self.config = config
         self.store = store
         self.clock = clock
-        self._clients: dict[Key, MimecastClient] = {}
+        self._scans: dict[Key, QueueScan] = {}
         for account in config.accounts:
-            gate, tokens = RateLimitGate(), TokenCache()
+            # Shared by the account's queues: Mimecast counts the quota per
+            # account, tokens are per account, and a warning is said once.
+            gate, tokens, warnings = RateLimitGate(), TokenCache(), WarnOnce()
             for queue in config.poll.queues:
-                self._clients[(account.name, queue)] = MimecastClient(
+                client = MimecastClient(
                     account,
                     config.poll,
                     clock=clock,
@@ -74,6 +76,10 @@ class Poller:
                     on_response=self._response_hook(account),
                     session=_session_for(account, session_factory),
                     max_response_bytes=config.poll.max_response_bytes,
+                )
+                context = {"account": account.name, "queue": queue}
+                self._scans[(account.name, queue)] = QueueScan(
+                    client, config.poll, warnings, context
                 )
         self._pool = DaemonPool(config.poll.concurrency, "poll")
         self._lock = threading.Lock()
@@ -95,17 +101,13 @@ class Poller:
     # -- one poll ---------------------------------------------------------
 
     def poll_queue(self, account: str, queue: str) -> bool:
-        """Poll one queue to the end; publish the snapshot only if every page came."""
-        client = self._clients[(account, queue)]
+        """Poll one queue; publish the snapshot only if every request of the poll succeeded."""
+        scan = self._scans[(account, queue)]
         started = self.clock.monotonic()
         deadline = started + self.config.poll.interval
         context = {"account": account, "queue": queue}
-        aggregator = QueueAggregator(self.clock.time(), context)
-        pages = 0
         try:
-            for page in client.fetch_pages(queue, deadline):
-                aggregator.add(page.messages)
-                pages += 1
+            snapshot = scan.run(queue, self.clock.time(), deadline)
         except PollError as error:
             duration = self.clock.monotonic() - started
             self.store.record_failure(account, queue, error.reason, duration)
@@ -123,15 +125,16 @@ class Poller:
                 exc_info=True,
             )
             return False
-        snapshot = aggregator.snapshot()
         duration = self.clock.monotonic() - started
         self.store.record_success(account, queue, snapshot, self.clock.time(), duration)
         log.debug(
             "poll finished",
             extra={
                 **context,
-                "pages": pages,
+                "requests": scan.requests,
                 "messages": snapshot.messages,
+                "scanned": snapshot.scanned,
+                "complete": snapshot.complete,
                 "duration_seconds": round(duration, 3),
             },
         )
@@ -140,7 +143,7 @@ class Poller:
     # -- running polls ----------------------------------------------------
 
     def keys(self) -> list[Key]:
-        return list(self._clients)
+        return list(self._scans)
 
     def submit(self, account: str, queue: str) -> Future | None:
         """Start a poll unless the same one is still running."""
@@ -162,13 +165,13 @@ class Poller:
             with self._lock:
                 self._running.discard(key)
                 self._completed.add(key)
-                first_cycle_done = len(self._completed) == len(self._clients)
+                first_cycle_done = len(self._completed) == len(self._scans)
             if first_cycle_done:
                 self.store.mark_first_cycle_done()
 
     def run_cycle(self) -> bool:
         """Poll every queue of every account once and wait; True if all succeeded."""
-        futures = [f for f in (self.submit(*key) for key in self._clients) if f is not None]
+        futures = [f for f in (self.submit(*key) for key in self._scans) if f is not None]
         wait(futures)
         return all(not f.cancelled() and f.result() for f in futures)
 

@@ -123,7 +123,8 @@ class PollConfig:
     timeout: float = 30.0
     stale_after: float = 300.0
     queues: tuple[str, ...] = QUEUE_TYPES
-    max_pages: int = 1000  # cap on pages followed in one poll of one queue
+    # Request budget of one poll of one queue: find requests, retries included.
+    max_pages: int = 15
     concurrency: int = 4  # polls (account, queue) running at once
     max_response_bytes: int = 32 * 1024 * 1024  # larger answers are refused, not read
 

@@ -28,7 +28,7 @@ CLOCK_SKEW_HINT_SECONDS = 300.0
 class Answer:
     status: int
     headers: requests.structures.CaseInsensitiveDict
-    body: bytes
+    body: bytes | bytearray
     request_id: str
 
 

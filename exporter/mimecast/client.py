@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,9 +27,12 @@ from exporter.clock import Clock
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
 from exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
+from exporter.mimecast.budget import RequestBudget
 from exporter.mimecast.errors import PollError
+from exporter.mimecast.filters import route_filter
+from exporter.mimecast.pages import Page, decode_page
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
-from exporter.mimecast.responses import Page, parse_page, parse_token
+from exporter.mimecast.responses import parse_token
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,18 @@ ResponseHook = Callable[[int, float | None], None]
 
 def _no_hook(status: int, remaining: float | None) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one find-processing-messages request asks for."""
+
+    queue: str
+    start: str
+    end: str
+    page_size: int
+    token: str | None = None  # the page token of the previous answer
+    route: str | None = None  # count one route: filterBy [{"route": route}]
 
 
 def format_api_date(epoch_seconds: float) -> str:
@@ -85,52 +101,45 @@ class MimecastClient:
         self.max_attempts = max_attempts
         self.max_response_bytes = max_response_bytes
 
-    # -- pagination -------------------------------------------------------
+    # -- one logical request ----------------------------------------------
 
-    def fetch_pages(self, queue: str, deadline: float) -> Iterator[Page]:
-        """Yield the pages of one queue until ``next`` is absent or a page is empty.
-
-        ``deadline`` is monotonic; no request or retry starts past it. The
-        window (start/end) is fixed for the whole poll so that pages agree.
-        """
+    def window(self) -> tuple[str, str]:
+        """``start``/``end`` for one poll: fixed for all its requests so that they agree."""
         now = self.clock.time()
-        start, end = format_api_date(now - self.poll.lookback), format_api_date(now)
-        token: str | None = None
-        seen_tokens: set[str] = set()
-        for number in range(1, self.poll.max_pages + 1):
-            body = self._request_body(queue, start, end, token)
-            page = self._call_with_retries(body, deadline, number)
-            yield page
-            if not page.messages or not page.next_token:
-                return
-            if page.next_token in seen_tokens:
-                raise PollError(
-                    "pagination_loop",
-                    f"page {number} handed back a page token already followed",
-                    request_id=page.request_id,
-                )
-            seen_tokens.add(page.next_token)
-            token = page.next_token
-        raise PollError(
-            "page_limit",
-            f"more than poll.max_pages={self.poll.max_pages} pages; "
-            "raise poll.max_pages or poll.page_size",
-        )
+        return format_api_date(now - self.poll.lookback), format_api_date(now)
 
-    def _request_body(self, queue: str, start: str, end: str, token: str | None) -> dict:
-        criteria: dict[str, Any] = {"type": queue, "start": start, "end": end}
+    def find(self, query: Query, *, budget: RequestBudget, deadline: float, number: int) -> Page:
+        """One page for ``query``, retried as the policy allows within ``budget``.
+
+        ``deadline`` is monotonic; no request or retry starts past it. Every
+        request made, retries included, is taken from ``budget``; the caller
+        makes sure it has at least one left.
+        """
+        return self._call_with_retries(self._request_body(query), budget, deadline, number)
+
+    def _request_body(self, query: Query) -> dict:
+        criteria: dict[str, Any] = {
+            "type": query.queue,
+            "start": query.start,
+            "end": query.end,
+            # Oldest first: a scan that stops early has still seen the oldest messages.
+            "sortOrder": "ascending",
+        }
         if self.account.search_by is not None:
             criteria["searchBy"] = dict(self.account.search_by)
-        if self.account.filter_by is not None:
-            criteria["filterBy"] = [dict(item) for item in self.account.filter_by]
-        pagination: dict[str, Any] = {"pageSize": self.poll.page_size}
-        if token is not None:
-            pagination["pageToken"] = token
+        filter_by = route_filter(self.account.filter_by, query.route)
+        if filter_by is not None:
+            criteria["filterBy"] = filter_by
+        pagination: dict[str, Any] = {"pageSize": query.page_size}
+        if query.token is not None:
+            pagination["pageToken"] = query.token
         return {"meta": {"pagination": pagination}, "data": [criteria]}
 
     # -- retries ----------------------------------------------------------
 
-    def _call_with_retries(self, body: dict, deadline: float, page_number: int) -> Page:
+    def _call_with_retries(
+        self, body: dict, budget: RequestBudget, deadline: float, page_number: int
+    ) -> Page:
         backoff = wait_exponential_jitter(max=30, jitter=1)
 
         def wait(state: RetryCallState) -> float:
@@ -138,7 +147,7 @@ class MimecastClient:
             return max(backoff(state), self.gate.remaining(self.clock.monotonic()))
 
         def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= self.max_attempts:
+            if state.attempt_number >= self.max_attempts or budget.remaining <= 0:
                 return True
             return self.clock.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
 
@@ -165,21 +174,25 @@ class MimecastClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._call_once, body, deadline, page_number)
+        return retrying(self._call_once, body, budget, deadline, page_number)
 
     def _log_context(self, body: dict) -> dict[str, object]:
         return {"account": self.account.name, "queue": body["data"][0]["type"]}
 
     # -- one call ---------------------------------------------------------
 
-    def _call_once(self, body: dict, deadline: float, page_number: int) -> Page:
+    def _call_once(
+        self, body: dict, budget: RequestBudget, deadline: float, page_number: int
+    ) -> Page:
         self._wait_for_rate_limit(deadline)
         payload = json.dumps(body).encode("utf-8")
         creds = self.account.credentials
+        if not budget.take():
+            raise RuntimeError("no request left in this poll's budget")  # the caller checks first
         if isinstance(creds, OAuth2Credentials):
             token = self._bearer_token(creds, deadline)
             answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
-            if answer.status == 401:
+            if answer.status == 401 and budget.take():
                 # Expired or revoked: one fresh token, one more try. A 401 after
                 # that is a real credentials problem.
                 self.token_cache.invalidate(token)
@@ -197,7 +210,7 @@ class MimecastClient:
         else:
             answer = self._post(API_PATH, payload, None, deadline, hmac_creds=creds)
         raise_for_status(answer, self.clock.time())
-        return parse_page(answer.body, page_number, answer.request_id)
+        return decode_page(answer.body, page_number, answer.request_id, self.max_response_bytes)
 
     def _bearer_headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
@@ -298,7 +311,9 @@ class MimecastClient:
         self._note_rate_limit(answer)
         return answer
 
-    def _read_body(self, response: requests.Response, deadline: float, request_id: str) -> bytes:
+    def _read_body(
+        self, response: requests.Response, deadline: float, request_id: str
+    ) -> bytearray:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise PollError(
@@ -307,8 +322,9 @@ class MimecastClient:
                 status=response.status_code,
                 request_id=request_id,
             )
-        chunks: list[bytes] = []
-        size = 0
+        # One growing buffer, not a list of chunks joined at the end: an answer at
+        # the size cap is held once, not twice.
+        body = bytearray()
         while True:
             # read1 returns whatever has arrived, so the deadline is checked
             # between bytes of a trickle that never trips the socket timeout.
@@ -331,9 +347,8 @@ class MimecastClient:
                     retryable=True,
                 ) from exc
             if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > self.max_response_bytes:
+                return body
+            if len(body) + len(chunk) > self.max_response_bytes:
                 raise PollError(
                     "bad_response",
                     f"answer larger than the {self.max_response_bytes} byte cap",
@@ -348,7 +363,7 @@ class MimecastClient:
                     request_id=request_id,
                     retryable=True,
                 )
-            chunks.append(chunk)
+            body += chunk
 
     def _note_rate_limit(self, answer: Answer) -> None:
         remaining = header_number(answer.headers, "X-RateLimit-Remaining")

@@ -15,7 +15,6 @@ REASONS: tuple[str, ...] = (
     "api_fail",  # HTTP 200 with a non-empty fail[]
     "bad_response",  # not JSON, wrong shape, too large
     "pagination_loop",  # Mimecast handed back a page token it had already given
-    "page_limit",  # more pages than poll.max_pages
 )
 
 

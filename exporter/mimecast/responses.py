@@ -1,9 +1,6 @@
-"""Reading Mimecast's answers: pages of messages, ``fail[]`` errors, tokens.
+"""Reading Mimecast's small answers: ``fail[]`` errors and OAuth tokens.
 
-The envelope must be right (a JSON object whose ``data`` is a list); anything
-wrong there is a ``bad_response`` error, because reporting an empty queue on a
-garbled answer would hide a backlog. Individual messages are not checked here:
-the aggregator copes with whatever fields they carry.
+Pages of messages are decoded by :mod:`exporter.mimecast.pages`.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from exporter.mimecast.errors import PollError
@@ -20,14 +16,6 @@ log = logging.getLogger(__name__)
 
 # Mimecast's documented default token lifetime, for a token answer without one.
 DEFAULT_TOKEN_LIFETIME = 1800.0
-
-
-@dataclass(frozen=True)
-class Page:
-    number: int
-    messages: list[Any]
-    next_token: str | None
-    request_id: str
 
 
 def fail_errors(payload: Any) -> list[tuple[str | None, str | None, bool]]:
@@ -61,7 +49,7 @@ def _text(value: Any) -> str | None:
     return value[:300] if isinstance(value, str) and value else None
 
 
-def _decode(body: bytes, request_id: str) -> Any:
+def _decode(body: bytes | bytearray, request_id: str) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
@@ -70,72 +58,7 @@ def _decode(body: bytes, request_id: str) -> Any:
         ) from exc
 
 
-def parse_page(body: bytes, number: int, request_id: str) -> Page:
-    """One page of a 200 answer. A non-empty ``fail[]`` is an error even on 200."""
-    payload = _decode(body, request_id)
-    if not isinstance(payload, dict):
-        raise PollError(
-            "bad_response",
-            f"answer is a JSON {type(payload).__name__}, not an object",
-            status=200,
-            request_id=request_id,
-        )
-    errors = fail_errors(payload)
-    if errors:
-        code, message, _ = errors[0]
-        raise PollError(
-            "api_fail",
-            f"HTTP 200 with fail[]: {message or code or 'no message'}",
-            status=200,
-            code=code,
-            request_id=request_id,
-            retryable=any(retryable for _, _, retryable in errors),
-        )
-    data = payload.get("data")
-    if not isinstance(data, list):
-        raise PollError(
-            "bad_response", "answer has no 'data' list", status=200, request_id=request_id
-        )
-    messages: list[Any] = []
-    for item in data:
-        if not isinstance(item, dict):
-            log.debug(
-                "skipping a data item that is not an object", extra={"request_id": request_id}
-            )
-            continue
-        batch = item.get("messages")
-        if batch is None:
-            continue
-        if not isinstance(batch, list):
-            raise PollError(
-                "bad_response",
-                "'data[].messages' is not a list",
-                status=200,
-                request_id=request_id,
-            )
-        messages.extend(batch)
-    return Page(number, messages, _next_token(payload, request_id), request_id)
-
-
-def _next_token(payload: dict, request_id: str) -> str | None:
-    meta = payload.get("meta")
-    pagination = meta.get("pagination") if isinstance(meta, dict) else None
-    if not isinstance(pagination, dict):
-        return None
-    token = pagination.get("next")
-    if token is None or token == "":
-        return None
-    if isinstance(token, bool) or not isinstance(token, str | int):
-        raise PollError(
-            "bad_response",
-            f"'meta.pagination.next' is a {type(token).__name__}",
-            status=200,
-            request_id=request_id,
-        )
-    return str(token)
-
-
-def parse_token(body: bytes, request_id: str) -> tuple[str, float]:
+def parse_token(body: bytes | bytearray, request_id: str) -> tuple[str, float]:
     """(access_token, expires_in seconds) from the OAuth token endpoint."""
     payload = _decode(body, request_id)
     token = payload.get("access_token") if isinstance(payload, dict) else None

@@ -1,0 +1,310 @@
+"""Decoding one page of find-processing-messages: fast, lenient and bounded in memory.
+
+Only what the exporter uses is decoded: ``meta.pagination`` (``next``,
+``totalCount``), ``fail[]``, and four fields of each message (``routing``,
+``size``, ``attempts``, ``created``). Everything else is skipped by msgspec
+without being built into Python objects.
+
+Three rules:
+
+- **The envelope must be right.** A JSON object whose ``data`` is a list;
+  anything else is ``bad_response``, because reporting an empty queue on a
+  garbled answer would hide a backlog.
+- **Messages are not judged here.** A field of an unexpected type is passed on
+  as it is (a container becomes :data:`NOT_A_SCALAR`) and the aggregator skips
+  the bad value but still counts the message. A page that the typed decode
+  rejects (a container in one of the four fields, an array element that is not
+  an object) is decoded again on a slower, tolerant path with the same result.
+- **Memory is bounded before anything is built.** An answer at
+  poll.max_response_bytes costs at most 4 times its size: an answer of millions
+  of tiny objects is refused, not decoded (see :class:`_Bound`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from exporter.mimecast.errors import PollError
+from exporter.mimecast.responses import fail_errors
+
+Scalar = str | int | float | bool | None
+
+
+class Message(msgspec.Struct, gc=False):
+    """The four fields of one queued message that the exporter aggregates."""
+
+    routing: Scalar = None
+    size: Scalar = None
+    attempts: Scalar = None
+    created: Scalar = None
+
+
+class _NotAScalar:
+    """A field that held an object or an array: never a usable value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<object or array>"
+
+
+NOT_A_SCALAR: Any = _NotAScalar()
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    messages: list[Message]
+    next_token: str | None
+    total_count: int | None  # meta.pagination.totalCount: the whole query's size, if sent
+    request_id: str
+
+
+# Memory the decoded array elements of one answer may take, in multiples of
+# poll.max_response_bytes (see _Bound).
+ELEMENTS_FACTOR = 2
+# What one decoded array element can cost at most: a Message (48 bytes), its list
+# slot and four short field values, or on the tolerant path also a msgspec.Raw.
+COST_PER_ELEMENT = 320
+# fail[] is tiny in every real answer; a larger one is not read into objects.
+_MAX_FAIL_BYTES = 64 * 1024
+_MAX_TOTAL_COUNT = 2**53
+
+
+class _Envelope(msgspec.Struct):
+    meta: msgspec.Raw = msgspec.Raw(b"null")
+    data: msgspec.Raw = msgspec.Raw(b"")  # empty: no data at all
+    fail: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _DataItem(msgspec.Struct):
+    messages: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Meta(msgspec.Struct):
+    pagination: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Pagination(msgspec.Struct):
+    next: msgspec.Raw = msgspec.Raw(b"null")
+    totalCount: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _LooseMessage(msgspec.Struct, gc=False):
+    routing: msgspec.Raw = msgspec.Raw(b"null")
+    size: msgspec.Raw = msgspec.Raw(b"null")
+    attempts: msgspec.Raw = msgspec.Raw(b"null")
+    created: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_MESSAGES = msgspec.json.Decoder(list[Message])
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY = msgspec.json.Decoder()
+
+
+def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes: int) -> Page:
+    """One page of a 200 answer. A non-empty ``fail[]`` is an error even on 200.
+
+    ``max_bytes`` is poll.max_response_bytes: decoding builds at most
+    ELEMENTS_FACTOR times that in array elements.
+    """
+    bound = _Bound(body, request_id, max_bytes)
+    envelope = _decode_envelope(body, request_id)
+    _raise_for_fail(envelope.fail, request_id)
+    if _first_byte(envelope.data) != b"[":
+        raise _bad("answer has no 'data' list", request_id)
+    messages: list[Message] = []
+    for item in _data_items(envelope.data, bound):
+        batch = item.messages
+        first = _first_byte(batch)
+        if first == b"n":  # null
+            continue
+        if first != b"[":
+            raise _bad("'data[].messages' is not a list", request_id)
+        messages.extend(_messages(batch, bound))
+    next_token, total_count = _pagination(envelope.meta, request_id)
+    return Page(number, messages, next_token, total_count, request_id)
+
+
+def _data_items(raw: msgspec.Raw, bound: _Bound) -> list[_DataItem]:
+    bound.admit_objects()
+    try:
+        return _DATA_ITEMS.decode(raw)
+    except msgspec.ValidationError:
+        pass  # an item that is not an object: it carries no messages
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", bound.request_id) from exc
+    return [
+        _decode(_DATA_ITEM, item, bound.request_id)
+        for item in _elements(raw, bound)
+        if _first_byte(item) == b"{"
+    ]
+
+
+_DATA_ITEM = msgspec.json.Decoder(_DataItem)
+_DATA_ITEMS = msgspec.json.Decoder(list[_DataItem])
+
+
+def _decode_envelope(body: bytes | bytearray, request_id: str) -> _Envelope:
+    try:
+        return _ENVELOPE.decode(body)
+    except msgspec.ValidationError as exc:
+        # "Expected `object`, got `array`": say what the answer was instead.
+        found = re.search(r"got `(\w+)`", str(exc))
+        kind = found.group(1) if found else "value"
+        raise _bad(f"answer is a JSON {kind}, not an object", request_id) from exc
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
+
+
+def _decode(decoder: msgspec.json.Decoder, raw: Any, request_id: str) -> Any:
+    try:
+        return decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
+
+
+def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
+    bound.admit_objects()
+    try:
+        return _MESSAGES.decode(raw)
+    except msgspec.ValidationError:
+        pass
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", bound.request_id) from exc
+    # The tolerant path: element by element, fields as raw JSON.
+    messages = []
+    for element in _elements(raw, bound):
+        if _first_byte(element) != b"{":
+            continue  # not an object: not a message
+        loose = _decode(_LOOSE, element, bound.request_id)
+        messages.append(
+            Message(
+                _scalar(loose.routing),
+                _scalar(loose.size),
+                _scalar(loose.attempts),
+                _scalar(loose.created),
+            )
+        )
+    return messages
+
+
+_LOOSE = msgspec.json.Decoder(_LooseMessage)
+
+
+def _elements(raw: msgspec.Raw, bound: _Bound) -> list[msgspec.Raw]:
+    bound.admit_elements()
+    try:
+        return _ELEMENTS.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", bound.request_id) from exc
+
+
+def _scalar(raw: msgspec.Raw) -> Any:
+    """The value of a raw JSON field, or NOT_A_SCALAR for an object or an array."""
+    if _first_byte(raw) in (b"{", b"["):
+        return NOT_A_SCALAR
+    try:
+        return _ANY.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return NOT_A_SCALAR
+
+
+def _first_byte(raw: Any) -> bytes:
+    view = memoryview(raw)
+    return view[:1].tobytes() if view.nbytes else b""
+
+
+def _raise_for_fail(raw: msgspec.Raw, request_id: str) -> None:
+    if _first_byte(raw) in (b"n", b""):
+        return
+    size = memoryview(raw).nbytes
+    if size > _MAX_FAIL_BYTES:
+        raise PollError(
+            "api_fail",
+            f"HTTP 200 with a fail[] of {size} bytes, too large to read",
+            status=200,
+            request_id=request_id,
+        )
+    errors = fail_errors({"fail": json.loads(bytes(raw))})
+    if errors:
+        code, message, _ = errors[0]
+        raise PollError(
+            "api_fail",
+            f"HTTP 200 with fail[]: {message or code or 'no message'}",
+            status=200,
+            code=code,
+            request_id=request_id,
+            retryable=any(retryable for _, _, retryable in errors),
+        )
+
+
+def _pagination(meta: msgspec.Raw, request_id: str) -> tuple[str | None, int | None]:
+    """(next page token, totalCount) from ``meta.pagination``; both optional."""
+    if _first_byte(meta) != b"{":
+        return None, None
+    pagination = _decode(_META, meta, request_id).pagination
+    if _first_byte(pagination) != b"{":
+        return None, None
+    fields = _decode(_PAGINATION, pagination, request_id)
+    token = _scalar(fields.next)
+    if token is None or token == "":
+        token = None
+    elif isinstance(token, bool) or not isinstance(token, str | int):
+        kind = "object or array" if token is NOT_A_SCALAR else type(token).__name__
+        raise _bad(f"'meta.pagination.next' is a {kind}", request_id)
+    else:
+        token = str(token)
+    total = _scalar(fields.totalCount)
+    if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= _MAX_TOTAL_COUNT:
+        total = None  # absent or unusable: counts that need it are not served
+    return token, total
+
+
+_META = msgspec.json.Decoder(_Meta)
+_PAGINATION = msgspec.json.Decoder(_Pagination)
+
+
+class _Bound:
+    """What decoding one answer may build: at most ``ELEMENTS_FACTOR`` times the
+    answer size cap in array elements, counted before anything is built.
+
+    Every element of an array of structs is an object and starts with ``{``;
+    every element of an array of anything but the first follows a ``,``. So
+    counting those bytes in the whole answer (fast, no copy) bounds what any
+    decode below can build. Field values are at most the answer's own size
+    again, so an answer at the cap costs at most 4 times its size in all:
+    its bytes, its values, and elements worth twice its size.
+    """
+
+    def __init__(self, body: bytes | bytearray, request_id: str, max_bytes: int) -> None:
+        self.request_id = request_id
+        self.size = len(body)
+        self.budget = ELEMENTS_FACTOR * max(max_bytes, self.size)
+        self._body = body
+
+    def admit_objects(self) -> None:
+        """Before decoding into structs: only objects are built."""
+        self._check(self._body.count(b"{"), "objects")
+
+    def admit_elements(self) -> None:
+        """Before decoding into a list of msgspec.Raw: every element is built."""
+        self._check(self._body.count(b",") + 1, "array elements")
+
+    def _check(self, upper: int, what: str) -> None:
+        if upper * COST_PER_ELEMENT > self.budget:
+            raise _bad(
+                f"answer of {self.size} bytes holds up to {upper} {what}; decoding them could "
+                f"take more than {ELEMENTS_FACTOR} times poll.max_response_bytes in memory",
+                self.request_id,
+            )
+
+
+def _bad(message: str, request_id: str) -> PollError:
+    return PollError("bad_response", message, status=200, request_id=request_id)
