@@ -49,7 +49,7 @@ def aggregate(total: int) -> tuple[float, int]:
     spent = 0.0
     for page in pages(total):
         started = time.perf_counter()
-        agg.add(page)
+        agg.add_json(page)
         spent += time.perf_counter() - started
         del page
     agg.snapshot()
@@ -65,7 +65,7 @@ def scrape_cost(accounts: int, scrapes: int = 200) -> float:
         for queue in ("processing", "bulk_processing"):
             agg = QueueAggregator(NOW)
             for page in pages(500, seed=i):
-                agg.add(page)
+                agg.add_json(page)
             store.record_success(f"a{i}", queue, agg.snapshot(), NOW, 1.0)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(MimecastCollector(store, 300.0, lambda: NOW))

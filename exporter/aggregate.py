@@ -26,7 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.dates import DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
-from exporter.mimecast.pages import Message
+from exporter.mimecast.pages import NOT_A_SCALAR, Message
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,11 @@ def _count(value: Any) -> int | None:
     return None
 
 
+def _scalar(value: Any) -> Any:
+    """A JSON value as the page decoder passes it on: containers are never usable."""
+    return NOT_A_SCALAR if isinstance(value, dict | list) else value
+
+
 class _RouteTotals:
     __slots__ = (
         "age_counts",
@@ -220,11 +225,7 @@ class QueueAggregator:
             if not isinstance(item, dict):
                 self._skip("message is not an object", type(item).__name__)
                 continue
-            messages.append(
-                Message(
-                    item.get("routing"), item.get("size"), item.get("attempts"), item.get("created")
-                )
-            )
+            messages.append(Message(*(_scalar(item.get(f)) for f in Message.__struct_fields__)))
         self.add(messages)
         return len(messages)
 

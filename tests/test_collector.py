@@ -18,7 +18,7 @@ STALE_AFTER = 300.0
 
 def snapshot(now, *messages):
     agg = QueueAggregator(now)
-    agg.add(list(messages))
+    agg.add_json(list(messages))
     return agg.snapshot()
 
 

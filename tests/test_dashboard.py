@@ -54,7 +54,7 @@ def served_metrics():
     now = EPOCH
     store = SnapshotStore(["a"], ["processing"])
     aggregator = QueueAggregator(now)
-    aggregator.add(
+    aggregator.add_json(
         [{"routing": "outbound", "size": 10, "attempts": 1, "created": "2026-11-23T23:00:00Z"}]
     )
     store.record_success("a", "processing", aggregator.snapshot(), now, 0.5)

@@ -832,11 +832,12 @@ def test_repeat_token_fault_hands_back_the_same_token(sim, clock):
     from exporter.mimecast.client import MimecastClient
     from exporter.mimecast.ratelimit import RateLimitGate
     from tests.conftest import poll_config
+    from tests.test_client import walk_pages
 
     client = MimecastClient(
         hmac_account(sim.url), poll_config(page_size=2), clock=clock, gate=RateLimitGate()
     )
-    pages = client.fetch_pages(QUEUE, clock.monotonic() + 60)
+    pages = walk_pages(client, clock, QUEUE)
     first, second = next(pages), next(pages)
     assert first.next_token and second.next_token == first.next_token
     assert len(first.messages) == len(second.messages) == 2

@@ -12,6 +12,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,8 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aggregate import ROUTES, UNKNOWN_ROUTE, QueueAggregator, parse_mimecast_date
 from exporter.collector import MimecastCollector
+from exporter.dates import DateParser
 from exporter.mimecast.errors import REASONS, PollError
-from exporter.mimecast.responses import Page, fail_errors, parse_page, parse_token
+from exporter.mimecast.pages import Page, decode_page
+from exporter.mimecast.responses import fail_errors, parse_token
 from exporter.store import SnapshotStore
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
@@ -169,6 +172,10 @@ answer_like = st.fixed_dictionaries(
 )
 
 
+def parse_page(raw: bytes, number: int, request_id: str) -> Page:
+    return decode_page(raw, number, request_id, 32 * 1024 * 1024)
+
+
 def dumps(value) -> bytes:
     return json.dumps(value).encode()
 
@@ -227,14 +234,23 @@ def route_of(message: dict) -> str:
 @example({"data": [{"messages": [{"created": "0001-01-01T00:00:00+01:00"}]}]}, NOW)
 @example({"data": [{"messages": [{"created": "9999-12-31T23:59:59-01:00"}]}]}, NOW)
 def test_any_envelope_aggregates_and_exposes(envelope, now):
-    page = parse_page(dumps(envelope), 1, "rid")
+    try:
+        raw = json.dumps(envelope, allow_nan=False).encode()
+    except ValueError:  # NaN and Infinity are not JSON: such an answer is refused
+        with pytest.raises(PollError) as info:
+            parse_page(dumps(envelope), 1, "rid")
+        assert info.value.reason == "bad_response"
+        return
+    page = parse_page(raw, 1, "rid")
 
     expected: dict[str, int] = {}
     dated: dict[str, list[float]] = {}
+    objects = []
     for item in envelope["data"]:
         if isinstance(item, dict) and isinstance(item.get("messages"), list):
             for message in item["messages"]:
                 if isinstance(message, dict):
+                    objects.append(message)
                     route = route_of(message)
                     expected[route] = expected.get(route, 0) + 1
                     created = parse_mimecast_date(message.get("created"))
@@ -243,15 +259,23 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
     total = sum(expected.values())
 
     aggregator = QueueAggregator(now, {"account": "a", "queue": "processing"})
-    assert aggregator.add(page.messages) == total
+    aggregator.add(page.messages)
+    assert aggregator.scanned == total
     snapshot = aggregator.snapshot()
+
+    # The fast path (typed decoding, cached dates) agrees with the plain one:
+    # json.loads and every value checked field by field.
+    reference = QueueAggregator(now)
+    assert reference.add_json(objects) == total
+    assert reference.snapshot() == snapshot
 
     assert snapshot.taken_at == now
     assert set(ROUTES) <= set(snapshot.routes) <= {*ROUTES, UNKNOWN_ROUTE}
     assert snapshot.messages == total
     assert sum(stats.messages for stats in snapshot.routes.values()) == total
-    for route, stats in snapshot.routes.items():
-        assert stats.messages == expected.get(route, 0)
+    for route, full in snapshot.routes.items():
+        assert full.messages == expected.get(route, 0)
+        stats = full.sums
         assert stats.size_bytes >= 0 and stats.attempts >= 0
         assert 0 <= stats.max_attempts <= stats.attempts
         for histogram in (stats.age, stats.size):
@@ -260,12 +284,14 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
             assert pairs[-1][0] == "+Inf"
             running = [count for _, count in pairs]
             assert running == sorted(running) and running[0] >= 0
-            assert running[-1] == histogram.count <= stats.messages
+            assert running[-1] == histogram.count <= full.messages
         assert stats.age.count == len(dated.get(route, []))
         if route in dated:
-            assert stats.oldest_created == min(dated[route])
+            assert full.oldest_created == min(dated[route])
         else:
-            assert stats.oldest_created is None
+            assert full.oldest_created is None
+        # Served only when every message of the route had a date (or there are none).
+        assert full.oldest_known == (len(dated.get(route, [])) == full.messages)
 
     store = SnapshotStore(["a"], ["processing"])
     store.record_success("a", "processing", snapshot, finished_at=now, duration=1.5)
@@ -294,6 +320,9 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
 def test_parse_mimecast_date_never_raises(text):
     parsed = parse_mimecast_date(text)
     assert parsed is None or math.isfinite(parsed)
+    # The per-minute cache gives the same answer, asked once or again.
+    fast = DateParser()
+    assert fast(text) == parsed and fast(text) == parsed
 
 
 @FUZZ

@@ -5,7 +5,12 @@ import json
 import pytest
 
 from exporter.mimecast.errors import PollError
-from exporter.mimecast.responses import fail_errors, parse_page, parse_token
+from exporter.mimecast.pages import decode_page
+from exporter.mimecast.responses import fail_errors, parse_token
+
+
+def parse_page(raw, number, request_id):
+    return decode_page(raw, number, request_id, 32 * 1024 * 1024)
 
 
 def body(obj):

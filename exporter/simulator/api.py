@@ -15,7 +15,7 @@ import hmac
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,7 +35,7 @@ from exporter.simulator.query import (
     page_of,
     page_of_results,
     parse_query,
-    select,
+    route_asked,
 )
 from exporter.simulator.ratelimit import RateLimiter
 from exporter.simulator.responses import Response, json_response, mimecast_error, oauth_error
@@ -65,6 +65,29 @@ class Incoming:
 
 
 @dataclass
+class Quirks:
+    """Ways to answer like a server that does not honour everything it is sent.
+
+    Mimecast documents ``sortOrder``, ``filterBy`` and ``totalCount``; whether
+    every server honours them is unknown, and a client must stay right when one
+    does not. Each switch makes the simulator play such a server.
+    """
+
+    ignore_sort_order: bool = False  # always newest first, the documented default
+    ignore_filter_by: bool = False  # every route, with or without attachments
+    omit_total_count: bool = False  # no meta.pagination.totalCount
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Quirks:
+        names = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or not set(raw) <= names:
+            raise ValueError(f"quirks are an object with keys among {sorted(names)}")
+        if not all(isinstance(v, bool) for v in raw.values()):
+            raise ValueError("each quirk is true or false")
+        return cls(**raw)
+
+
+@dataclass
 class RecordedRequest:
     """One API request as received, and the status it was answered with (None: reset)."""
 
@@ -91,6 +114,7 @@ class MimecastApi:
         rate_limit_quota: int,
         rate_limit_window: float,
         max_clock_skew: float,
+        quirks: Quirks | None = None,
     ) -> None:
         if page_size_cap < 1:
             raise ValueError("page_size_cap must be at least 1")
@@ -105,6 +129,7 @@ class MimecastApi:
         self.faults = FaultList()
         self.pages = PageTokens()
         self.requests: list[RecordedRequest] = []
+        self.quirks = quirks or Quirks()
 
     def add_tenant(self, tenant: Tenant) -> Tenant:
         with self.lock:
@@ -189,7 +214,8 @@ class MimecastApi:
             except AuthError as err:
                 return mimecast_error(err.status, err.code, err.message)
         page = page_of(req.json, self.pages) if req.path == FIND_PATH else None
-        fault = self.faults.take(req.path, page)
+        route = route_asked(req.json) if req.path == FIND_PATH else None
+        fault = self.faults.take(req.path, page, route)
         if fault is None:
             return None
         return fault if fault.kind in PASS_THROUGH else fault.response()
@@ -286,8 +312,15 @@ class MimecastApi:
             )
         except QueryError as err:
             return mimecast_error(400, err.code, err.message)
-        messages = select(tenant.model.snapshot(q.queue, now), q)
+        quirks = self.quirks
+        if quirks.ignore_sort_order:
+            q = replace(q, descending=True)  # the documented default order
+        if quirks.ignore_filter_by:
+            q = replace(q, routes=None, attachments=None)
+        messages = tenant.model.select(q, now)
         page, pagination = page_of_results(messages, q, self.pages, tenant.name)
+        if quirks.omit_total_count:
+            del pagination["totalCount"]
         return json_response(
             200,
             {

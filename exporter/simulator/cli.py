@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from exporter.simulator.api import Quirks
 from exporter.simulator.scenarios import SCENARIOS
 from exporter.simulator.server import (
     DEFAULT_HMAC_TENANT,
@@ -82,6 +83,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size-cap", type=int, default=100, metavar="N")
     p.add_argument("--rate-limit", type=parse_rate_limit, default=(1000, 60.0), metavar="N/WINDOW")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--backlog-messages",
+        type=int,
+        default=None,
+        metavar="N",
+        help="size of the stuck processing queue (scenario backlog: 1000000)",
+    )
+    p.add_argument(
+        "--ignore-sort-order",
+        action="store_true",
+        help="answer newest first whatever sortOrder asks, as a server that ignores it",
+    )
+    p.add_argument(
+        "--ignore-filter-by",
+        action="store_true",
+        help="answer every route whatever filterBy asks, as a server that ignores it",
+    )
+    p.add_argument(
+        "--no-total-count",
+        action="store_true",
+        help="send no meta.pagination.totalCount, as a server that omits it",
+    )
     return p
 
 
@@ -132,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.page_size_cap < 1:
         print("mimecast-simulator: --page-size-cap must be at least 1", file=sys.stderr)
         return 2
+    if args.backlog_messages is not None and args.backlog_messages < 0:
+        print("mimecast-simulator: --backlog-messages must be at least 0", file=sys.stderr)
+        return 2
     host, port = args.listen
     quota, window = args.rate_limit
     sim = SimulatorServer(
@@ -144,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit_quota=quota,
         rate_limit_window=window,
         seed=args.seed,
+        backlog_messages=args.backlog_messages,
+        quirks=Quirks(
+            ignore_sort_order=args.ignore_sort_order,
+            ignore_filter_by=args.ignore_filter_by,
+            omit_total_count=args.no_total_count,
+        ),
     )
     try:
         sim.start()

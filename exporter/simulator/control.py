@@ -8,6 +8,8 @@ expire tokens, which is why the simulator is meant for loopback only.
 - ``DELETE /_simulator/faults``: remove every fault
 - ``POST /_simulator/expire-tokens``: every token issued so far answers ``token_expired``
 - ``GET /_simulator/state``: scenario, model time and queue sizes per tenant
+- ``GET /_simulator/quirks``, ``PUT /_simulator/quirks``: what the simulator ignores
+  (JSON body: the :class:`Quirks` fields, e.g. ``{"ignore_sort_order": true}``)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from exporter.simulator.api import Quirks
 from exporter.simulator.faults import Fault
 from exporter.simulator.responses import Response, json_response
 
@@ -37,6 +40,8 @@ def handle_control(sim: SimulatorServer, req: Incoming) -> Response:
         ("DELETE", "faults"): _clear_faults,
         ("POST", "expire-tokens"): lambda s, r: json_response(200, {"expired": s.expire_tokens()}),
         ("GET", "state"): lambda s, r: json_response(200, s.state()),
+        ("GET", "quirks"): lambda s, r: json_response(200, dataclasses.asdict(s.quirks)),
+        ("PUT", "quirks"): _set_quirks,
     }
     name = req.path[len(PREFIX) :]
     handler = routes.get((req.method, name))
@@ -58,6 +63,14 @@ def _add_fault(sim: SimulatorServer, req: Incoming) -> Response:
         return _error(400, str(exc))
     sim.faults.add(fault)
     return json_response(201, {"fault": dataclasses.asdict(fault), "active": len(sim.faults)})
+
+
+def _set_quirks(sim: SimulatorServer, req: Incoming) -> Response:
+    try:
+        sim.quirks = Quirks.from_dict(req.json)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return json_response(200, dataclasses.asdict(sim.quirks))
 
 
 def _clear_faults(sim: SimulatorServer, req: Incoming) -> Response:

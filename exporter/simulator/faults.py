@@ -1,7 +1,7 @@
 """Injected misbehaviour: error statuses, fail[] answers, broken bodies, delays, resets.
 
 Faults are checked in the order they were added; the first one matching a
-request (path and, optionally, page number) applies and uses up one of its
+request (path and, optionally, page number or the route asked for) applies and uses up one of its
 ``times``. On the API path faults apply after authentication; on
 ``/oauth/token`` they apply before the credentials are checked.
 
@@ -47,6 +47,8 @@ class Fault:
     seconds: float = 0.0
     path: str = FIND_PATH
     page: int | None = None
+    # Only requests whose filterBy asks for this route (the exporter's route counts).
+    route: str | None = None
     times: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -80,8 +82,12 @@ class Fault:
         except TypeError as exc:  # e.g. kind missing
             raise ValueError(str(exc)) from None
 
-    def matches(self, path: str, page: int | None) -> bool:
-        return self.path == path and (self.page is None or self.page == page)
+    def matches(self, path: str, page: int | None, route: str | None = None) -> bool:
+        return (
+            self.path == path
+            and (self.page is None or self.page == page)
+            and (self.route is None or self.route == route)
+        )
 
     def response(self) -> Response | None:
         """The answer this fault gives; None for the PASS_THROUGH kinds, which answer normally."""
@@ -132,12 +138,12 @@ class FaultList:
         with self._lock:
             return len(self._active)
 
-    def take(self, path: str, page: int | None) -> Fault | None:
+    def take(self, path: str, page: int | None, route: str | None = None) -> Fault | None:
         """The first fault matching this request, counting it as used once."""
         with self._lock:
             for i, entry in enumerate(self._active):
                 fault, remaining = entry
-                if fault.matches(path, page):
+                if fault.matches(path, page, route):
                     if remaining is not None:
                         entry[1] = remaining - 1
                         if entry[1] == 0:

@@ -18,12 +18,16 @@ from __future__ import annotations
 import base64
 import copy
 import heapq
+import math
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from exporter.simulator.backlog import Backlog
 from exporter.simulator.clock import ModelClock, format_mc_date
+from exporter.simulator.query import Query, matches, select
 from exporter.simulator.scenarios import QUEUES, ROUTES, Scenario
 
 QUEUE_CAP = 5000  # messages per queue, to keep memory small whatever the scenario
@@ -288,7 +292,17 @@ class QueueModel:
         self._lock = threading.Lock()
         self._live: dict[str, _LiveQueue] = {}
         self._fixed: dict[str, list[dict]] = {}
+        self._backlog: dict[str, Backlog] = {}
         for queue in QUEUES:
+            if queue == "processing" and scenario.backlog:
+                self._backlog[queue] = Backlog(
+                    scenario.backlog,
+                    clock.t0,
+                    span=scenario.backlog_span,
+                    seed=seed,
+                    domain=domain,
+                )
+                continue
             live = _LiveQueue(queue, scenario, random.Random(f"{seed}/{queue}"), clock.t0, domain)
             live.prefill()
             self._live[queue] = live
@@ -300,6 +314,25 @@ class QueueModel:
         with self._lock:
             self._fixed[queue] = copy.deepcopy(list(messages))
             self._live.pop(queue, None)
+            self._backlog.pop(queue, None)
+
+    def select(self, q: Query, wall_now: float) -> Sequence[Any]:
+        """The messages ``q`` selects at ``wall_now``, in its order (a lazy sequence
+        for a backlog, which renders only the page sliced out of it)."""
+        backlog = self._backlog.get(q.queue)
+        if backlog is None:
+            return select(self.snapshot(q.queue, wall_now), q)
+        model_now = self.clock.model_time(wall_now)
+        slow_filter = q.search_field is not None or q.attachments is not None
+        return backlog.select(
+            q.routes,
+            q.start,
+            q.end,
+            q.descending,
+            shift=model_now - wall_now,
+            now=model_now,
+            keep=(lambda message: matches(message, q)) if slow_filter else None,
+        )
 
     def _advanced(self, queue: str, wall_now: float) -> _LiveQueue | None:
         """The live queue brought up to ``wall_now``; None if fixed. Caller holds the lock."""
@@ -317,17 +350,23 @@ class QueueModel:
         speed should show, and start/end filters from the client still make sense.
         """
         with self._lock:
+            shift = self.clock.model_time(wall_now) - wall_now
+            backlog = self._backlog.get(queue)
+            if backlog is not None:
+                everything = (-math.inf, math.inf)
+                return list(backlog.select(None, *everything, False, shift, wall_now + shift))
             live = self._advanced(queue, wall_now)
             if live is None:
                 return copy.deepcopy(self._fixed[queue])
-            shift = self.clock.model_time(wall_now) - wall_now
             return [m.render(shift) for m in live.messages.values()]
 
     def sizes(self, wall_now: float) -> dict[str, int]:
         """Number of messages per queue at ``wall_now``."""
         with self._lock:
             return {
-                q: len(live.messages if (live := self._advanced(q, wall_now)) else self._fixed[q])
+                q: self._backlog[q].size
+                if q in self._backlog
+                else len(live.messages if (live := self._advanced(q, wall_now)) else self._fixed[q])
                 for q in QUEUES
             }
 

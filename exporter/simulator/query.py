@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,15 @@ def page_of(body: Any, tokens: PageTokens) -> int | None:
         return 1
     decoded = tokens.decode(token)
     return decoded[3] if decoded else None
+
+
+def route_asked(body: Any) -> str | None:
+    """The single route a request's filterBy asks for, read leniently (for faults)."""
+    try:
+        routes, _ = _filters(body["data"][0].get("filterBy"))
+    except (KeyError, IndexError, TypeError, AttributeError, QueryError):
+        return None
+    return next(iter(routes)) if routes is not None and len(routes) == 1 else None
 
 
 def parse_query(
@@ -233,7 +243,8 @@ def _search_texts(msg: dict, field_name: str) -> list[str]:
     return fields[field_name]()
 
 
-def _selected(msg: Any, q: Query) -> bool:
+def matches(msg: Any, q: Query) -> bool:
+    """Whether one message is selected by the query's window and filters."""
     if not isinstance(msg, dict):
         return True  # malformed on purpose (set by a test): pass it through untouched
     created = parse_mc_date(msg.get("created"))
@@ -256,7 +267,7 @@ def select(messages: list[Any], q: Query) -> list[Any]:
     Messages whose ``created`` cannot be read come last, in their given order,
     whatever the sort order.
     """
-    chosen = [m for m in messages if _selected(m, q)]
+    chosen = [m for m in messages if matches(m, q)]
     dated, undated = [], []
     for m in chosen:
         created = parse_mc_date(m.get("created")) if isinstance(m, dict) else None
@@ -266,7 +277,7 @@ def select(messages: list[Any], q: Query) -> list[Any]:
 
 
 def page_of_results(
-    messages: list[Any], q: Query, tokens: PageTokens, tenant: str
+    messages: Sequence[Any], q: Query, tokens: PageTokens, tenant: str
 ) -> tuple[list[Any], dict[str, Any]]:
     """One page of ``messages`` (already selected) and its ``meta.pagination``."""
     total = len(messages)

@@ -81,6 +81,10 @@ class Scenario:
     prefill: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen({}))
     # Old, repeatedly retried messages in the processing queue at start (to a refusing domain).
     aged_retries: int = 0
+    # A huge, fixed processing queue instead of a live one: this many messages,
+    # created over the backlog_span before start (see backlog.py).
+    backlog: int = 0
+    backlog_span: float = 3 * 86400.0
 
     def rate(self, queue: str, route: str, offset: float) -> float:
         """Arrivals per second for (queue, route) at ``offset`` s of model time after start."""
@@ -150,6 +154,17 @@ SCENARIOS: Mapping[str, Scenario] = _frozen(
                 }
             ),
             aged_retries=5,
+        ),
+        "backlog": replace(
+            _STEADY,
+            name="backlog",
+            description=(
+                "a stuck processing queue of a million messages (most of them outbound to "
+                "partner.example, which refuses mail) created over the last three days; "
+                "bulk_processing as steady"
+            ),
+            refusals=(Refusal("partner.example"),),
+            backlog=1_000_000,
         ),
         "burst": replace(
             _STEADY,

@@ -14,16 +14,18 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import socket
 import ssl
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from exporter.simulator.api import Incoming, MimecastApi, RecordedRequest
+from exporter.simulator.api import Incoming, MimecastApi, Quirks, RecordedRequest
 from exporter.simulator.clock import Clock, ModelClock, format_mc_date
 from exporter.simulator.control import PREFIX, handle_control
 from exporter.simulator.faults import FaultList
@@ -56,6 +58,8 @@ class SimulatorServer:
         max_clock_skew: float = 900.0,
         seed: int = 1,
         ssl_context: ssl.SSLContext | None = None,
+        backlog_messages: int | None = None,
+        quirks: Quirks | None = None,
     ) -> None:
         self.host = host
         # Serve HTTPS with this server-side context (tests of outbound TLS,
@@ -63,6 +67,8 @@ class SimulatorServer:
         self.ssl_context = ssl_context
         self.port = port
         self.scenario = get_scenario(scenario)
+        if backlog_messages is not None:  # the size of the stuck processing queue
+            self.scenario = replace(self.scenario, backlog=backlog_messages)
         self.clock = clock
         self.model_clock = ModelClock(clock, speed)
         self.seed = seed
@@ -73,6 +79,7 @@ class SimulatorServer:
             rate_limit_quota=rate_limit_quota,
             rate_limit_window=rate_limit_window,
             max_clock_skew=max_clock_skew,
+            quirks=quirks,
         )
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -134,6 +141,16 @@ class SimulatorServer:
             return list(self.api.tenants)
 
     @property
+    def quirks(self) -> Quirks:
+        """What the simulator ignores of what it is sent; assign to change it."""
+        return self.api.quirks
+
+    @quirks.setter
+    def quirks(self, value: Quirks) -> None:
+        with self.api.lock:
+            self.api.quirks = value
+
+    @property
     def faults(self) -> FaultList:
         return self.api.faults
 
@@ -178,6 +195,7 @@ class SimulatorServer:
             "model_time": format_mc_date(self.model_clock.model_time(now)),
             "tenants": tenants,
             "faults": len(self.faults),
+            "quirks": dataclasses.asdict(self.quirks),
         }
 
     # --- serving ----------------------------------------------------------------------------

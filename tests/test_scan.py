@@ -1,0 +1,364 @@
+"""Large backlogs: the request budget, and figures that are exact or absent.
+
+Every test runs whole polls against the simulator over loopback and reads the
+series the collector serves, for each way a server may answer: honouring
+everything, ignoring sortOrder, ignoring filterBy, or sending no totalCount.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from exporter.mimecast.pages import Message, Page
+from exporter.scan import QueueScan, WarnOnce
+from exporter.simulator.api import Quirks
+from exporter.simulator.faults import Fault
+from tests.conftest import hmac_account, oauth_account
+from tests.fakes import EPOCH
+from tests.test_poller import build, sample
+
+ROUTES = ("inbound", "outbound", "internal", "external")
+FIND = "/api/gateway/find-processing-messages"
+
+
+def stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(epoch))
+
+
+def backlog(size: int, *, external: int = 300, unknown: int = 7) -> tuple[list[dict], dict]:
+    """``size`` messages, one every 10 s over the last days, and what a full read finds.
+
+    The ``external`` ones are the newest (never on the first page), the
+    ``unknown`` ones (no routing) sit in the middle.
+    """
+    base = EPOCH - 2 * 86400
+    first_external = size - external
+    middle = size // 2
+    messages = []
+    for i in range(size):
+        if i >= first_external:
+            route = "external"
+        elif middle <= i < middle + unknown:
+            route = None
+        else:
+            route = ROUTES[i % 3]
+        message = {
+            "id": f"m{i}",
+            "size": 1000,
+            "attempts": 2,
+            "created": stamp(base + 10 * i),
+            "attachment": False,
+        }
+        if route is not None:
+            message["routing"] = route
+        messages.append(message)
+    expected: dict[str, dict] = {}
+    for message in messages:
+        route = message.get("routing", "unknown")
+        created = EPOCH - 2 * 86400 + 10 * int(message["id"][1:])
+        entry = expected.setdefault(route, {"messages": 0, "oldest": created})
+        entry["messages"] += 1
+    return messages, expected
+
+
+def poll_once(sim, clock, account, **poll):
+    """One poll of the processing queue; (registry, the find requests it made)."""
+    before = len(sim.requests)
+    poller, store, registry = build(sim, clock, [account], queues=("processing",), **poll)
+    try:
+        ok = poller.poll_queue(account.name, "processing")
+    finally:
+        poller.stop()
+    calls = [r for r in sim.requests[before:] if r.path == FIND]
+    return ok, registry, calls
+
+
+def served(registry, name, route, account="legacy"):
+    return sample(registry, name, account=account, queue="processing", route=route)
+
+
+def scan_state(registry, account="legacy"):
+    labels = {"account": account, "queue": "processing"}
+    return (
+        registry.get_sample_value("mimecast_queue_scan_complete", labels),
+        registry.get_sample_value("mimecast_queue_scanned_messages", labels),
+    )
+
+
+def age(registry, route):
+    return served(registry, "mimecast_queue_oldest_message_age_seconds", route)
+
+
+# --- a queue that fits the budget is read whole -------------------------------------
+
+
+def test_a_queue_that_fits_is_read_whole_and_every_figure_served(sim, clock):
+    messages, expected = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and len(calls) == 3  # 250 messages in pages of 100
+    assert scan_state(registry) == (1, 250)
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+        assert (
+            served(registry, "mimecast_queue_size_bytes", route)
+            == 1000 * (expected[route]["messages"])
+        )
+        assert served(registry, "mimecast_queue_max_attempts", route) == 2
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+    assert all(c.json["data"][0]["sortOrder"] == "ascending" for c in calls)
+
+
+@pytest.mark.parametrize(("size", "requests", "complete"), [(1000, 10, 1), (1001, 6, 0)])
+def test_the_scan_reads_whole_only_what_fits_the_budget(sim, clock, size, requests, complete):
+    """Default budget 15: 10 pages of 100, keeping 5 requests to count a larger queue."""
+    messages, expected = backlog(size, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=15)
+    assert ok and len(calls) == requests
+    assert scan_state(registry)[0] == complete
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+
+
+# --- a huge queue: counted, not read --------------------------------------------------
+
+
+def test_a_huge_queue_is_counted_exactly_in_six_requests(sim, clock):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    assert scan_state(registry) == (0, 100)
+    for route in (*ROUTES, "unknown"):
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+    for route in ROUTES:  # external is not on the first page: its oldest comes from its count
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+        stamp_ = served(registry, "mimecast_queue_oldest_message_created_timestamp_seconds", route)
+        assert stamp_ == expected[route]["oldest"]
+    # Sums over part of a queue would be wrong: they are not served.
+    for name in ("size_bytes", "attempts", "max_attempts", "message_age_seconds_count"):
+        assert served(registry, f"mimecast_queue_{name}", "outbound") is None
+    # 1 page, 4 route counts (pageSize 1, one route each), 1 closing total.
+    assert len(calls) == 6
+    criteria = [c.json["data"][0] for c in calls]
+    assert [c.json["meta"]["pagination"]["pageSize"] for c in calls] == [100, 1, 1, 1, 1, 1]
+    assert [c.get("filterBy") for c in criteria] == [
+        None,
+        *([{"route": route}] for route in ROUTES),
+        None,
+    ]
+    assert all(c["sortOrder"] == "ascending" for c in criteria)
+    assert len({(c["start"], c["end"]) for c in criteria}) == 1  # one window per poll
+
+
+def test_a_server_ignoring_sort_order_leaves_oldest_ages_out(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(ignore_sort_order=True)
+    with caplog.at_level(logging.WARNING):
+        ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    for route in ROUTES:  # counts do not depend on the order
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+        assert age(registry, route) is None
+        assert (
+            served(registry, "mimecast_queue_oldest_message_created_timestamp_seconds", route)
+            is None
+        )
+    assert any("oldest first" in r.getMessage() for r in caplog.records)
+    assert sample(registry, "mimecast_up", account="legacy") == 1
+
+
+def test_a_server_ignoring_filter_by_leaves_route_counts_out(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(ignore_filter_by=True)
+    with caplog.at_level(logging.WARNING):
+        ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    for route in (*ROUTES, "unknown"):
+        assert served(registry, "mimecast_queue_messages", route) is None
+    # Routes on the first page (the oldest messages) keep an exact oldest age; external
+    # is only known from its own request, which the server answered for every route.
+    for route in ("inbound", "outbound", "internal"):
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+    assert age(registry, "external") is None
+    assert any("filterBy ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_without_total_count_leaves_counts_out_within_the_budget(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=True)
+    with caplog.at_level(logging.WARNING):
+        ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    assert len(calls) == 15  # 11 pages, then one oldest message per route
+    assert scan_state(registry) == (0, 1100)
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) is None
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+    assert any("totalCount" in r.getMessage() for r in caplog.records)
+
+
+def page(total, routing=None):
+    messages = [] if routing is None else [Message(routing, 1, 1, "2026-11-23T00:00:00+0000")]
+    return Page(1, messages, None, total, "rid")
+
+
+def route_counts(total, closing, probes):
+    scan = QueueScan.__new__(QueueScan)  # only the counting rule, no client
+    scan.warnings, scan.routes = WarnOnce(), tuple(probes)
+    return scan._route_counts(total, page(closing), {r: page(*p) for r, p in probes.items()}, {})
+
+
+def test_route_counts_that_add_up_are_served_with_the_unknown_rest():
+    probes = {"inbound": (40, "inbound"), "outbound": (50, "outbound")}
+    counts = route_counts(100, 100, probes)
+    assert dict(counts.routes) == {"inbound": 40, "outbound": 50, "internal": 0, "external": 0}
+    assert counts.unknown == 10  # the queue did not move: the rest has no known route
+    # The queue grew by 5 while it was counted: route counts stand, the rest is not exact.
+    assert route_counts(100, 105, probes).unknown is None
+
+
+def test_route_counts_that_exceed_the_total_are_not_served():
+    """A server that filters the message but counts the whole queue for every route."""
+    probes = {route: (100, route) for route in ROUTES}
+    assert route_counts(100, 100, probes) is None
+    # Within what moved during the poll, plus a tenth, they are served.
+    probes = {"inbound": (60, "inbound"), "outbound": (55, "outbound")}
+    assert route_counts(100, 105, probes) is not None
+    assert route_counts(100, 100, {"inbound": (120, "inbound")}) is None
+
+
+def test_route_counts_need_every_total_and_the_right_route():
+    assert route_counts(100, 100, {"inbound": (None, "inbound")}) is None
+    assert route_counts(100, 100, {"inbound": (10, "outbound")}) is None  # filter ignored
+    assert route_counts(100, 100, {"inbound": (0, "inbound")}) is None  # 0, yet a message
+    assert route_counts(100, 100, {"inbound": (5, None)}) is None  # 5, yet no message
+    assert route_counts(100, 100, {"inbound": (5, " Inbound ")}) is not None
+
+
+def test_a_warning_is_said_once_per_account_and_reason(sim, clock, caplog):
+    sim.hmac_tenant.model.set_messages("processing", backlog(3000)[0])
+    sim.quirks = Quirks(ignore_sort_order=True)
+    poller, _, _ = build(sim, clock, [hmac_account(sim.url)], queues=("processing",))
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert poller.poll_queue("legacy", "processing")
+            assert poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    assert len([r for r in caplog.records if "oldest first" in r.getMessage()]) == 1
+
+
+# --- the user's own filters -----------------------------------------------------------
+
+
+def test_a_route_the_user_filtered_out_is_not_requested(sim, clock):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    account = hmac_account(sim.url, filter_by=({"route": "outbound", "attachments": False},))
+    ok, registry, calls = poll_once(sim, clock, account)
+    assert ok
+    # The whole query is outbound only, so it is counted: 1 page, outbound, total.
+    filters = [c.json["data"][0]["filterBy"] for c in calls]
+    assert filters == [
+        [{"route": "outbound", "attachments": False}],
+        [{"attachments": False}, {"route": "outbound"}],
+        [{"route": "outbound", "attachments": False}],
+    ]
+    assert (
+        served(registry, "mimecast_queue_messages", "outbound")
+        == (expected["outbound"]["messages"])
+    )
+    for route in ("inbound", "internal", "external"):  # as a full read of this query shows
+        assert served(registry, "mimecast_queue_messages", route) == 0
+
+
+def test_search_by_is_sent_with_every_request(sim, clock):
+    sim.oauth_tenant.model.set_messages("processing", backlog(3000)[0])
+    search = {"fieldName": "info", "value": "x"}
+    account = oauth_account(sim.url)
+    account = type(account)(account.name, account.base_url, account.credentials, search)
+    ok, _, calls = poll_once(sim, clock, account)
+    assert ok
+    assert all(c.json["data"][0]["searchBy"] == search for c in calls)
+
+
+# --- the budget ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 100, 101, 999, 1000, 1001, 1500, 4000])
+@pytest.mark.parametrize(
+    "quirks",
+    [
+        Quirks(),
+        Quirks(ignore_sort_order=True),
+        Quirks(ignore_filter_by=True),
+        Quirks(omit_total_count=True),
+    ],
+    ids=["honours", "no-sort", "no-filter", "no-total"],
+)
+def test_the_budget_is_never_exceeded(sim, clock, size, quirks):
+    sim.hmac_tenant.model.set_messages("processing", backlog(size, external=size // 10)[0])
+    sim.quirks = quirks
+    # Retries come out of the budget too.
+    sim.faults.add(Fault(kind="status", status=503, times=2, retryable=True))
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=15)
+    assert ok
+    assert len(calls) <= 15
+    served_total = sum(
+        served(registry, "mimecast_queue_messages", route) or 0 for route in (*ROUTES, "unknown")
+    )
+    assert served_total in (0, size)  # exact, or absent
+    if scan_state(registry)[0] == 1:
+        assert served_total == size
+
+
+@pytest.mark.parametrize("budget", [1, 2, 5])
+def test_a_budget_too_small_to_count_serves_only_what_is_certain(sim, clock, budget, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    with caplog.at_level(logging.WARNING):
+        ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=budget)
+    assert ok and len(calls) == 1  # the first page; too few left to count
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) is None
+    assert age(registry, "outbound") == EPOCH - expected["outbound"]["oldest"]
+    assert age(registry, "external") is None
+    assert any("poll.max_pages" in r.getMessage() for r in caplog.records)
+
+
+# --- failures -------------------------------------------------------------------------
+
+
+def test_a_failed_route_count_fails_the_poll_and_publishes_nothing(sim, clock):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    poller, _, registry = build(sim, clock, [hmac_account(sim.url)], queues=("processing",))
+    try:
+        assert poller.poll_queue("legacy", "processing")
+        sim.hmac_tenant.model.set_messages("processing", messages[:4000])
+        sim.faults.add(Fault(kind="status", status=400, route="external", times=None))
+        assert not poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    # The last complete poll's figures stay; nothing of the failed one.
+    assert (
+        served(registry, "mimecast_queue_messages", "outbound")
+        == (expected["outbound"]["messages"])
+    )
+    assert sample(registry, "mimecast_up", account="legacy") == 0
+    errors = sample(
+        registry,
+        "mimecast_poll_errors_total",
+        account="legacy",
+        queue="processing",
+        reason="http_4xx",
+    )
+    assert errors == 1
