@@ -1,100 +1,333 @@
-"""Benchmarks: aggregation speed, memory that does not grow with the queue, scrape cost.
+"""Benchmarks: what one poll costs as the backlog grows, written to BENCHMARKS.md.
 
-Run with `make bench`. Figures are from one run on a shared machine: compare
-the ratios printed, not the absolute numbers.
+    python benchmarks/run.py [--sizes 0,1000,10000,100000,1000000] [--out BENCHMARKS.md]
+
+For each backlog size, the simulator runs as a separate process (scenario
+``backlog``, pages of up to 500), so that what is measured is the exporter's
+own work. A fresh child process per size then measures:
+
+- **requests per poll** and **poll wall time** at the default settings
+  (``page_size`` 100, ``max_pages`` 15): a large queue is counted, not read;
+- **poll CPU / json.loads CPU**: a full scan in pages of 500 (budget large
+  enough to read everything), the poll's CPU time over the CPU time
+  ``json.loads`` takes to decode the same answers (fetched again, only the
+  decoding timed);
+- **peak RSS minus idle** during that full scan (VmHWM after resetting it);
+- **scrape p50 / p99**: rendering /metrics from the snapshot of the full scan,
+  and its ratio to the empty queue's.
+
+Then the cost of one answer at ``max_response_bytes`` (32 MiB): one of empty
+objects (refused) and one of small messages (decoded), peak RSS over its size.
+
+Figures come from one run on a shared machine: compare the ratios.
 """
 
 from __future__ import annotations
 
-import gc
-import random
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
 import time
-import tracemalloc
-from collections.abc import Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
-
-from exporter.aggregate import QueueAggregator
-from exporter.collector import MimecastCollector
-from exporter.store import SnapshotStore
-
-NOW = 1_795_478_400.0
-ROUTES = ("inbound", "outbound", "internal", "external")
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (0, 1_000, 10_000, 100_000, 1_000_000)
+FULL_SCAN_PAGE = 500
+ANSWER_CAP = 32 * 1024 * 1024
 
 
-def pages(total: int, page_size: int = 500, seed: int = 1) -> Iterator[list[dict]]:
-    """Synthetic pages, made one at a time as the client would receive them."""
-    rng = random.Random(seed)
-    for start in range(0, total, page_size):
-        yield [
-            {
-                "id": f"m{i}",
-                "routing": rng.choice(ROUTES),
-                "size": rng.randint(500, 5_000_000),
-                "attempts": rng.randint(1, 30),
-                "created": time.strftime(
-                    "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(NOW - rng.randint(0, 6 * 86400))
-                ),
-                "info": "Remote server refused: 421 4.7.0 Try again later",
-            }
-            for i in range(start, min(total, start + page_size))
-        ]
+# --- the child: one backlog size, measured in a fresh process ----------------------
 
 
-def aggregate(total: int) -> tuple[float, int]:
-    """(seconds spent aggregating, peak traced bytes) for a queue of ``total`` messages."""
-    gc.collect()
-    tracemalloc.start()
-    agg = QueueAggregator(NOW)
-    spent = 0.0
-    for page in pages(total):
-        started = time.perf_counter()
-        agg.add_json(page)
-        spent += time.perf_counter() - started
-        del page
-    agg.snapshot()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return spent, peak
+def _status(field: str) -> int:
+    """A /proc/self/status figure in bytes (VmRSS, VmHWM)."""
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) * 1024
 
 
-def scrape_cost(accounts: int, scrapes: int = 200) -> float:
-    """Mean seconds for one full text exposition with ``accounts`` busy accounts."""
-    store = SnapshotStore([f"a{i}" for i in range(accounts)], ["processing", "bulk_processing"])
-    for i in range(accounts):
-        for queue in ("processing", "bulk_processing"):
-            agg = QueueAggregator(NOW)
-            for page in pages(500, seed=i):
-                agg.add_json(page)
-            store.record_success(f"a{i}", queue, agg.snapshot(), NOW, 1.0)
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _poller(url: str, **poll):
+    import random
+
+    from exporter.clock import SystemClock
+    from exporter.config import AccountConfig, Config, OAuth2Credentials, PollConfig, Secret
+    from exporter.poller import Poller
+    from exporter.simulator.tenants import DEFAULT_OAUTH2
+    from exporter.store import SnapshotStore
+
+    creds = OAuth2Credentials(DEFAULT_OAUTH2["client_id"], Secret(DEFAULT_OAUTH2["client_secret"]))
+    config = Config(
+        PollConfig(
+            queues=("processing",), interval=600.0, timeout=120.0, stale_after=600.0, **poll
+        ),
+        (AccountConfig("sim-oauth2", url, creds),),
+    )
+    store = SnapshotStore(["sim-oauth2"], ["processing"])
+    return Poller(config, store, SystemClock(), rng=random.Random(1)), store, config
+
+
+def _poll(url: str, *, warm: bool = True, **poll) -> tuple[float, float, int, object]:
+    """(wall s, cpu s, find requests, (store, config)) of one poll of the processing queue.
+
+    ``warm``: a token and a connection first, as a running exporter has them.
+    """
+    from exporter.mimecast.budget import RequestBudget
+    from exporter.mimecast.client import Query
+
+    poller, store, config = _poller(url, **poll)
+    scan = poller._scans[("sim-oauth2", "processing")]
+    if warm:
+        start, end = scan.client.window()
+        scan.client.find(
+            Query("processing", start, end, 1),
+            budget=RequestBudget(1),
+            deadline=time.monotonic() + 60,
+            number=1,
+        )
+    wall, cpu = time.perf_counter(), time.process_time()
+    ok = poller.poll_queue("sim-oauth2", "processing")
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if not ok:
+        raise SystemExit(f"poll failed against {url}")
+    poller.stop()
+    return wall, cpu, scan.requests, (store, config)
+
+
+def _json_loads_cpu(url: str) -> float:
+    """CPU seconds json.loads takes for the answers of a full scan (pages of 500)."""
+    from exporter.mimecast.client import Query
+
+    poller, _, config = _poller(url, page_size=FULL_SCAN_PAGE, max_pages=10**6)
+    client = poller._scans[("sim-oauth2", "processing")].client
+    account = config.accounts[0]
+    start, end = client.window()
+    token, spent = None, 0.0
+    while True:
+        query = Query("processing", start, end, FULL_SCAN_PAGE, token)
+        # The same request as the poll's, its answer read raw.
+        bearer = client._bearer_token(account.credentials, time.monotonic() + 60)
+        answer = client.transport.post(
+            account.base_url + "/api/gateway/find-processing-messages",
+            json.dumps(client._request_body(query)).encode(),
+            {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+            120.0,
+        )
+        raw = answer.read()
+        started = time.process_time()
+        page = json.loads(raw)
+        spent += time.process_time() - started
+        token = page["meta"]["pagination"].get("next")
+        if not token or not page["data"][0]["messages"]:
+            return spent
+
+
+def _scrape_times(store, config, count: int = 400) -> list[float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporter.collector import MimecastCollector
+
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(MimecastCollector(store, 300.0, lambda: NOW))
-    started = time.perf_counter()
-    for _ in range(scrapes):
+    registry.register(MimecastCollector(store, config.poll.stale_after, time.time))
+    for _ in range(50):  # warm up
         generate_latest(registry)
-    return (time.perf_counter() - started) / scrapes
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        generate_latest(registry)
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+def child(url: str) -> dict:
+    _poll(url)  # imports, caches
+    default_wall, _, requests, _ = _poll(url)
+    idle = _status("VmRSS")
+    peak_reset = _reset_peak()
+    _, scan_cpu, scan_requests, (store, config) = _poll(
+        url, page_size=FULL_SCAN_PAGE, max_pages=10**6
+    )
+    peak = _status("VmHWM") - idle if peak_reset else None
+    loads_cpu = _json_loads_cpu(url)
+    scrapes = _scrape_times(store, config)
+    return {
+        "requests": requests,
+        "wall": default_wall,
+        "scan_cpu": scan_cpu,
+        "scan_requests": scan_requests,
+        "loads_cpu": loads_cpu,
+        "peak": peak,
+        "p50": scrapes[len(scrapes) // 2],
+        "p99": scrapes[int(len(scrapes) * 0.99)],
+    }
+
+
+def answer_child(kind: str) -> dict:
+    """Peak RSS of decoding one answer of ANSWER_CAP bytes, over its size."""
+    from exporter.mimecast.errors import PollError
+    from exporter.mimecast.pages import decode_page
+
+    if kind == "empty-objects":
+        body = bytearray(b'{"data":[{"messages":[' + b"{}," * (ANSWER_CAP // 3 - 10) + b"{}]}]}")
+    else:  # the smallest messages the bound lets through in one answer at the cap
+        one = (
+            b'{"routing":"outbound","size":123456,"attempts":3,'
+            b'"created":"2026-11-23T23:00:00+0000","info":"' + b"x" * 130 + b'"},'
+        )
+        count = ANSWER_CAP // len(one) - 1
+        body = bytearray(b'{"data":[{"messages":[' + one * count + b"{}]}]}")
+    # The answer's own bytes count: the client holds them as it reads them.
+    idle = _status("VmRSS") - len(body)
+    _reset_peak()
+    try:
+        messages = len(decode_page(body, 1, "bench", ANSWER_CAP).messages)
+        outcome = f"decoded, {messages:,} messages"
+    except PollError as error:
+        outcome = f"refused ({error.reason})"
+    return {"size": len(body), "peak": _status("VmHWM") - idle, "outcome": outcome}
+
+
+# --- the parent: simulators, children, the report ----------------------------------
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def start_simulator(size: int) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [
+            _python(),
+            "-m",
+            "exporter.simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+            "backlog",
+            "--backlog-messages",
+            str(size),
+            "--page-size-cap",
+            str(FULL_SCAN_PAGE),
+            "--rate-limit",
+            "10000000/60s",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return process, match.group(1)
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise SystemExit(f"the simulator for a backlog of {size} did not start")
+
+
+def run_child(*args: str) -> dict:
+    out = subprocess.run(
+        [_python(), __file__, *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child {args} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def report(results: dict[int, dict], answers: dict[str, dict], seconds: float) -> str:
+    empty = results.get(0) or next(iter(results.values()))
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`make bench`, one run on {platform.node() or 'this machine'} "
+        f"({os.cpu_count()} cores, Python {platform.python_version()}), "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, {seconds:.0f} s in all. "
+        "Figures from one run on a shared machine: read the ratios.",
+        "",
+        "One poll of one queue against the simulator (a separate process), by backlog size:",
+        "",
+        "| queued messages | requests per poll | poll wall time | poll CPU / json.loads CPU "
+        "(full scan) | peak RSS minus idle (full scan) | scrape p50 | scrape p99 | "
+        "scrape p50 / p99 vs empty |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in results.items():
+        ratio = r["scan_cpu"] / r["loads_cpu"] if size else None
+        lines.append(
+            f"| {size:,} | {r['requests']} | {r['wall'] * 1000:.0f} ms | "
+            + (f"{ratio:.2f}" if ratio is not None else "n/a (nothing to decode)")
+            + f" | {mib(r['peak'])} | {r['p50'] * 1000:.2f} ms | {r['p99'] * 1000:.2f} ms | "
+            f"{r['p50'] / empty['p50']:.2f} / {r['p99'] / empty['p99']:.2f} |"
+        )
+    lines += [
+        "",
+        "- *requests per poll*, *poll wall time*: default settings (`page_size` 100, "
+        "`max_pages` 15), token requests not counted.",
+        "- *poll CPU / json.loads CPU*: a full scan in pages of 500 (the budget raised so "
+        "that it reads everything), over the CPU `json.loads` needs for the same answers. "
+        "Targets: at most 0.5, never above 1.0.",
+        "- *peak RSS minus idle*: during that full scan. Target at 1,000,000: at most 20 MiB.",
+        "- *scrape*: rendering /metrics from the snapshot; the ratio to the empty queue "
+        "shows that a scrape does not grow with the backlog.",
+        "",
+        f"One answer of `max_response_bytes` ({ANSWER_CAP // 2**20} MiB), peak RSS over its "
+        "size (target: at most 4):",
+        "",
+        "| answer | outcome | peak RSS minus idle | ratio to its size |",
+        "|---|---|---:|---:|",
+    ]
+    for kind, a in answers.items():
+        lines.append(
+            f"| {kind} | {a['outcome']} | {mib(a['peak'])} | {a['peak'] / a['size']:.2f} |"
+        )
+    lines += ["", "Reproduce: `make bench` (or `.venv/bin/python benchmarks/run.py`).", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    small, large = 10_000, 100_000
-    small_time, small_peak = aggregate(small)
-    large_time, large_peak = aggregate(large)
-    print(
-        f"aggregation, {small:>7} messages: {small / small_time:>10,.0f} msg/s, "
-        f"peak {small_peak / 1024:,.0f} KiB"
-    )
-    print(
-        f"aggregation, {large:>7} messages: {large / large_time:>10,.0f} msg/s, "
-        f"peak {large_peak / 1024:,.0f} KiB"
-    )
-    print(
-        f"  memory ratio {large}/{small} messages: {large_peak / small_peak:.2f} "
-        "(about 1: memory is per page, not per queue)"
-    )
-    print(f"  time ratio   {large}/{small} messages: {large_time / small_time:.2f} (linear: ~10)")
-    one, fifty = scrape_cost(1), scrape_cost(50)
-    print(f"scrape,  1 account:  {one * 1000:.2f} ms")
-    print(f"scrape, 50 accounts: {fifty * 1000:.2f} ms (ratio {fifty / one:.1f})")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--answer", metavar="KIND", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return
+    if args.answer:
+        print(json.dumps(answer_child(args.answer)))
+        return
+    started = time.monotonic()
+    results: dict[int, dict] = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        process, url = start_simulator(size)
+        try:
+            results[size] = run_child("--child", url)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        print(f"{size:>9,} messages: {json.dumps(results[size])}", flush=True)
+    answers = {kind: run_child("--answer", kind) for kind in ("empty-objects", "small-messages")}
+    text = report(results, answers, time.monotonic() - started)
+    Path(args.out).write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

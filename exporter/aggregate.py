@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.dates import DateParser
+from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.mimecast.pages import NOT_A_SCALAR, Message
 
@@ -139,6 +139,9 @@ def _count(value: Any) -> int | None:
     return None
 
 
+_NOTHING: Any = object()  # matches no date text
+
+
 def _scalar(value: Any) -> Any:
     """A JSON value as the page decoder passes it on: containers are never usable."""
     return NOT_A_SCALAR if isinstance(value, dict | list) else value
@@ -162,20 +165,24 @@ class _RouteTotals:
         self.size = 0
         self.attempts = 0
         self.max_attempts = 0
-        self.oldest: float | None = None
+        self.oldest = math.inf  # inf: no dated message yet
         self.undated = 0  # messages without a usable date: the oldest is then unknown
         self.age_counts = [0] * (len(AGE_BUCKETS) + 1)
         self.age_sum = 0.0
         self.size_counts = [0] * (len(SIZE_BUCKETS) + 1)
 
     @property
+    def oldest_created(self) -> float | None:
+        return None if self.oldest == math.inf else self.oldest
+
+    @property
     def oldest_known(self) -> bool:
-        return self.messages == 0 or (self.undated == 0 and self.oldest is not None)
+        return self.messages == 0 or (self.undated == 0 and self.oldest != math.inf)
 
     def freeze(self) -> RouteStats:
         return RouteStats(
             messages=self.messages,
-            oldest_created=self.oldest,
+            oldest_created=self.oldest_created,
             oldest_known=self.oldest_known,
             sums=RouteSums(
                 size_bytes=self.size,
@@ -212,11 +219,9 @@ class QueueAggregator:
         self._routes = {route: _RouteTotals() for route in ROUTES}
         self._dates = DateParser()
         self.scanned = 0
-        # Order evidence, over the dates in the order the messages came.
-        self._previous: float | None = None
-        self._rises = False
+        # Order evidence: the latest date so far, and whether a date ever fell below it.
+        self._newest = -math.inf
         self._falls = False
-        self._newest: float | None = None
 
     def add_json(self, objects: Iterable[Any]) -> int:
         """Count decoded JSON values (dicts) as messages; returns how many were objects."""
@@ -231,9 +236,13 @@ class QueueAggregator:
 
     def add(self, messages: list[Message]) -> None:
         """Count one page of messages. Written for speed: this runs once per message."""
-        routes, dates, now = self._routes, self._dates, self.now
+        routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
-        previous, rises, falls, newest = self._previous, self._rises, self._falls, self._newest
+        dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
+        newest, falls = self._newest, self._falls
+        last_text: Any = _NOTHING
+        created: float | None = None
+        age, bucket = 0.0, 0
         for message in messages:
             totals = routes.get(message.routing)  # type: ignore[arg-type]
             if totals is None:
@@ -241,43 +250,45 @@ class QueueAggregator:
             totals.messages += 1
 
             size = message.size
-            if type(size) is not int or not 0 <= size <= _MAX_COUNT:
+            if type(size) is not int or not 0 <= size <= max_count:
                 size = self._slow_count("size", message)
             if size is not None:
                 totals.size += size
                 totals.size_counts[bisect_left(size_bounds, size)] += 1
 
             attempts = message.attempts
-            if type(attempts) is not int or not 0 <= attempts <= _MAX_COUNT:
+            if type(attempts) is not int or not 0 <= attempts <= max_count:
                 attempts = self._slow_count("attempts", message)
             if attempts is not None:
                 totals.attempts += attempts
                 if attempts > totals.max_attempts:
                     totals.max_attempts = attempts
 
-            created = dates(message.created)
+            # DateParser, inlined for its common case. Neighbours often share a
+            # second: then the date, its age and its bucket are those just computed.
+            text = message.created
+            if text != last_text:
+                seconds = utc_seconds.get(text[MINUTE:]) if type(text) is str else None
+                minute = minutes.get(text[:MINUTE]) if seconds is not None else None
+                created = minute + seconds if minute is not None else dates(text)  # type: ignore[operator]
+                if created is not None:
+                    # A message "from the future" (clock skew) is as young as can be.
+                    age = now - created if created < now else 0.0
+                    bucket = bisect_left(age_bounds, age)
+                last_text = text
             if created is None:
                 totals.undated += 1
-                self._skip("created missing or not a date", message.created)
+                self._skip("created missing or not a date", text)
                 continue
-            oldest = totals.oldest
-            if oldest is None or created < oldest:
+            if created < totals.oldest:
                 totals.oldest = created
-            if previous is not None:
-                if created > previous:
-                    rises = True
-                elif created < previous:
-                    falls = True
-            previous = created
-            if newest is None or created > newest:
+            if created >= newest:
                 newest = created
-            # A message "from the future" (clock skew) is as young as can be.
-            age = now - created
-            if age < 0:
-                age = 0.0
+            else:
+                falls = True  # not in ascending order
             totals.age_sum += age
-            totals.age_counts[bisect_left(age_bounds, age)] += 1
-        self._previous, self._rises, self._falls, self._newest = previous, rises, falls, newest
+            totals.age_counts[bucket] += 1
+        self._newest, self._falls = newest, falls
         self.scanned += len(messages)
 
     def _totals_for(self, message: Message) -> _RouteTotals:
@@ -304,19 +315,20 @@ class QueueAggregator:
     @property
     def ascending(self) -> bool:
         """The dates seen rose at least once and never fell."""
-        return self._rises and not self._falls
+        first = min(totals.oldest for totals in self._routes.values())
+        return not self._falls and self._newest > first
 
     def prefix(self) -> Prefix:
         return Prefix(
             scanned=self.scanned,
             ascending=self.ascending,
-            newest=self._newest,
+            newest=None if self._newest == -math.inf else self._newest,
             seen=frozenset(route for route, totals in self._routes.items() if totals.messages),
             oldest=MappingProxyType(
                 {
                     route: totals.oldest
                     for route, totals in self._routes.items()
-                    if totals.messages and totals.oldest_known and totals.oldest is not None
+                    if totals.messages and totals.oldest_known
                 }
             ),
         )

@@ -40,10 +40,10 @@ def parse_mimecast_date(value: Any) -> float | None:
 
 # "SS" plus a UTC zone spelling, as the tail of a date after "YYYY-MM-DDTHH:MM:".
 # Only these take the fast path; every other tail goes through parse_mimecast_date.
-_UTC_SECONDS: dict[str, int] = {
+UTC_SECONDS: dict[str, int] = {
     f"{second:02d}{zone}": second for second in range(60) for zone in ("+0000", "+00:00", "Z", "")
 }
-_MINUTE_PREFIX_LENGTH = len("2015-10-07T20:03:")
+MINUTE = len("2015-10-07T20:03:")
 # A week of lookback has 10,080 minutes; past this the cache starts again.
 _MAX_CACHED_MINUTES = 16_384
 
@@ -51,19 +51,21 @@ _MAX_CACHED_MINUTES = 16_384
 class DateParser:
     """``parse_mimecast_date`` with a per-minute cache; one instance per poll."""
 
-    __slots__ = ("_minutes",)
+    __slots__ = ("minutes",)
 
     def __init__(self) -> None:
-        self._minutes: dict[str, float | None] = {}
+        # "2015-10-07T20:03:" -> epoch of that minute (None: not a date). Read
+        # directly by the aggregator's loop, which inlines the common case.
+        self.minutes: dict[str, float | None] = {}
 
     def __call__(self, value: Any) -> float | None:
         if type(value) is not str:
             return None
-        seconds = _UTC_SECONDS.get(value[_MINUTE_PREFIX_LENGTH:])
+        seconds = UTC_SECONDS.get(value[MINUTE:])
         if seconds is None:
             return parse_mimecast_date(value)
-        prefix = value[:_MINUTE_PREFIX_LENGTH]
-        minute = self._minutes.get(prefix, _MISSING)
+        prefix = value[:MINUTE]
+        minute = self.minutes.get(prefix, _MISSING)
         if minute is _MISSING:
             minute = self._minute(prefix)
         if minute is None:  # not a date after all ("2026-02-30T...", "xxxx-..."): say why
@@ -73,9 +75,9 @@ class DateParser:
     def _minute(self, prefix: str) -> float | None:
         # The general parser decides what a valid minute is, so both always agree.
         minute = parse_mimecast_date(prefix + "00")
-        if len(self._minutes) >= _MAX_CACHED_MINUTES:
-            self._minutes.clear()
-        self._minutes[prefix] = minute
+        if len(self.minutes) >= _MAX_CACHED_MINUTES:
+            self.minutes.clear()
+        self.minutes[prefix] = minute
         return minute
 
 

@@ -15,8 +15,6 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 
-import requests
-
 from exporter.clock import Clock
 from exporter.config import AccountConfig, Config
 from exporter.mimecast.auth import TokenCache
@@ -32,16 +30,6 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (account, queue)
 
 
-def _session_for(
-    account: AccountConfig, session_factory: Callable[[], requests.Session]
-) -> requests.Session:
-    session = session_factory()
-    if account.ca_file is not None:
-        # Replaces the default bundle; proxies (HTTPS_PROXY, NO_PROXY) still apply.
-        session.verify = account.ca_file
-    return session
-
-
 def account_offsets(accounts: Iterable[str], interval: float, rng: random.Random) -> dict:
     """A fixed offset per account within the first tenth of the interval (at most 10 s)."""
     spread = min(interval / 10.0, 10.0)
@@ -55,7 +43,6 @@ class Poller:
         store: SnapshotStore,
         clock: Clock,
         *,
-        session_factory: Callable[[], requests.Session] = requests.Session,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -74,7 +61,6 @@ class Poller:
                     gate=gate,
                     token_cache=tokens,
                     on_response=self._response_hook(account),
-                    session=_session_for(account, session_factory),
                     max_response_bytes=config.poll.max_response_bytes,
                 )
                 context = {"account": account.name, "queue": queue}

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
-
-import requests
 
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import rate_limit_wait
@@ -27,7 +26,7 @@ CLOCK_SKEW_HINT_SECONDS = 300.0
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: requests.structures.CaseInsensitiveDict
+    headers: Mapping[str, str]  # looked up case-insensitively
     body: bytes | bytearray
     request_id: str
 

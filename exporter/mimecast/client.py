@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-import requests
 import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 from urllib3.exceptions import ReadTimeoutError
@@ -33,6 +33,7 @@ from exporter.mimecast.filters import route_filter
 from exporter.mimecast.pages import Page, decode_page
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 from exporter.mimecast.responses import parse_token
+from exporter.mimecast.transport import Transport, transport_for
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ MAX_ATTEMPTS = 5
 # Answers larger than this are refused rather than read into memory: a page of
 # 500 messages is well under 1 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-_READ_CHUNK = 64 * 1024
+# read1 returns what has arrived, up to this: large, so a big answer takes few calls.
+_READ_CHUNK = 1024 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
 
@@ -87,7 +89,7 @@ class MimecastClient:
         gate: RateLimitGate,
         token_cache: TokenCache | None = None,
         on_response: ResponseHook = _no_hook,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
@@ -97,7 +99,7 @@ class MimecastClient:
         self.gate = gate
         self.token_cache = token_cache or TokenCache()
         self.on_response = on_response
-        self.session = session or requests.Session()
+        self.transport = transport or transport_for(account.base_url, account.ca_file)
         self.max_attempts = max_attempts
         self.max_response_bytes = max_response_bytes
 
@@ -272,29 +274,17 @@ class MimecastClient:
         if timeout <= 0:
             raise PollError("timeout", "poll deadline reached before the request", retryable=False)
         request_deadline = self.clock.monotonic() + timeout
+        if form is not None:
+            payload = urlencode(form).encode("ascii")
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
-            response = self.session.post(
-                self.account.base_url + path,
-                data=payload if form is None else form,
-                headers=all_headers,
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,
-                # Explicitly: requests lets REQUESTS_CA_BUNDLE override a
-                # session's own CA bundle (tls_config.ca_file) otherwise.
-                verify=self.session.verify,
+            response = self.transport.post(
+                self.account.base_url + path, payload or b"", all_headers, timeout
             )
-            try:
-                body = self._read_body(response, request_deadline, request_id)
-            finally:
-                response.close()
-        except requests.exceptions.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             if _is_timeout(exc):
-                what = (
-                    "could not connect"
-                    if isinstance(exc, requests.exceptions.ConnectTimeout)
-                    else "no answer"
-                )
+                connecting = isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+                what = "could not connect" if connecting else "no answer"
                 raise PollError(
                     "timeout",
                     f"{what} within {timeout:.1f}s",
@@ -307,19 +297,25 @@ class MimecastClient:
                 request_id=request_id,
                 retryable=True,
             ) from exc
-        answer = Answer(response.status_code, response.headers, body, request_id)
+        try:
+            body = self._read_body(response, request_deadline, request_id)
+        except BaseException:
+            response.close()  # not back into the pool: the rest of the body is unread
+            raise
+        response.release_conn()
+        answer = Answer(response.status, response.headers, body, request_id)
         self._note_rate_limit(answer)
         return answer
 
     def _read_body(
-        self, response: requests.Response, deadline: float, request_id: str
+        self, response: urllib3.BaseHTTPResponse, deadline: float, request_id: str
     ) -> bytearray:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise PollError(
                 "bad_response",
                 f"answer of {declared} bytes is larger than the {self.max_response_bytes} cap",
-                status=response.status_code,
+                status=response.status,
                 request_id=request_id,
             )
         # One growing buffer, not a list of chunks joined at the end: an answer at
@@ -329,12 +325,12 @@ class MimecastClient:
             # read1 returns whatever has arrived, so the deadline is checked
             # between bytes of a trickle that never trips the socket timeout.
             try:
-                chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+                chunk = response.read1(_READ_CHUNK, decode_content=True)
             except ReadTimeoutError as exc:
                 raise PollError(
                     "timeout",
                     "answer stalled mid-body",
-                    status=response.status_code,
+                    status=response.status,
                     request_id=request_id,
                     retryable=True,
                 ) from exc
@@ -342,7 +338,7 @@ class MimecastClient:
                 raise PollError(
                     "connection",
                     f"connection failed mid-body: {_short(exc)}",
-                    status=response.status_code,
+                    status=response.status,
                     request_id=request_id,
                     retryable=True,
                 ) from exc
@@ -352,14 +348,14 @@ class MimecastClient:
                 raise PollError(
                     "bad_response",
                     f"answer larger than the {self.max_response_bytes} byte cap",
-                    status=response.status_code,
+                    status=response.status,
                     request_id=request_id,
                 )
             if self.clock.monotonic() > deadline:
                 raise PollError(
                     "timeout",
                     "answer still arriving at the request deadline",
-                    status=response.status_code,
+                    status=response.status,
                     request_id=request_id,
                     retryable=True,
                 )
@@ -375,10 +371,13 @@ class MimecastClient:
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    """Timeouts while reading a streamed body reach us as ConnectionError; look inside."""
+    """A timeout, however deep urllib3 wrapped it (a proxy's, a TLS handshake's)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, requests.exceptions.Timeout | TimeoutError | ReadTimeoutError):
+        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
+        if not isinstance(seen, urllib3.exceptions.NewConnectionError) and isinstance(
+            seen, urllib3.exceptions.TimeoutError | TimeoutError
+        ):
             return True
         seen = (
             seen.__cause__

@@ -26,21 +26,19 @@ ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
 ROUTE_WEIGHTS: tuple[float, ...] = (0.15, 0.7, 0.1, 0.05)
 REFUSING_DOMAIN = "partner.example"
 REFUSAL = "Remote server refused: 421 4.7.0 Try again later"
-_DELAYS = (300.0, 600.0, 1200.0, 2400.0)  # then every hour, as model.backoff()
+# Ages at which attempts 1..4 happen (5, 10, 20, 40 minutes apart), then one an
+# hour, as model.backoff() schedules them.
+_FIRST_ATTEMPTS = (300.0, 900.0, 2100.0, 4500.0)
 _MAX_ATTEMPTS = 30
 _LOCK_SPAN = 90 * 60.0
 
 
 def attempts_after(age: float) -> int:
     """Delivery attempts a message of ``age`` seconds has been through (at most 30)."""
-    attempts, elapsed = 0, 0.0
-    while attempts < _MAX_ATTEMPTS:
-        delay = _DELAYS[attempts] if attempts < len(_DELAYS) else 3600.0
-        if elapsed + delay > age:
-            break
-        elapsed += delay
-        attempts += 1
-    return attempts
+    if age < _FIRST_ATTEMPTS[-1]:
+        return bisect_right(_FIRST_ATTEMPTS, age)
+    hourly = int((age - _FIRST_ATTEMPTS[-1]) // 3600.0)
+    return min(len(_FIRST_ATTEMPTS) + hourly, _MAX_ATTEMPTS)
 
 
 class Backlog:

@@ -294,7 +294,7 @@ class QueueModel:
         self._fixed: dict[str, list[dict]] = {}
         self._backlog: dict[str, Backlog] = {}
         for queue in QUEUES:
-            if queue == "processing" and scenario.backlog:
+            if queue == "processing" and scenario.backlog is not None:
                 self._backlog[queue] = Backlog(
                     scenario.backlog,
                     clock.t0,

@@ -82,8 +82,8 @@ class Scenario:
     # Old, repeatedly retried messages in the processing queue at start (to a refusing domain).
     aged_retries: int = 0
     # A huge, fixed processing queue instead of a live one: this many messages,
-    # created over the backlog_span before start (see backlog.py).
-    backlog: int = 0
+    # created over the backlog_span before start (see backlog.py). None: live.
+    backlog: int | None = None
     backlog_span: float = 3 * 86400.0
 
     def rate(self, queue: str, route: str, offset: float) -> float:

@@ -1,0 +1,165 @@
+"""Decoding pages: the typed fast path, the tolerant path, and the memory bound."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import pytest
+
+from exporter.aggregate import QueueAggregator
+from exporter.mimecast.errors import PollError
+from exporter.mimecast.filters import requested_routes, route_filter
+from exporter.mimecast.pages import COST_PER_ELEMENT, ELEMENTS_FACTOR, NOT_A_SCALAR, decode_page
+
+CAP = 32 * 1024 * 1024
+
+
+def decode(obj_or_bytes, cap=CAP):
+    raw = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
+    return decode_page(raw, 1, "rid", cap)
+
+
+def envelope(messages, **pagination):
+    return {"meta": {"pagination": pagination}, "data": [{"messages": messages}], "fail": []}
+
+
+def test_only_the_four_fields_are_kept():
+    page = decode(envelope([{"routing": "inbound", "size": 5, "to": {"x": [1, 2]}, "id": "m"}]))
+    (message,) = page.messages
+    assert (message.routing, message.size, message.attempts, message.created) == (
+        "inbound",
+        5,
+        None,
+        None,
+    )
+
+
+def test_a_page_the_typed_decode_rejects_is_read_tolerantly_with_the_same_result():
+    messages = [
+        {"routing": "outbound", "size": {"bytes": 10}, "attempts": [1], "created": "x"},
+        "not a message",
+        7,
+        {"routing": "inbound", "size": "12", "attempts": 2.0},
+    ]
+    page = decode(envelope(messages))
+    assert [m.routing for m in page.messages] == ["outbound", "inbound"]
+    assert page.messages[0].size is NOT_A_SCALAR and page.messages[0].attempts is NOT_A_SCALAR
+    fast, plain = QueueAggregator(0.0), QueueAggregator(0.0)
+    fast.add(page.messages)
+    assert plain.add_json(messages) == 2
+    assert fast.snapshot() == plain.snapshot()
+
+
+@pytest.mark.parametrize(
+    ("pagination", "expected"),
+    [
+        ({"next": "abc", "totalCount": 12}, ("abc", 12)),
+        ({"next": 17}, ("17", None)),
+        ({"next": "", "totalCount": 0}, (None, 0)),
+        ({"totalCount": "12"}, (None, None)),  # not a number: not trusted
+        ({"totalCount": -1}, (None, None)),
+        ({"totalCount": 1.5}, (None, None)),
+        ({"totalCount": True}, (None, None)),
+        ({"totalCount": 2**60}, (None, None)),
+    ],
+)
+def test_next_and_total_count(pagination, expected):
+    page = decode(envelope([], **pagination))
+    assert (page.next_token, page.total_count) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "words"),
+    [
+        (b'{"data": [], "meta": NaN}', "bad_response", "not valid JSON"),
+        (b"[1, 2]", "bad_response", "JSON array"),
+        (b'{"fail": []}', "bad_response", "no 'data' list"),
+        (b'{"data": [{"messages": 5}]}', "bad_response", "not a list"),
+        (b'{"data": [], "meta": {"pagination": {"next": [1]}}}', "bad_response", "next"),
+        (b'{"data": [], "fail": [' + b'"x",' * 30_000 + b'"x"]}', "api_fail", "too large"),
+    ],
+)
+def test_bad_envelopes(raw, reason, words):
+    with pytest.raises(PollError) as info:
+        decode(raw)
+    assert info.value.reason == reason and words in info.value.message
+
+
+def test_fail_array_on_a_200_is_an_error():
+    with pytest.raises(PollError) as info:
+        decode({"data": [], "fail": [{"errors": [{"code": "c", "message": "m", "retryable": 1}]}]})
+    assert (info.value.reason, info.value.code) == ("api_fail", "c")
+
+
+# --- memory -------------------------------------------------------------------------
+
+
+def peak_of(call):
+    tracemalloc.start()
+    try:
+        call()
+    except PollError as error:
+        outcome = error
+    else:
+        outcome = None
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, outcome
+
+
+@pytest.mark.parametrize(
+    "element", [b"{}", b"1", b'""', b"[]", b'{"routing":"a"}'], ids=["{}", "1", "str", "[]", "obj"]
+)
+def test_an_answer_of_millions_of_tiny_elements_is_refused_before_it_is_built(element):
+    body = b'{"data":[{"messages":[' + b",".join([element] * (CAP // (len(element) + 1))) + b"]}]}"
+    peak, error = peak_of(lambda: decode(body))
+    assert error is not None and error.reason == "bad_response"
+    assert "could take more than" in error.message
+    assert peak < 1024 * 1024  # nothing was built
+
+
+def test_an_answer_at_the_bound_costs_at_most_three_times_the_cap_besides_its_bytes():
+    """With the answer's own bytes, at most 4 times poll.max_response_bytes."""
+    cap = 4 * 1024 * 1024
+    one = b'{"routing":"outbound","size":"1234","attempts":1.5,"created":"2026-11-23T23:00:00Z"}'
+    # As many objects as the bound lets in: the envelope and its data item are two.
+    count = ELEMENTS_FACTOR * cap // COST_PER_ELEMENT - 2
+    body = b'{"data":[{"messages":[' + b",".join([one] * count) + b"]}]}"
+    assert len(body) <= cap
+    peak, error = peak_of(lambda: decode(body, cap))
+    assert error is None
+    assert peak <= 3 * cap
+
+
+def test_the_tolerant_path_is_bounded_too():
+    cap = 1024 * 1024
+    body = b'{"data":[{"messages":[' + b",".join([b"1"] * (cap // 2 - 20)) + b"]}]}"
+    peak, error = peak_of(lambda: decode(body, cap))
+    assert error is not None and "array elements" in error.message
+    assert peak < 3 * cap
+
+
+# --- the user's filters and the route filter -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filter_by", "routes"),
+    [
+        (None, ("inbound", "outbound", "internal", "external")),
+        (({"attachments": True},), ("inbound", "outbound", "internal", "external")),
+        (({"route": "all"},), ("inbound", "outbound", "internal", "external")),
+        (({"route": " Outbound "},), ("outbound",)),
+        (({"fieldName": "route", "value": "inbound"}, {"route": "external"}), ("inbound", "external")),
+    ],
+)
+def test_requested_routes(filter_by, routes):
+    assert requested_routes(filter_by) == routes
+
+
+def test_route_filter_keeps_the_users_other_filters():
+    user = ({"route": "outbound", "attachments": True}, {"fieldName": "route", "value": "x"})
+    assert route_filter(user, "outbound") == [{"attachments": True}, {"route": "outbound"}]
+    assert route_filter(user, None) == [dict(item) for item in user]
+    assert route_filter(None, "inbound") == [{"route": "inbound"}]
+    assert route_filter(None, None) is None
