@@ -1,12 +1,19 @@
 """End to end through a real Prometheus (Debian's package), scraping the real exporter.
 
-Two simulated Mimecast accounts, both at 600x model speed: `outage`, where a
-destination refuses mail and the outbound queue backs up, and `healthy`. The
-exporter runs as a process polling both; Prometheus scrapes it every second
-with the project's alert rules loaded. Through Prometheus's HTTP API the test
-checks that the target is up, that every dashboard query and every rule
-expression is valid PromQL over series that really exist, and that the
-backlog alert fires for the outage and not for the healthy account.
+Three simulated Mimecast accounts: `outage`, where a destination refuses mail
+and the outbound queue backs up (600x model speed), `healthy`, and `backlog`,
+a stuck queue of a million messages. The exporter runs as a process polling
+them at default budget settings; Prometheus scrapes it every second with the
+project's alert rules loaded. Through Prometheus's HTTP API the test checks
+that the target is up, that every dashboard query and every rule expression
+is valid PromQL over series that really exist, that the backlog alert fires
+for the outage and not for the healthy account, and that a million-message
+backlog is counted exactly and raises the backlog and oldest-age alerts.
+
+The shipped rules wait 10 to 15 minutes (``for:``) before firing; so that the
+test sees them fire in seconds, Prometheus also loads a copy of them with
+``for: 0s``, each alert renamed with the suffix ``ForTest``. Their ``for:``
+behaviour itself is covered by ``promtool test rules`` (tests/test_rules.py).
 """
 
 from __future__ import annotations
@@ -141,6 +148,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     outage = SimulatorServer("127.0.0.1", 0, scenario="outage", speed=SPEED, seed=11).start()
     healthy = SimulatorServer("127.0.0.1", 0, scenario="steady", speed=SPEED, seed=12).start()
+    backlog = SimulatorServer("127.0.0.1", 0, scenario="backlog", seed=13).start()
     creds = outage.default_credentials()["oauth2"]
     hmac = healthy.default_credentials()["hmac"]
     config = tmp / "config.yml"
@@ -164,10 +172,19 @@ def stack(tmp_path_factory):
                             k: hmac[k] for k in ("app_id", "app_key", "access_key", "secret_key")
                         },
                     },
+                    {
+                        "name": "backlog",
+                        "base_url": backlog.url,
+                        "oauth2": {
+                            "client_id": creds["client_id"],
+                            "client_secret": creds["client_secret"],
+                        },
+                    },
                 ],
             }
         )
     )
+    rule_files = [*RULE_FILES, fast_copy(tmp / "alerts-for-0s.yml")]
     exporter = Daemon("--config.file", str(config))
     prom = None
     try:
@@ -178,7 +195,7 @@ def stack(tmp_path_factory):
             yaml.safe_dump(
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(p) for p in RULE_FILES],
+                    "rule_files": [str(p) for p in rule_files],
                     "scrape_configs": [
                         {
                             "job_name": "mimecast",
@@ -202,7 +219,12 @@ def stack(tmp_path_factory):
         )
         api = f"http://127.0.0.1:{port}"
         wait_for(lambda: _get(api + "/-/ready") == 200, timeout=60)
-        yield {"api": api, "exporter": exporter_url, "log": tmp / "prometheus.log"}
+        yield {
+            "api": api,
+            "exporter": exporter_url,
+            "log": tmp / "prometheus.log",
+            "rule_files": rule_files,
+        }
     finally:
         if prom is not None:
             prom.terminate()
@@ -210,6 +232,22 @@ def stack(tmp_path_factory):
         exporter.stop()
         outage.stop()
         healthy.stop()
+        backlog.stop()
+
+
+def fast_copy(path: Path) -> Path:
+    """The shipped alert rules with ``for: 0s``, each renamed ``<alert>ForTest``."""
+    groups = []
+    for rule_file in RULE_FILES:
+        for group in yaml.safe_load(rule_file.read_text())["groups"]:
+            rules = [
+                {**rule, "alert": rule["alert"] + "ForTest", "for": "0s"}
+                for rule in group["rules"]
+                if "alert" in rule
+            ]
+            groups.append({**group, "name": group["name"] + "-for-test", "rules": rules})
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    return path
 
 
 def _get(url: str) -> int | None:
@@ -236,7 +274,7 @@ def test_target_is_up_and_both_accounts_polled(stack):
     accounts = wait_for(
         lambda: (
             {r["metric"]["account"] for r in query(api, "mimecast_up == 1")}
-            == {"outage", "healthy"}
+            == {"outage", "healthy", "backlog"}
             or None
         ),
         timeout=60,
@@ -266,7 +304,7 @@ def test_every_rule_expression_parses_and_selects_real_series(stack):
     known = set(requests.get(api + "/api/v1/label/__name__/values", timeout=10).json()["data"])
     rules = requests.get(api + "/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = [rule for group in rules for rule in group["rules"]]
-    files = [yaml.safe_load(p.read_text()) for p in RULE_FILES]
+    files = [yaml.safe_load(p.read_text()) for p in stack["rule_files"]]
     declared = [r for f in files for g in f["groups"] for r in g["rules"]]
     assert len(loaded) == len(declared) > 0, "Prometheus did not load every rule"
     recorded = {r["record"] for r in declared if "record" in r}
@@ -310,3 +348,30 @@ def test_live_exposition_passes_promtool(stack):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""
+
+
+def test_a_million_message_backlog_is_counted_exactly_and_alerts(stack):
+    api = stack["api"]
+    selector = 'account="backlog",queue="processing"'
+    total = wait_for_data(api, f"sum(mimecast_queue_messages{{{selector}}})")
+    assert float(total[0]["value"][1]) == 1_000_000  # exact, from 6 requests a poll
+    assert query(api, f"mimecast_queue_scan_complete{{{selector}}} == 0")
+    assert query(api, f"mimecast_queue_scanned_messages{{{selector}}} == 100")
+    assert query(api, f"mimecast_queue_size_bytes{{{selector}}}") == []  # a partial sum: absent
+    oldest = query(api, f'mimecast_queue_oldest_message_age_seconds{{{selector},route="outbound"}}')
+    assert float(oldest[0]["value"][1]) > 2 * 86400  # created over the last three days
+    assert query(api, 'mimecast_up{account="backlog"} == 1')
+
+    def alert_states(name):
+        alerts = requests.get(api + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        states = {
+            a["state"]
+            for a in alerts
+            if a["labels"].get("alertname") == name and a["labels"].get("account") == "backlog"
+        }
+        return states or None
+
+    for alert in ("MimecastQueueBacklog", "MimecastQueueOldestMessageTooOld"):
+        firing = wait_for(lambda a=alert: "firing" in (alert_states(a + "ForTest") or ()), 60)
+        assert firing
+        assert alert_states(alert) & {"pending", "firing"}

@@ -150,7 +150,10 @@ def test_the_tolerant_path_is_bounded_too():
         (({"attachments": True},), ("inbound", "outbound", "internal", "external")),
         (({"route": "all"},), ("inbound", "outbound", "internal", "external")),
         (({"route": " Outbound "},), ("outbound",)),
-        (({"fieldName": "route", "value": "inbound"}, {"route": "external"}), ("inbound", "external")),
+        (
+            ({"fieldName": "route", "value": "inbound"}, {"route": "external"}),
+            ("inbound", "external"),
+        ),
     ],
 )
 def test_requested_routes(filter_by, routes):

@@ -101,7 +101,9 @@ def test_each_switch_plays_a_server_that_ignores_it(sim, session, quirks, check)
 
 
 def test_quirks_through_the_control_api(sim, session):
-    answer = requests.put(sim.url + "/_simulator/quirks", json={"omit_total_count": True}, timeout=5)
+    answer = requests.put(
+        sim.url + "/_simulator/quirks", json={"omit_total_count": True}, timeout=5
+    )
     assert answer.status_code == 200 and answer.json()["omit_total_count"] is True
     assert "totalCount" not in find(sim, session)["meta"]["pagination"]
     assert requests.get(sim.url + "/_simulator/state", timeout=5).json()["quirks"][

@@ -201,5 +201,5 @@ def test_queue_size_is_capped() -> None:
 
 
 def test_unknown_scenario_is_refused() -> None:
-    with pytest.raises(ValueError, match="known: burst, demo"):
+    with pytest.raises(ValueError, match="known: backlog, burst, demo"):
         SimulatorServer(scenario="chaos")
