@@ -11,7 +11,7 @@ and hands anything that is not in one of the common UTC spellings to
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?$")
@@ -46,17 +46,23 @@ UTC_SECONDS: dict[str, int] = {
 MINUTE = len("2015-10-07T20:03:")
 # A week of lookback has 10,080 minutes; past this the cache starts again.
 _MAX_CACHED_MINUTES = 16_384
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class DateParser:
-    """``parse_mimecast_date`` with a per-minute cache; one instance per poll."""
+    """``parse_mimecast_date`` with a cache of the minutes seen.
 
-    __slots__ = ("minutes",)
+    The cache is shared by every instance (every poll of every account): the
+    minutes of a queue's messages are mostly those of the previous poll, and
+    those of other accounts. Dict reads and writes are atomic, so threads need
+    no lock; at worst two compute the same minute.
+    """
 
-    def __init__(self) -> None:
-        # "2015-10-07T20:03:" -> epoch of that minute (None: not a date). Read
-        # directly by the aggregator's loop, which inlines the common case.
-        self.minutes: dict[str, float | None] = {}
+    __slots__ = ()
+
+    # "2015-10-07T20:03:" -> epoch of that minute (None: not a date). Read
+    # directly by the aggregator's loop, which inlines the common case.
+    minutes: dict[str, float | None] = {}  # noqa: RUF012 - shared on purpose
 
     def __call__(self, value: Any) -> float | None:
         if type(value) is not str:
@@ -67,18 +73,38 @@ class DateParser:
         prefix = value[:MINUTE]
         minute = self.minutes.get(prefix, _MISSING)
         if minute is _MISSING:
-            minute = self._minute(prefix)
+            minute = _minute_epoch(prefix)
+            if len(self.minutes) >= _MAX_CACHED_MINUTES:
+                self.minutes.clear()
+            self.minutes[prefix] = minute
         if minute is None:  # not a date after all ("2026-02-30T...", "xxxx-..."): say why
             return parse_mimecast_date(value)
         return minute + seconds
 
-    def _minute(self, prefix: str) -> float | None:
-        # The general parser decides what a valid minute is, so both always agree.
-        minute = parse_mimecast_date(prefix + "00")
-        if len(self.minutes) >= _MAX_CACHED_MINUTES:
-            self.minutes.clear()
-        self.minutes[prefix] = minute
-        return minute
+
+def _minute_epoch(prefix: str) -> float | None:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:`` (or with a space for the T); None if not
+    a valid minute. Agrees with parse_mimecast_date (a property test checks)."""
+    if (
+        len(prefix) != MINUTE
+        or prefix[4] != "-"
+        or prefix[7] != "-"
+        or prefix[10] not in "T "
+        or prefix[13] != ":"
+        or prefix[16] != ":"
+    ):
+        return None
+    digits = prefix[0:4] + prefix[5:7] + prefix[8:10] + prefix[11:13] + prefix[14:16]
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    hour, minute = int(prefix[11:13]), int(prefix[14:16])
+    if hour > 23 or minute > 59:
+        return None
+    try:  # one date per minute, not per message; it also checks the day exists
+        day = date(int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10]))
+    except ValueError:
+        return None
+    return float((day.toordinal() - _EPOCH_ORDINAL) * 86400 + hour * 3600 + minute * 60)
 
 
 _MISSING: Any = object()

@@ -195,8 +195,9 @@ class QueueScan:
         if needed and budget.remaining < needed:
             self.warnings.warn(
                 "budget",
-                f"poll.max_pages={self.poll.max_pages} leaves too few requests to count a queue "
-                f"this large; raise it to at least {len(self.routes) + 2}",
+                f"the request budget (poll.max_pages={self.poll.max_pages}, retries included) "
+                "ran out before the queue could be counted: message counts are not served; "
+                f"poll.max_pages must be at least {len(self.routes) + 2} to count a large queue",
                 context,
             )
         elif needed:

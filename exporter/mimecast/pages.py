@@ -136,23 +136,30 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     if fast is not None and fast.data is not msgspec.UNSET:
         _raise_for_fail(fast.fail, request_id)
         messages = [m for item in fast.data if item.messages for m in item.messages]
-        next_token, total_count = _pagination(fast.meta, request_id)
-        return Page(number, messages, next_token, total_count, request_id)
-    envelope = _decode_envelope(body, request_id)
-    _raise_for_fail(envelope.fail, request_id)
-    if _first_byte(envelope.data) != b"[":
-        raise _bad("answer has no 'data' list", request_id)
+        meta = fast.meta
+    else:
+        envelope = _decode_envelope(body, request_id)
+        _raise_for_fail(envelope.fail, request_id)
+        messages = _careful_messages(envelope.data, bound)
+        meta = envelope.meta
+    next_token, total_count = _pagination(meta, request_id)
+    return Page(number, messages, next_token, total_count, request_id)
+
+
+def _careful_messages(data: msgspec.Raw, bound: _Bound) -> list[Message]:
+    """The messages of ``data``, part by part, saying what is wrong with the envelope."""
+    if _first_byte(data) != b"[":
+        raise _bad("answer has no 'data' list", bound.request_id)
     messages: list[Message] = []
-    for item in _data_items(envelope.data, bound):
+    for item in _data_items(data, bound):
         batch = item.messages
         first = _first_byte(batch)
         if first == b"n":  # null
             continue
         if first != b"[":
-            raise _bad("'data[].messages' is not a list", request_id)
+            raise _bad("'data[].messages' is not a list", bound.request_id)
         messages.extend(_messages(batch, bound))
-    next_token, total_count = _pagination(envelope.meta, request_id)
-    return Page(number, messages, next_token, total_count, request_id)
+    return messages
 
 
 def _data_items(raw: msgspec.Raw, bound: _Bound) -> list[_DataItem]:
@@ -311,30 +318,30 @@ class _Bound:
         self.size = len(body)
         self.budget = ELEMENTS_FACTOR * max(max_bytes, self.size)
         self._body = body
+        self._admitted: set[bytes] = set()
 
     def admit_objects(self) -> None:
         """Before decoding into structs: only objects are built."""
-        if not self._small:
-            self._check(self._body.count(b"{"), "objects")
+        self._check(b"{", "objects")
 
     def admit_elements(self) -> None:
         """Before decoding into a list of msgspec.Raw: every element is built."""
-        if not self._small:
-            self._check(self._body.count(b",") + 1, "array elements")
+        self._check(b",", "array elements")
 
-    @property
-    def _small(self) -> bool:
+    def _check(self, byte: bytes, what: str) -> None:
         # Every element takes at least two bytes ("{}", or "1,"): an answer this
         # small cannot hold more than the budget, so counting is not needed.
-        return (self.size // 2 + 1) * COST_PER_ELEMENT <= self.budget
-
-    def _check(self, upper: int, what: str) -> None:
+        if (self.size // 2 + 1) * COST_PER_ELEMENT <= self.budget or byte in self._admitted:
+            return
+        # Each object starts with "{"; each element but the first follows a ",".
+        upper = self._body.count(byte) + (byte == b",")
         if upper * COST_PER_ELEMENT > self.budget:
             raise _bad(
                 f"answer of {self.size} bytes holds up to {upper} {what}; decoding them could "
                 f"take more than {ELEMENTS_FACTOR} times poll.max_response_bytes in memory",
                 self.request_id,
             )
+        self._admitted.add(byte)  # counted once per answer, however many arrays follow
 
 
 def _bad(message: str, request_id: str) -> PollError:
