@@ -155,13 +155,19 @@ def test_a_huge_queue_is_counted_exactly_in_six_requests(sim, clock):
     assert len({(c["start"], c["end"]) for c in criteria}) == 1  # one window per poll
 
 
-def test_a_server_ignoring_sort_order_leaves_oldest_ages_out(sim, clock, caplog):
+def poll_a_huge_queue(sim, clock, caplog, quirks):
+    """One poll of a 5,000-message queue against a server with ``quirks``."""
     messages, expected = backlog(5000)
     sim.hmac_tenant.model.set_messages("processing", messages)
-    sim.quirks = Quirks(ignore_sort_order=True)
+    sim.quirks = quirks
     with caplog.at_level(logging.WARNING):
-        ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url))
+        ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
     assert ok
+    return registry, calls, expected
+
+
+def test_a_server_ignoring_sort_order_leaves_oldest_ages_out(sim, clock, caplog):
+    registry, _, expected = poll_a_huge_queue(sim, clock, caplog, Quirks(ignore_sort_order=True))
     for route in ROUTES:  # counts do not depend on the order
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
         assert age(registry, route) is None
@@ -174,12 +180,7 @@ def test_a_server_ignoring_sort_order_leaves_oldest_ages_out(sim, clock, caplog)
 
 
 def test_a_server_ignoring_filter_by_leaves_route_counts_out(sim, clock, caplog):
-    messages, expected = backlog(5000)
-    sim.hmac_tenant.model.set_messages("processing", messages)
-    sim.quirks = Quirks(ignore_filter_by=True)
-    with caplog.at_level(logging.WARNING):
-        ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url))
-    assert ok
+    registry, _, expected = poll_a_huge_queue(sim, clock, caplog, Quirks(ignore_filter_by=True))
     for route in (*ROUTES, "unknown"):
         assert served(registry, "mimecast_queue_messages", route) is None
     # Routes on the first page (the oldest messages) keep an exact oldest age; external
@@ -191,12 +192,7 @@ def test_a_server_ignoring_filter_by_leaves_route_counts_out(sim, clock, caplog)
 
 
 def test_a_server_without_total_count_leaves_counts_out_within_the_budget(sim, clock, caplog):
-    messages, expected = backlog(5000)
-    sim.hmac_tenant.model.set_messages("processing", messages)
-    sim.quirks = Quirks(omit_total_count=True)
-    with caplog.at_level(logging.WARNING):
-        ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
-    assert ok
+    registry, calls, expected = poll_a_huge_queue(sim, clock, caplog, Quirks(omit_total_count=True))
     assert len(calls) == 15  # 11 pages, then one oldest message per route
     assert scan_state(registry) == (0, 1100)
     for route in ROUTES:

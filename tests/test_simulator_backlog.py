@@ -14,7 +14,7 @@ from exporter.simulator.clock import ManualClock, parse_mc_date
 from exporter.simulator.faults import Fault
 from exporter.simulator.server import SimulatorServer
 from tests.test_simulator_api import open_session
-from tests.test_simulator_cli import read_banner, run
+from tests.test_simulator_cli import read_banner, running
 
 FIND = "/api/gateway/find-processing-messages"
 SIZE = 20_000
@@ -157,17 +157,9 @@ def test_backlog_messages_are_computed_from_their_index():
 
 
 def test_cli_flags_set_the_backlog_and_the_switches():
-    proc = run(
-        "--listen",
-        "127.0.0.1:0",
-        "--scenario",
-        "backlog",
-        "--backlog-messages",
-        "5000",
-        "--ignore-sort-order",
-        "--no-total-count",
-    )
-    try:
+    args = ("--scenario", "backlog", "--backlog-messages", "5000")
+    switches = ("--ignore-sort-order", "--no-total-count")
+    with running("--listen", "127.0.0.1:0", *args, *switches) as proc:
         url = read_banner(proc)[0].rsplit(" ", 1)[1]
         state = requests.get(url + "/_simulator/state", timeout=5).json()
         assert state["scenario"] == "backlog"
@@ -179,10 +171,3 @@ def test_cli_flags_set_the_backlog_and_the_switches():
         }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()

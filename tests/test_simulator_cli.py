@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -24,6 +26,21 @@ def run(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextmanager
+def running(*args: str) -> Iterator[subprocess.Popen]:
+    """The simulator as a process; killed at the end if it did not stop by itself."""
+    proc = run(*args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
 
 
 def read_banner(proc: subprocess.Popen) -> list[str]:
@@ -47,8 +64,7 @@ def read_banner(proc: subprocess.Popen) -> list[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serves_with_the_printed_credentials_and_stops_on_a_signal(signum: int) -> None:
-    proc = run("--listen", "127.0.0.1:0", "--scenario", "demo", "--rate-limit", "50/1m")
-    try:
+    with running("--listen", "127.0.0.1:0", "--scenario", "demo", "--rate-limit", "50/1m") as proc:
         lines = read_banner(proc)
         url = lines[0].rsplit(" ", 1)[1]
         assert url.startswith("http://127.0.0.1:")
@@ -70,13 +86,6 @@ def test_serves_with_the_printed_credentials_and_stops_on_a_signal(signum: int) 
         assert resp.json()["data"][0]["messages"]  # the demo scenario starts pre-filled
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:8080", "192.0.2.1:8080", ":8080", "example.com:80"])
