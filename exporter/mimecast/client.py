@@ -9,6 +9,7 @@ goes to the account before the reset Mimecast announced has passed.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import uuid
@@ -33,7 +34,13 @@ from exporter.mimecast.filters import route_filter
 from exporter.mimecast.pages import Page, decode_page
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 from exporter.mimecast.responses import parse_token
-from exporter.mimecast.transport import Transport, transport_for
+from exporter.mimecast.transport import Answer as TransportAnswer
+from exporter.mimecast.transport import (
+    ConnectTimeout,
+    Transport,
+    UnsupportedEncoding,
+    transport_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,10 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
+
+# What a failed exchange with Mimecast raises, whichever transport.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+_CONNECT_TIMEOUTS = (ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
 
 # Called after every HTTP answer with (status code, X-RateLimit-Remaining or None).
 ResponseHook = Callable[[int, float | None], None]
@@ -281,9 +292,11 @@ class MimecastClient:
             response = self.transport.post(
                 self.account.base_url + path, payload or b"", all_headers, timeout
             )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             if _is_timeout(exc):
-                connecting = isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+                connecting = isinstance(
+                    exc, ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
+                )
                 what = "could not connect" if connecting else "no answer"
                 raise PollError(
                     "timeout",
@@ -300,16 +313,14 @@ class MimecastClient:
         try:
             body = self._read_body(response, request_deadline, request_id)
         except BaseException:
-            response.close()  # not back into the pool: the rest of the body is unread
+            response.abort()  # the rest of the body is unread: the connection is not reused
             raise
-        response.release_conn()
+        response.finish()
         answer = Answer(response.status, response.headers, body, request_id)
         self._note_rate_limit(answer)
         return answer
 
-    def _read_body(
-        self, response: urllib3.BaseHTTPResponse, deadline: float, request_id: str
-    ) -> bytearray:
+    def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             raise PollError(
@@ -325,8 +336,8 @@ class MimecastClient:
             # read1 returns whatever has arrived, so the deadline is checked
             # between bytes of a trickle that never trips the socket timeout.
             try:
-                chunk = response.read1(_READ_CHUNK, decode_content=True)
-            except ReadTimeoutError as exc:
+                chunk = response.read1(_READ_CHUNK)
+            except (ReadTimeoutError, TimeoutError) as exc:
                 raise PollError(
                     "timeout",
                     "answer stalled mid-body",
@@ -334,7 +345,11 @@ class MimecastClient:
                     request_id=request_id,
                     retryable=True,
                 ) from exc
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except UnsupportedEncoding as exc:
+                raise PollError(
+                    "bad_response", str(exc), status=response.status, request_id=request_id
+                ) from exc
+            except _TRANSPORT_ERRORS as exc:
                 raise PollError(
                     "connection",
                     f"connection failed mid-body: {_short(exc)}",
@@ -364,10 +379,11 @@ class MimecastClient:
     def _note_rate_limit(self, answer: Answer) -> None:
         remaining = header_number(answer.headers, "X-RateLimit-Remaining")
         self.on_response(answer.status, remaining)
-        wait = rate_limit_wait(answer.headers, self.clock.time())
         exhausted = remaining is not None and remaining <= 0
-        if wait is not None and (answer.status == 429 or exhausted):
-            self.gate.block_for(self.clock.monotonic(), wait)
+        if answer.status == 429 or exhausted:
+            wait = rate_limit_wait(answer.headers, self.clock.time())
+            if wait is not None:
+                self.gate.block_for(self.clock.monotonic(), wait)
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -1,54 +1,69 @@
-"""HTTP to one Mimecast host: a urllib3 pool whose settings are read once.
+"""HTTP to one Mimecast host: one keep-alive connection, settings read once.
 
-requests runs on urllib3 but does a lot around every request (reads the
-environment for proxies and CA bundles, merges cookies, hooks and settings):
-profiled at pages of 500 messages, that cost more CPU than decoding the answer.
-The exporter needs none of it per request, so it reads the environment once
-here, as requests would (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``,
-``CURL_CA_BUNDLE``), and talks to urllib3 directly.
+requests, and urllib3 under it, do a lot around every request: read the
+environment for proxies and CA bundles, merge settings, look up pools. At
+pages of 500 messages that cost more CPU than decoding the answer (see
+BENCHMARKS.md), and the exporter needs none of it per request. So the
+environment is read once, here, as requests reads it (``HTTPS_PROXY``,
+``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), and a request goes
+straight to ``http.client`` on a connection kept open between requests.
+Through a proxy, urllib3's ProxyManager does the tunnelling.
 
 TLS is always verified: against ``tls_config.ca_file`` when the account has
 one, else the environment's bundle, else certifi's (as requests does).
+
+Answers may come compressed (gzip, deflate): they are inflated here, a
+bounded amount at a time, so that the caller's size cap bounds the bytes
+after inflating, not only those on the wire.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import select
+import ssl
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests.certs
 import requests.utils
 import urllib3
 
-# What requests sent by default; kept so that Mimecast sees the same requests.
-DEFAULT_HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
+HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 
 
-@dataclass(frozen=True)
-class Transport:
-    pool: urllib3.PoolManager  # or a ProxyManager tunnelling through a proxy
-    proxy: str | None = None  # for the logs: where requests go through
+class ConnectTimeout(TimeoutError):
+    """No connection (TCP and TLS) within the timeout."""
 
-    def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> urllib3.BaseHTTPResponse:
-        """Send; the answer's body is left to read (preload_content=False).
 
-        Raises urllib3's exceptions as they are: no retries, no redirects
-        (the client's retry policy decides).
-        """
-        return self.pool.urlopen(
-            "POST",
-            url,
-            body=body,
-            headers={**DEFAULT_HEADERS, **headers},
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
-            redirect=False,
-            preload_content=False,
-        )
+class UnsupportedEncoding(ValueError):
+    """An answer compressed in a way the exporter did not ask for."""
+
+
+class Answer(Protocol):
+    status: int
+    headers: Any  # a case-insensitive mapping
+
+    def read1(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the inflated body, as soon as any are there; b"" at the end."""
+
+    def finish(self) -> None:
+        """The body was read to the end: keep the connection for the next request."""
+
+    def abort(self) -> None:
+        """Give up on the body: close the connection."""
+
+
+class Transport(Protocol):
+    proxy: str | None
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
+        """Send a request; the answer's body is left to read. Raises OSError,
+        http.client.HTTPException or urllib3's errors (ConnectTimeout, a
+        TimeoutError, for a connection that could not be made in time)."""
 
 
 def transport_for(
@@ -61,21 +76,201 @@ def transport_for(
         or environ.get("CURL_CA_BUNDLE")
         or requests.certs.where()
     )
-    tls = {"cert_reqs": "CERT_REQUIRED"}
-    if os.path.isdir(bundle):
-        tls["ca_cert_dir"] = bundle
-    else:
-        tls["ca_certs"] = bundle
     proxy = _proxy_for(base_url)
     if proxy is None:
-        return Transport(urllib3.PoolManager(**tls))
-    parts = urlsplit(proxy)
-    headers = None
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers = urllib3.make_headers(proxy_basic_auth=credentials)
-        proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
-    return Transport(urllib3.ProxyManager(proxy, proxy_headers=headers, **tls), proxy)
+        return DirectTransport(base_url, bundle)
+    return ProxyTransport(proxy, bundle)
+
+
+class DirectTransport:
+    """One connection to the host, opened when needed and kept between requests."""
+
+    proxy = None
+
+    def __init__(self, base_url: str, bundle: str) -> None:
+        parts = urlsplit(base_url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            self._context = ssl.create_default_context(
+                cafile=None if os.path.isdir(bundle) else bundle,
+                capath=bundle if os.path.isdir(bundle) else None,
+            )
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
+        # Not sent again here if the host drops the connection: a request id and
+        # signature are good once, so the client's retry makes a new request.
+        conn = self._connection(timeout)
+        try:
+            conn.request("POST", urlsplit(url).path, body, {**HEADERS, **headers})
+            response = conn.getresponse()
+        except BaseException:
+            self.close()
+            raise
+        return _DirectAnswer(response, self)
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn = self._conn
+        if conn is not None and conn.sock is not None and not _dropped(conn.sock):
+            conn.sock.settimeout(timeout)
+            return conn
+        self.close()
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        try:
+            conn.connect()
+        except TimeoutError as exc:
+            conn.close()
+            raise ConnectTimeout(f"no connection to {self._host}:{self._port}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _dropped(sock: Any) -> bool:
+    """An idle keep-alive connection the host has closed reads as readable (EOF)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class _DirectAnswer:
+    def __init__(self, response: http.client.HTTPResponse, transport: DirectTransport) -> None:
+        self._response = response
+        self._transport = transport
+        self.status = response.status
+        self.headers = response.headers
+        self._body = _Inflating(response, response.headers.get("Content-Encoding"))
+
+    def read1(self, size: int) -> bytes:
+        return self._body.read1(size)
+
+    def finish(self) -> None:
+        self._response.read()  # lets http.client close or keep the connection as the host said
+
+    def abort(self) -> None:
+        self._response.close()  # the socket stays open while its reader does
+        self._transport.close()
+
+
+class ProxyTransport:
+    """Through a proxy (CONNECT for HTTPS), by urllib3's ProxyManager."""
+
+    def __init__(self, proxy: str, bundle: str) -> None:
+        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+        parts = urlsplit(proxy)
+        proxy_headers = None
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            proxy_headers = urllib3.make_headers(proxy_basic_auth=credentials)
+            proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
+        self.proxy = proxy
+        self._manager = urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, **tls)
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
+        response = self._manager.urlopen(
+            "POST",
+            url,
+            body=body,
+            headers={**HEADERS, **headers},
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False,
+            redirect=False,
+            preload_content=False,
+            decode_content=False,
+        )
+        return _ProxiedAnswer(response)
+
+
+class _ProxiedAnswer:
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = response.headers
+        self._body = _Inflating(_Raw(response), response.headers.get("Content-Encoding"))
+
+    def read1(self, size: int) -> bytes:
+        return self._body.read1(size)
+
+    def finish(self) -> None:
+        self._response.release_conn()
+
+    def abort(self) -> None:
+        self._response.close()
+
+
+class _Raw:
+    """The bytes as they came (urllib3 inflating nothing: _Inflating does, bounded)."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
+
+    def read1(self, size: int) -> bytes:
+        return self._response.read1(size, decode_content=False)
+
+
+class _Inflating:
+    """A body, inflated at most ``size`` bytes per read whatever the ratio."""
+
+    def __init__(self, raw: Any, encoding: str | None) -> None:
+        self._raw = raw
+        coding = (encoding or "identity").strip().lower()
+        self._unsupported = None
+        if coding == "identity":
+            self._inflater = None
+        elif coding in ("gzip", "x-gzip"):
+            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._inflater = zlib.decompressobj()
+        else:  # said when the body is read, where the caller expects trouble
+            self._unsupported = f"answer compressed as {coding[:40]!r}, which was not asked for"
+        self._ended = False
+        self._got = 0  # bytes on the wire so far
+
+    def read1(self, size: int) -> bytes:
+        if self._unsupported:
+            raise UnsupportedEncoding(self._unsupported)
+        inflater = self._inflater
+        if inflater is None:
+            return self._read_raw(size)
+        while True:
+            data = inflater.unconsumed_tail or (b"" if self._ended else self._read_raw(size))
+            if not data:
+                self._ended = True
+                return inflater.flush()  # what is left of the last input: little
+            try:
+                out = inflater.decompress(data, size)
+            except zlib.error as exc:
+                raise http.client.HTTPException(f"answer does not inflate: {exc}") from exc
+            if out:
+                return out
+
+    def _read_raw(self, size: int) -> bytes:
+        data = self._raw.read1(size)
+        self._got += len(data)
+        length = getattr(self._raw, "length", None)
+        if not data and length:  # http.client ends a cut-off body quietly
+            raise http.client.HTTPException(
+                f"IncompleteRead({self._got} bytes read, {length} more expected)"
+            )
+        return data
 
 
 def _proxy_for(url: str) -> str | None:
