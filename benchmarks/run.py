@@ -255,7 +255,8 @@ def run_child(*args: str) -> dict:
 
 
 def mib(value: float | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
+    # A peak a page below idle is no growth: shown as 0.
+    return "n/a" if value is None else f"{max(value, 0) / 2**20:.1f} MiB"
 
 
 def report(results: dict[int, dict], answers: dict[str, dict], seconds: float) -> str:

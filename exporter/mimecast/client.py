@@ -53,8 +53,9 @@ MAX_ATTEMPTS = 5
 # Answers larger than this are refused rather than read into memory: a page of
 # 500 messages is well under 1 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# read1 returns what has arrived, up to this: large, so a big answer takes few calls.
-_READ_CHUNK = 1024 * 1024
+# read1 returns what has arrived, up to this. Not larger: chunks past 128 KiB are
+# mmap-ed and unmapped on every read, which costs more than a few more calls.
+_READ_CHUNK = 64 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
 

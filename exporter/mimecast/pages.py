@@ -135,7 +135,10 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
         raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
     if fast is not None and fast.data is not msgspec.UNSET:
         _raise_for_fail(fast.fail, request_id)
-        messages = [m for item in fast.data if item.messages for m in item.messages]
+        if len(fast.data) == 1:  # as in every answer seen: no copy
+            messages = fast.data[0].messages or []
+        else:
+            messages = [m for item in fast.data if item.messages for m in item.messages]
         meta = fast.meta
     else:
         envelope = _decode_envelope(body, request_id)
