@@ -624,6 +624,9 @@ def test_describe_shows_settings_and_masks_every_secret(tmp_path: Path) -> None:
         "lookback: 1w",
         "queues: processing, bulk_processing",
         "concurrency: 4",
+        # 2 queues x 60 polls an hour x a budget of 15
+        "max_pages: 15  (request budget of one poll of one queue: at most 1,800 find requests "
+        "an hour per account, retries included)",
         "name: acme",
         "base_url: https://api.services.mimecast.com",
         "auth: oauth2 (API 2.0)",

@@ -6,10 +6,24 @@ Owns rendering a :class:`Config` for humans with every secret shown as
 
 from __future__ import annotations
 
-from exporter.config.model import SCHEME_LABELS, AccountConfig, Config, OAuth2Credentials
+import math
+
+from exporter.config.model import (
+    SCHEME_LABELS,
+    AccountConfig,
+    Config,
+    OAuth2Credentials,
+    PollConfig,
+)
 from exporter.durations import format_duration
 
 _MASK = "********"
+
+
+def requests_per_hour(poll: PollConfig) -> int:
+    """The most find requests one account can make in an hour: every poll of every
+    queue spending its whole budget (token requests aside)."""
+    return len(poll.queues) * math.ceil(3600.0 / poll.interval) * poll.max_pages
 
 
 def describe(config: Config) -> str:
@@ -23,7 +37,8 @@ def describe(config: Config) -> str:
         f"  timeout: {format_duration(poll.timeout)}",
         f"  stale_after: {format_duration(poll.stale_after)}",
         f"  queues: {', '.join(poll.queues)}",
-        f"  max_pages: {poll.max_pages}",
+        f"  max_pages: {poll.max_pages}  (request budget of one poll of one queue: at most "
+        f"{requests_per_hour(poll):,} find requests an hour per account, retries included)",
         f"  concurrency: {poll.concurrency}",
         f"  max_response_bytes: {poll.max_response_bytes}",
         f"accounts: {len(config.accounts)}",
