@@ -16,8 +16,10 @@ Nothing the server may have ignored is trusted. Counts are served only when
 every answer carried a ``totalCount``, each route's message is on that route,
 and the route counts add up to the queue's total (allowing for what moved).
 Oldest ages of routes the scan did not see in full are served only when the
-pages read were in ascending date order. A figure in doubt is left out, never
-guessed, and a warning says why, once per account and reason.
+pages read were in ascending date order, and the route requests were too (a
+route both read and requested must give the same oldest message). A figure in
+doubt is left out, never guessed, and a warning says why, once per account and
+reason.
 
 At default settings a poll makes at most 15 find requests (``poll.max_pages``):
 up to 10 pages of 100 messages, or 1 page, 4 route counts and 1 total.
@@ -268,6 +270,7 @@ class QueueScan:
         self, prefix: Prefix, probes: Mapping[str, Page], counts: _Counts | None
     ) -> dict[str, RouteStats]:
         stats: dict[str, RouteStats] = {}
+        ordered = _probes_ordered(prefix, probes)
         for route in ROUTES:
             count = counts.routes[route] if counts is not None else None
             if count == 0:  # routes the user filtered out are 0 too, as in a full scan
@@ -275,7 +278,7 @@ class QueueScan:
             elif route not in self.routes:  # filtered out, but the counts are in doubt
                 stats[route] = RouteStats(None, None, False)
             else:
-                oldest = self._oldest(route, prefix, probes.get(route))
+                oldest = self._oldest(route, prefix, probes.get(route) if ordered else None)
                 stats[route] = RouteStats(count, oldest, oldest is not None)
         unknown = counts.unknown if counts is not None else None
         # As in a full scan, route "unknown" shows once such a message is seen.
@@ -304,6 +307,24 @@ class QueueScan:
 
 
 _COMPLETE: Any = object()
+
+
+def _probes_ordered(prefix: Prefix, probes: Mapping[str, Page]) -> bool:
+    """Whether the one-message route requests were answered oldest first too.
+
+    The pages read show that the server sorts its pages; not that it sorts a
+    page of one filtered message. A route both read and requested tells: its
+    requested message must be the oldest one read. Without such a route, or
+    when one disagrees (also when that message left the queue meanwhile), no
+    route's oldest is taken from its request.
+    """
+    checked = False
+    for route, probe in probes.items():
+        if route in prefix.oldest and probe.messages:
+            if parse_mimecast_date(probe.messages[0].created) != prefix.oldest[route]:
+                return False
+            checked = True
+    return checked
 
 
 def _route_of(value: Any) -> str | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from types import MappingProxyType
 
 import pytest
 
+from exporter.aggregate import Prefix
 from exporter.mimecast.pages import Message, Page
 from exporter.scan import QueueScan, WarnOnce
 from exporter.simulator.api import Quirks
@@ -250,6 +252,40 @@ def test_a_warning_is_said_once_per_account_and_reason(sim, clock, caplog):
     finally:
         poller.stop()
     assert len([r for r in caplog.records if "oldest first" in r.getMessage()]) == 1
+
+
+def test_route_oldest_ages_come_from_route_requests_only_when_those_are_sorted_too():
+    """A server may sort its pages yet answer a one-message request newest first."""
+    prefix = Prefix(
+        scanned=100,
+        ascending=True,
+        newest=EPOCH - 3600,
+        seen=frozenset({"inbound"}),
+        oldest=MappingProxyType({"inbound": EPOCH - 7200}),
+    )
+
+    def probe(route, created):
+        return Page(1, [Message(route, 1, 1, stamp(created))], None, 5, "rid")
+
+    scan = QueueScan.__new__(QueueScan)  # only the rule, no client
+    scan.routes = ("inbound", "external")
+    sorted_too = {"inbound": probe("inbound", EPOCH - 7200), "external": probe("external", 1e9)}
+    stats = scan._route_stats(prefix, sorted_too, None)
+    assert stats["inbound"].oldest_created == EPOCH - 7200  # from the pages read
+    # Older than messages the pages read, yet not among them: not its oldest.
+    assert stats["external"].oldest_known is False
+    external_at = EPOCH - 60
+    sorted_too["external"] = probe("external", external_at)
+    stats = scan._route_stats(prefix, sorted_too, None)
+    assert stats["external"].oldest_created == external_at
+    # The inbound request answered its newest message: external's answer is not trusted.
+    newest_first = {**sorted_too, "inbound": probe("inbound", EPOCH - 10)}
+    stats = scan._route_stats(prefix, newest_first, None)
+    assert stats["inbound"].oldest_created == EPOCH - 7200
+    assert stats["external"].oldest_known is False
+    # No route both read and requested: nothing to check the order against.
+    only_external = {"external": probe("external", external_at)}
+    assert scan._route_stats(prefix, only_external, None)["external"].oldest_known is False
 
 
 # --- the user's own filters -----------------------------------------------------------
