@@ -117,6 +117,11 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _MESSAGES = msgspec.json.Decoder(list[Message])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
+_DATA_ITEM = msgspec.json.Decoder(_DataItem)
+_DATA_ITEMS = msgspec.json.Decoder(list[_DataItem])
+_LOOSE = msgspec.json.Decoder(_LooseMessage)
+_META = msgspec.json.Decoder(_Meta)
+_PAGINATION = msgspec.json.Decoder(_Pagination)
 
 
 def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes: int) -> Page:
@@ -180,10 +185,6 @@ def _data_items(raw: msgspec.Raw, bound: _Bound) -> list[_DataItem]:
     ]
 
 
-_DATA_ITEM = msgspec.json.Decoder(_DataItem)
-_DATA_ITEMS = msgspec.json.Decoder(list[_DataItem])
-
-
 def _decode_envelope(body: bytes | bytearray, request_id: str) -> _Envelope:
     try:
         return _ENVELOPE.decode(body)
@@ -226,9 +227,6 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
             )
         )
     return messages
-
-
-_LOOSE = msgspec.json.Decoder(_LooseMessage)
 
 
 def _elements(raw: msgspec.Raw, bound: _Bound) -> list[msgspec.Raw]:
@@ -298,10 +296,6 @@ def _pagination(meta: msgspec.Raw, request_id: str) -> tuple[str | None, int | N
     if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= _MAX_TOTAL_COUNT:
         total = None  # absent or unusable: counts that need it are not served
     return token, total
-
-
-_META = msgspec.json.Decoder(_Meta)
-_PAGINATION = msgspec.json.Decoder(_Pagination)
 
 
 class _Bound:
