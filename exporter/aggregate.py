@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
+from exporter.logs import scrub_and_cut
 from exporter.mimecast.pages import NOT_A_SCALAR, Message
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,8 @@ class QueueAggregator:
     def _skip(self, why: str, value: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                f"bad message field: {why}", extra={**self._context, "value": repr(value)[:100]}
+                f"bad message field: {why}",
+                extra={**self._context, "value": scrub_and_cut(repr(value), 100)},
             )
 
     @property

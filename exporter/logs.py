@@ -55,6 +55,7 @@ _STANDARD_ATTRS = frozenset(
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
 _secrets_re: re.Pattern[str] | None = None
+_longest_secret = 0
 
 
 def _json_escaped(value: str) -> str:
@@ -68,7 +69,7 @@ def add_secrets(values: Iterable[str]) -> None:
     masked too, so it is caught inside a logged URL or a quoted field. Empty
     values and values shorter than :data:`MIN_SECRET_LENGTH` are ignored.
     """
-    global _secrets_re
+    global _secrets_re, _longest_secret
     forms: set[str] = set()
     for value in values:
         if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
@@ -83,12 +84,26 @@ def add_secrets(values: Iterable[str]) -> None:
         # Longest first, so a secret containing another is masked whole.
         ordered = sorted(_secrets, key=len, reverse=True)
         _secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
+        _longest_secret = len(ordered[0])
 
 
 def scrub(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``********``."""
     pattern = _secrets_re
     return pattern.sub(MASK, text) if pattern is not None else text
+
+
+def scrub_and_cut(text: str, limit: int) -> str:
+    """Text from outside (Mimecast's answers, a client's headers) made fit for a
+    log line or a page: secrets masked *first*, then cut to ``limit`` characters
+    ("..." marks a cut). Cutting first could leave the prefix of a secret that
+    straddled the cut, which the mask no longer recognises.
+
+    Megabytes of text are not scanned whole: nothing past ``limit`` plus the
+    longest secret can be part of a secret that starts before the cut.
+    """
+    text = scrub(text[: limit + _longest_secret + 1])
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _level_name(levelno: int, levelname: str) -> str:
@@ -136,10 +151,16 @@ class _FieldsFormatter(logging.Formatter):
         return scrub(self.render(self.fields(record)))
 
 
-_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f]')
+# Every character a reader might take for a line break, or that a terminal acts
+# on: C0 and C1 controls, DEL, and the Unicode line and paragraph separators
+# (str.splitlines() breaks on NEL, U+2028 and U+2029 too).
+_CONTROLS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+_NEEDS_QUOTES = re.compile(rf'[\s="{_CONTROLS}]')
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_TO_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
-_BAD_KEY_CHARS = re.compile(r'[\s="\x00-\x1f\x7f]')
+_TO_ESCAPE = re.compile(rf'["\\\\{_CONTROLS}]')
+_BAD_KEY_CHARS = re.compile(rf'[\s="{_CONTROLS}]')
+# json.dumps escapes C0 controls but leaves DEL, C1 and U+2028/9 raw.
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def _logfmt_value(value: Any) -> str:
@@ -183,7 +204,9 @@ class JsonFormatter(_FieldsFormatter):
 
     def render(self, fields: list[tuple[str, Any]]) -> str:
         obj = {k: _json_value(v) for k, v in fields}
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        # Only inside strings can these appear, where \uXXXX means the same.
+        return _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
 class _Handler(logging.StreamHandler):

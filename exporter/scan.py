@@ -27,6 +27,7 @@ up to 10 pages of 100 messages, or 1 page, 4 route counts and 1 total.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -122,7 +123,8 @@ class QueueScan:
 
         Returns _COMPLETE when it was, else the latest totalCount (or None).
         """
-        seen_tokens: set[str] = set()
+        # Digests, not the tokens: what a poll remembers stays small whatever comes back.
+        seen_tokens: set[bytes] = set()
         total: int | None = None
         number = 0
         while True:
@@ -133,13 +135,14 @@ class QueueScan:
                 total = page.total_count
             if not page.messages or not page.next_token:
                 return _COMPLETE
-            if page.next_token in seen_tokens:
+            digest = _digest(page.next_token)
+            if digest in seen_tokens:
                 raise PollError(
                     "pagination_loop",
                     f"page {number} handed back a page token already followed",
                     request_id=page.request_id,
                 )
-            seen_tokens.add(page.next_token)
+            seen_tokens.add(digest)
             if not self._another_page(budget, total, aggregator, len(page.messages)):
                 return total
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
@@ -307,6 +310,10 @@ class QueueScan:
 
 
 _COMPLETE: Any = object()
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _probes_ordered(prefix: Prefix, probes: Mapping[str, Page]) -> bool:

@@ -19,6 +19,7 @@ from exporter.logs import (
     add_secrets,
     configure_logging,
     scrub,
+    scrub_and_cut,
 )
 
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -202,7 +203,37 @@ def test_formatters_usable_directly() -> None:
     assert json.loads(JsonFormatter().format(record))["account"] == "acme"
 
 
+# Every code point that str.splitlines() or a terminal treats as a break or control.
+LINE_BREAKERS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x7f\x80\x9b\x9f"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unicode_line_breaks_and_c1_controls_never_split_a_line(fmt: str) -> None:
+    out = setup(fmt=fmt)
+    text = "a" + "b".join(LINE_BREAKERS) + "z"
+    log.info(text, extra={"reason": text, "key" + LINE_BREAKERS: "v"})
+    (line,) = out.getvalue().splitlines()  # one line, however it is split
+    assert not any(char in line for char in LINE_BREAKERS)
+    if fmt == "json":  # and the escapes mean the same text
+        record = json.loads(line)
+        assert record["msg"] == text and record["reason"] == text
+    else:
+        assert "\\u0085" in line and "\\u2028" in line and "\\u009b" in line
+
+
 # --- scrubbing -----------------------------------------------------------------------
+
+
+def test_scrub_then_cut_never_leaves_a_prefix_of_a_secret() -> None:
+    secret = "S3cr3t-value-that-must-never-show"
+    add_secrets([secret])
+    for start in range(270, 305):  # the secret straddles the cut at 300 somewhere here
+        text = "x" * start + secret + "y" * 50
+        cut = scrub_and_cut(text, 300)
+        assert "S3cr" not in cut, start
+        assert len(cut) <= 303
+    assert scrub_and_cut("short", 300) == "short"
+    assert scrub_and_cut("z" * 10_000_000, 300) == "z" * 300 + "..."
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

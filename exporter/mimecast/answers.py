@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,11 +17,13 @@ from typing import Any
 
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import rate_limit_wait
-from exporter.mimecast.responses import fail_errors
+from exporter.mimecast.responses import fail_errors, upstream_text
 
 # A 401/403 whose Date header is further than this from our clock says so:
 # API 1.0 signs the request time, and Mimecast refuses one too far off.
 CLOCK_SKEW_HINT_SECONDS = 300.0
+# The largest error body whose fail[] or OAuth error is read (see first_error).
+MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,17 @@ def raise_for_status(answer: Answer, now: float, *, token_request: bool = False)
 
 
 def first_error(answer: Answer) -> tuple[str | None, str | None, bool]:
+    """(code, message, retryable) of the first error an answer's body names, if any.
+
+    Error bodies are a few hundred bytes; one larger than MAX_ERROR_BODY is not
+    parsed (a huge body of tiny objects costs many times its size in memory),
+    and one nested too deeply to parse says nothing rather than failing.
+    """
+    if len(answer.body) > MAX_ERROR_BODY:
+        return None, None, False
     try:
         payload = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: [[[[... from a broken proxy
         return None, None, False
     errors = fail_errors(payload)
     if errors:
@@ -84,7 +95,11 @@ def first_error(answer: Answer) -> tuple[str | None, str | None, bool]:
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
         # OAuth-style error body from the token endpoint.
         description = payload.get("error_description")
-        return payload["error"], description if isinstance(description, str) else None, False
+        return (
+            upstream_text(payload["error"]),
+            upstream_text(description) if isinstance(description, str) else None,
+            False,
+        )
     return None, None, False
 
 
@@ -100,7 +115,7 @@ def clock_skew_hint(headers: Any, now: float) -> str:
         return ""
     try:
         server_time = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return ""
     if server_time.tzinfo is None:
         server_time = server_time.replace(tzinfo=UTC)
@@ -111,7 +126,9 @@ def clock_skew_hint(headers: Any, now: float) -> str:
 
 
 def header_number(headers: Any, name: str) -> float | None:
+    """A numeric header's value; None when absent, not a number, NaN or infinite."""
     try:
-        return float(headers.get(name, ""))
+        value = float(headers.get(name, ""))
     except ValueError:
         return None
+    return value if math.isfinite(value) else None

@@ -33,7 +33,7 @@ from exporter.mimecast.errors import PollError
 from exporter.mimecast.filters import route_filter
 from exporter.mimecast.pages import Page, decode_page
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
-from exporter.mimecast.responses import parse_token
+from exporter.mimecast.responses import parse_token, upstream_text
 from exporter.mimecast.transport import Answer as TransportAnswer
 from exporter.mimecast.transport import (
     ConnectTimeout,
@@ -409,4 +409,5 @@ def _short(exc: BaseException) -> str:
     inner: BaseException = exc
     while inner.__context__ is not None and inner.__context__ is not inner:
         inner = inner.__context__
-    return str(inner).splitlines()[0][:200] if str(inner) else type(inner).__name__
+    text = str(inner)
+    return upstream_text(text.splitlines()[0]) if text.strip() else type(inner).__name__

@@ -74,6 +74,10 @@ COST_PER_ELEMENT = 320
 # fail[] is tiny in every real answer; a larger one is not read into objects.
 _MAX_FAIL_BYTES = 64 * 1024
 _MAX_TOTAL_COUNT = 2**53
+# Mimecast's page tokens are about 100 characters. A token is sent back in the
+# next request and remembered (as a digest) for loop detection; one this long
+# is not a token but an attack or a bug.
+MAX_TOKEN_LENGTH = 4096
 
 
 class _Envelope(msgspec.Struct):
@@ -263,7 +267,10 @@ def _raise_for_fail(raw: msgspec.Raw, request_id: str) -> None:
             status=200,
             request_id=request_id,
         )
-    errors = fail_errors({"fail": json.loads(bytes(raw))})
+    try:
+        errors = fail_errors({"fail": json.loads(bytes(raw))})
+    except (ValueError, RecursionError) as exc:
+        raise _bad(f"'fail' is not readable JSON: {type(exc).__name__}", request_id) from exc
     if errors:
         code, message, _ = errors[0]
         raise PollError(
@@ -292,6 +299,12 @@ def _pagination(meta: msgspec.Raw, request_id: str) -> tuple[str | None, int | N
         raise _bad(f"'meta.pagination.next' is a {kind}", request_id)
     else:
         token = str(token)
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _bad(
+                f"'meta.pagination.next' is {len(token)} characters long, "
+                f"more than the {MAX_TOKEN_LENGTH} a page token may have",
+                request_id,
+            )
     total = _scalar(fields.totalCount)
     if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= _MAX_TOTAL_COUNT:
         total = None  # absent or unusable: counts that need it are not served

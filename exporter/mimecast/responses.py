@@ -8,12 +8,23 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
+from exporter.logs import scrub_and_cut
 from exporter.mimecast.errors import PollError
+
+# Upstream text (fail[] messages, OAuth errors) is cut to this in every error
+# message, log line and page, after secrets are masked.
+MAX_UPSTREAM_TEXT = 300
 
 log = logging.getLogger(__name__)
 
+# A bearer token goes into an HTTP header: visible ASCII only (RFC 6750 is
+# stricter; Mimecast's tokens are within it). A line break in one would split
+# the header, and http.client's complaint about it quotes the token.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+MAX_TOKEN_LENGTH = 8192
 # Mimecast's documented default token lifetime, for a token answer without one.
 DEFAULT_TOKEN_LIFETIME = 1800.0
 
@@ -29,7 +40,7 @@ def fail_errors(payload: Any) -> list[tuple[str | None, str | None, bool]]:
     found: list[tuple[str | None, str | None, bool]] = []
     for item in payload["fail"]:
         if not isinstance(item, dict):
-            found.append((None, str(item)[:200], False))
+            found.append((None, upstream_text(str(item)), False))
             continue
         nested = item.get("errors")
         errors = nested if isinstance(nested, list) and nested else [item]
@@ -46,7 +57,12 @@ def fail_errors(payload: Any) -> list[tuple[str | None, str | None, bool]]:
 
 
 def _text(value: Any) -> str | None:
-    return value[:300] if isinstance(value, str) and value else None
+    return upstream_text(value) if isinstance(value, str) and value else None
+
+
+def upstream_text(text: str) -> str:
+    """Text from Mimecast, fit for a log line: secrets masked, then cut."""
+    return scrub_and_cut(text, MAX_UPSTREAM_TEXT)
 
 
 def _decode(body: bytes | bytearray, request_id: str) -> Any:
@@ -66,6 +82,15 @@ def parse_token(body: bytes | bytearray, request_id: str) -> tuple[str, float]:
         raise PollError(
             "bad_response",
             "token answer has no access_token",
+            status=200,
+            request_id=request_id,
+        )
+    if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+        # Never quoted: even a malformed token may be a working credential.
+        raise PollError(
+            "bad_response",
+            f"token answer's access_token ({len(token)} characters) is not a usable bearer "
+            f"token: only visible ASCII, at most {MAX_TOKEN_LENGTH} characters",
             status=200,
             request_id=request_id,
         )

@@ -32,6 +32,8 @@ import requests.certs
 import requests.utils
 import urllib3
 
+from exporter.logs import scrub_and_cut
+
 HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 
 
@@ -240,7 +242,8 @@ class _Inflating:
         elif coding == "deflate":
             self._inflater = zlib.decompressobj()
         else:  # said when the body is read, where the caller expects trouble
-            self._unsupported = f"answer compressed as {coding[:40]!r}, which was not asked for"
+            shown = scrub_and_cut(coding, 40)
+            self._unsupported = f"answer compressed as {shown!r}, which was not asked for"
         self._ended = False
         self._got = 0  # bytes on the wire so far
 
