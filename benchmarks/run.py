@@ -123,6 +123,7 @@ def _json_loads_cpu(url: str) -> float:
             json.dumps(client._request_body(query)).encode(),
             {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
             120.0,
+            client.max_response_bytes,
         )
         raw = bytearray()
         while chunk := answer.read1(1 << 20):

@@ -4,11 +4,15 @@ leak a secret, and recover without a restart (issue #8)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
 import threading
+import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +23,8 @@ from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import MAX_WAIT_SECONDS
 from exporter.mimecast.responses import MAX_UPSTREAM_TEXT
 from tests.conftest import HMAC_SECRET_KEY, OAUTH_SECRET, hmac_account, oauth_account
-from tests.rawserver import LoopbackServer, read_request
+from tests.fakes import FakeClock
+from tests.rawserver import LoopbackServer, RawServer, read_request
 from tests.test_client import client_for
 
 OK_PAGE = {"meta": {"status": 200, "pagination": {"totalCount": 0}}, "data": [], "fail": []}
@@ -207,3 +212,149 @@ def test_a_fail_array_nested_too_deeply_is_bad_response(clock):
         with pytest.raises(PollError) as info:
             one_page(client, clock)
     assert info.value.reason == "bad_response"
+
+
+# --- 4, 13. the whole exchange is bounded in time and bytes --------------------------------
+
+
+class RealMonotonic(FakeClock):
+    """Sockets wait in real time: the client's deadline must too."""
+
+    def monotonic(self):
+        return time.monotonic()
+
+
+def raw_answer(write: Callable[[socket.socket], None]):
+    """A server whose answer ``write`` sends byte by byte, as slowly as it likes."""
+    return RawServer(write)
+
+
+def _trickle(conn: socket.socket, data: bytes, pause: float = 0.05) -> None:
+    for i in range(len(data)):
+        conn.sendall(data[i : i + 1])
+        time.sleep(pause)
+
+
+TRICKLES = {
+    # one byte of the status line and headers every 50 ms: no read ever times out
+    "headers": lambda c: _trickle(c, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 400),
+    # chunk sizes arrive just as slowly
+    "chunk framing": lambda c: (
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        _trickle(c, b"1\r\n{\r\n" + b"0" * 400),
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(TRICKLES))
+def test_a_trickled_answer_fails_at_the_request_deadline(what):
+    clock = RealMonotonic()
+    with raw_answer(TRICKLES[what]) as server:
+        client = client_for(hmac_account(server.url), clock, timeout=0.5)
+        client.max_attempts = 1
+        started = time.monotonic()
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "timeout", info.value.message
+    assert time.monotonic() - started < 3
+
+
+def _endless(conn: socket.socket, head: bytes, unit: bytes) -> None:
+    conn.sendall(head)
+    while True:
+        conn.sendall(unit * 1000)
+
+
+FLOODS = {
+    # trailers after the last chunk are read and dropped by http.client, without end
+    "chunk trailers": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n",
+        b"X-Trailer: " + b"t" * 100 + b"\r\n",
+    ),
+    # chunk extensions are skipped by http.client, however long the chunks' lines
+    "chunk extensions": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"0001;ext=" + b"e" * 60_000 + b"\r\n{\r\n",
+    ),
+    # empty deflate blocks: bytes on the wire, nothing inflated
+    "compressed nothing": (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n\r\n\x78\x01",
+        b"\x00\x00\x00\xff\xff",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", list(FLOODS))
+def test_every_byte_on_the_wire_counts_against_the_cap(clock, what):
+    head, unit = FLOODS[what]
+    with raw_answer(lambda c: _endless(c, head, unit)) as server:
+        client = client_for(hmac_account(server.url), clock, timeout=30.0)
+        client.max_attempts = 1
+        client.max_response_bytes = 100_000
+        started = time.monotonic()
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response", info.value.message
+    assert time.monotonic() - started < 10
+
+
+def test_data_after_the_end_of_a_gzip_body_is_bad_response(clock):
+    body = gzip.compress(json.dumps(OK_PAGE).encode()) + b"more bytes"
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with raw_answer(lambda c: c.sendall(head + body)) as server:
+        client = client_for(hmac_account(server.url), clock)
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response" and "after its compressed body" in str(info.value)
+
+
+def test_a_gzip_bomb_is_refused_by_inflated_size(clock):
+    body = gzip.compress(b" " * 50_000_000)  # 50 MB of spaces in about 50 KB
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with raw_answer(lambda c: c.sendall(head + body)) as server:
+        client = client_for(hmac_account(server.url), clock)
+        client.max_response_bytes = 1_000_000
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response" and "cap" in info.value.message
+
+
+def test_urllib3_floor_excludes_the_versions_that_inflate_unbounded():
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    (urllib3,) = [
+        Requirement(r) for r in pyproject["project"]["dependencies"] if r.startswith("urllib3")
+    ]
+    assert "2.5.0" not in urllib3.specifier and "2.6.0" in urllib3.specifier
+
+
+@pytest.mark.parametrize("what", ["headers"])
+def test_through_a_proxy_the_whole_exchange_is_bounded_too(what, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    clock = RealMonotonic()
+    with raw_answer(TRICKLES[what]) as proxy:  # the "proxy" answers, slowly
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = client_for(hmac_account("http://mimecast.invalid"), clock, timeout=0.5)
+        assert client.transport.proxy == proxy.url
+        client.max_attempts = 1
+        started = time.monotonic()
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "timeout", info.value.message
+    assert time.monotonic() - started < 3
+
+
+def test_through_a_proxy_every_byte_counts_against_the_cap(clock, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    head, unit = FLOODS["chunk trailers"]
+    with raw_answer(lambda c: _endless(c, head, unit)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = client_for(hmac_account("http://mimecast.invalid"), clock, timeout=30.0)
+        client.max_attempts = 1
+        client.max_response_bytes = 100_000
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response", info.value.message

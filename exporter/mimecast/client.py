@@ -9,11 +9,13 @@ goes to the account before the reset Mimecast announced has passed.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import logging
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from urllib3.exceptions import ReadTimeoutError
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
+from exporter.deadline_socket import TooManyBytes
 from exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from exporter.mimecast.budget import RequestBudget
@@ -36,9 +39,9 @@ from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 from exporter.mimecast.responses import parse_token, upstream_text
 from exporter.mimecast.transport import Answer as TransportAnswer
 from exporter.mimecast.transport import (
+    BadEncoding,
     ConnectTimeout,
     Transport,
-    UnsupportedEncoding,
     transport_for,
 )
 
@@ -291,9 +294,14 @@ class MimecastClient:
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             response = self.transport.post(
-                self.account.base_url + path, payload or b"", all_headers, timeout
+                self.account.base_url + path,
+                payload or b"",
+                all_headers,
+                timeout,
+                self.max_response_bytes,
             )
         except _TRANSPORT_ERRORS as exc:
+            _raise_if_local_or_too_large(exc, request_id)
             if _is_timeout(exc):
                 connecting = isinstance(
                     exc, ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
@@ -310,6 +318,14 @@ class MimecastClient:
                 f"connection failed: {_short(exc)}",
                 request_id=request_id,
                 retryable=True,
+            ) from exc
+        except ValueError as exc:  # after OSError: ssl's errors are both
+            # http.client refuses a header value with a line break; its message
+            # quotes the value, which may be a credential: never passed on.
+            raise PollError(
+                "local",
+                "request not sent: a header value is invalid (a credential with a line break?)",
+                request_id=request_id,
             ) from exc
         try:
             body = self._read_body(response, request_deadline, request_id)
@@ -346,11 +362,12 @@ class MimecastClient:
                     request_id=request_id,
                     retryable=True,
                 ) from exc
-            except UnsupportedEncoding as exc:
+            except BadEncoding as exc:
                 raise PollError(
                     "bad_response", str(exc), status=response.status, request_id=request_id
                 ) from exc
             except _TRANSPORT_ERRORS as exc:
+                _raise_if_local_or_too_large(exc, request_id, response.status)
                 raise PollError(
                     "connection",
                     f"connection failed mid-body: {_short(exc)}",
@@ -387,21 +404,54 @@ class MimecastClient:
                 self.gate.block_for(self.clock.monotonic(), wait)
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    """A timeout, however deep urllib3 wrapped it (a proxy's, a TLS handshake's)."""
+# Errors of the exporter's own host, not of Mimecast or the network to it.
+_LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: BaseException | None = exc
     while seen is not None:
-        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
-        if not isinstance(seen, urllib3.exceptions.NewConnectionError) and isinstance(
-            seen, urllib3.exceptions.TimeoutError | TimeoutError
-        ):
-            return True
+        yield seen
         seen = (
             seen.__cause__
             or seen.__context__
             or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
         )
-    return False
+
+
+def _raise_if_local_or_too_large(
+    exc: BaseException, request_id: str, status: int | None = None
+) -> None:
+    """A local failure is ``local``, never blamed on Mimecast as ``connection``;
+    an answer past its byte cap (headers and framing included) is ``bad_response``."""
+    for cause in _causes(exc):
+        if isinstance(cause, TooManyBytes):
+            raise PollError(
+                "bad_response",
+                "answer larger than the byte cap (headers and framing included)",
+                status=status,
+                request_id=request_id,
+            ) from exc
+        if isinstance(cause, OSError) and cause.errno in _LOCAL_ERRNOS:
+            raise PollError(
+                "local",
+                f"the exporter's host could not make the request: {os.strerror(cause.errno)}",
+                status=status,
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A timeout, however deep urllib3 wrapped it (a proxy's, a TLS handshake's)."""
+    return any(
+        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
+        not isinstance(seen, urllib3.exceptions.NewConnectionError)
+        and isinstance(seen, urllib3.exceptions.TimeoutError | TimeoutError)
+        for seen in _causes(exc)
+    )
 
 
 def _short(exc: BaseException) -> str:

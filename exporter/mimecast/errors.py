@@ -15,6 +15,7 @@ REASONS: tuple[str, ...] = (
     "api_fail",  # HTTP 200 with a non-empty fail[]
     "bad_response",  # not JSON, wrong shape, too large
     "pagination_loop",  # Mimecast handed back a page token it had already given
+    "local",  # the exporter's own host failed (no file descriptors, memory): not Mimecast
 )
 
 

@@ -23,6 +23,8 @@ import http.client
 import os
 import select
 import ssl
+import threading
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -31,18 +33,24 @@ from urllib.parse import unquote, urlsplit
 import requests.certs
 import requests.utils
 import urllib3
+import urllib3.connection
 
+from exporter.deadline_socket import DeadlineSocket
 from exporter.logs import scrub_and_cut
 
 HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
+# Bytes an answer may take on the wire beyond its body cap: status line,
+# headers, chunk framing, compression overhead. Mimecast's headers are ~1 KiB.
+HEADER_ALLOWANCE = 256 * 1024
 
 
 class ConnectTimeout(TimeoutError):
     """No connection (TCP and TLS) within the timeout."""
 
 
-class UnsupportedEncoding(ValueError):
-    """An answer compressed in a way the exporter did not ask for."""
+class BadEncoding(ValueError):
+    """An answer compressed in a way the exporter did not ask for, or that does
+    not inflate as its Content-Encoding says."""
 
 
 class Answer(Protocol):
@@ -62,8 +70,16 @@ class Answer(Protocol):
 class Transport(Protocol):
     proxy: str | None
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
-        """Send a request; the answer's body is left to read. Raises OSError,
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+    ) -> Answer:
+        """Send a request; the answer's body is left to read.
+
+        ``timeout`` bounds the whole exchange: connecting, sending, the status
+        line, headers, chunk framing and the body, however slowly the host
+        sends them. ``max_bytes`` bounds every byte read on the wire for it,
+        compressed or not, framing and headers included. Raises OSError
+        (TimeoutError past the deadline, TooManyBytes past the cap),
         http.client.HTTPException or urllib3's errors (ConnectTimeout, a
         TimeoutError, for a connection that could not be made in time)."""
 
@@ -102,11 +118,15 @@ class DirectTransport:
             )
         self._conn: http.client.HTTPConnection | None = None
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+    ) -> Answer:
         # Not sent again here if the host drops the connection: a request id and
         # signature are good once, so the client's retry makes a new request.
+        deadline = time.monotonic() + timeout
         conn = self._connection(timeout)
         try:
+            conn.sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)
             conn.request("POST", urlsplit(url).path, body, {**HEADERS, **headers})
             response = conn.getresponse()
         except BaseException:
@@ -117,7 +137,6 @@ class DirectTransport:
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         conn = self._conn
         if conn is not None and conn.sock is not None and not _dropped(conn.sock):
-            conn.sock.settimeout(timeout)
             return conn
         self.close()
         if self._https:
@@ -134,6 +153,7 @@ class DirectTransport:
         except BaseException:
             conn.close()
             raise
+        conn.sock = DeadlineSocket(conn.sock)
         self._conn = conn
         return conn
 
@@ -185,20 +205,74 @@ class ProxyTransport:
             proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
         self.proxy = proxy
         self._manager = urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, **tls)
+        self._manager.pool_classes_by_scheme = {  # type: ignore[assignment]
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
-        response = self._manager.urlopen(
-            "POST",
-            url,
-            body=body,
-            headers={**HEADERS, **headers},
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
-            redirect=False,
-            preload_content=False,
-            decode_content=False,
-        )
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+    ) -> Answer:
+        # The connection classes below arm their socket from this, whether
+        # urlopen() reuses a connection or opens one.
+        _exchange.limits = (time.monotonic() + timeout, max_bytes + HEADER_ALLOWANCE)
+        try:
+            response = self._manager.urlopen(
+                "POST",
+                url,
+                body=body,
+                headers={**HEADERS, **headers},
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
+        finally:
+            _exchange.limits = None
         return _ProxiedAnswer(response)
+
+
+# (deadline, byte cap) of the exchange this thread is making through a proxy.
+_exchange = threading.local()
+
+
+def _arm(conn: Any) -> None:
+    limits = getattr(_exchange, "limits", None)
+    if limits is not None and isinstance(conn.sock, DeadlineSocket):
+        conn.sock.arm(*limits)
+
+
+class _DeadlineConnection(urllib3.connection.HTTPConnection):
+    """urllib3's connection with its socket bounded by the exchange's deadline."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = DeadlineSocket(self.sock)
+        _arm(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _arm(self)
+        super().request(*args, **kwargs)
+
+
+class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = DeadlineSocket(self.sock)
+        _arm(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _arm(self)
+        super().request(*args, **kwargs)
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
 
 
 class _ProxiedAnswer:
@@ -249,7 +323,7 @@ class _Inflating:
 
     def read1(self, size: int) -> bytes:
         if self._unsupported:
-            raise UnsupportedEncoding(self._unsupported)
+            raise BadEncoding(self._unsupported)
         inflater = self._inflater
         if inflater is None:
             return self._read_raw(size)
@@ -261,7 +335,11 @@ class _Inflating:
             try:
                 out = inflater.decompress(data, size)
             except zlib.error as exc:
-                raise http.client.HTTPException(f"answer does not inflate: {exc}") from exc
+                raise BadEncoding(f"answer does not inflate: {exc}") from exc
+            if inflater.eof and inflater.unused_data:
+                # A second gzip member, or junk: nothing Mimecast sends. Refused
+                # rather than read on (its bytes would pile up in unused_data).
+                raise BadEncoding("answer has data after its compressed body")
             if out:
                 return out
 
