@@ -197,9 +197,11 @@ def soak(polls: int, seed: int, out=sys.stdout) -> bool:
         PollConfig(interval=INTERVAL, timeout=5.0, page_size=50, stale_after=300.0),
         demo_config(sim).accounts,  # the simulator's two built-in tenants
     )
-    store = SnapshotStore([a.name for a in config.accounts], config.poll.queues)
+    store = SnapshotStore([a.name for a in config.accounts], config.poll.queues, clock.monotonic)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MimecastCollector(store, config.poll.stale_after, clock.time))
+    registry.register(
+        MimecastCollector(store, config.poll.stale_after, clock.time, clock.monotonic)
+    )
     poller = Poller(config, store, clock, rng=random.Random(seed))
     keys = poller.keys()
     per_cycle = len(keys)

@@ -29,7 +29,7 @@ class StoreStatus:
 
     def account_statuses(self) -> Sequence[AccountStatus]:
         view = self.store.view()
-        now = self.clock.time()
+        now = self.clock.monotonic()
         statuses = []
         for account in view.accounts:
             queues = []
@@ -52,10 +52,14 @@ class Exporter:
     def __init__(self, config: Config, clock: Clock, *, process_metrics: bool = True) -> None:
         self.config = config
         self.clock = clock
-        self.store = SnapshotStore((a.name for a in config.accounts), config.poll.queues)
+        self.store = SnapshotStore(
+            (a.name for a in config.accounts), config.poll.queues, clock.monotonic
+        )
         self.poller = Poller(config, self.store, clock)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(MimecastCollector(self.store, config.poll.stale_after, clock.time))
+        self.registry.register(
+            MimecastCollector(self.store, config.poll.stale_after, clock.time, clock.monotonic)
+        )
         if process_metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)

@@ -31,6 +31,7 @@ Series, for each configured account and queue type::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from types import MappingProxyType
 
@@ -59,10 +60,17 @@ def _queue_gauge(name: str, what: str) -> GaugeMetricFamily:
 
 
 class MimecastCollector(Collector):
-    def __init__(self, store: SnapshotStore, stale_after: float, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        stale_after: float,
+        now: Callable[[], float],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.stale_after = stale_after
-        self.now = now
+        self.now = now  # wall clock: message ages
+        self.monotonic = monotonic  # staleness: the store's successes are stamped on it
 
     def describe(self) -> list[Metric]:
         # The families without samples: lets the registry know every name
@@ -90,7 +98,7 @@ class MimecastCollector(Collector):
         self, view: StoreView, now: float
     ) -> Iterator[tuple[str, str, QueueSnapshot]]:
         for (account, queue), state in view.queues.items():
-            snapshot = state.fresh_snapshot(now, self.stale_after)
+            snapshot = state.fresh_snapshot(self.monotonic(), self.stale_after)
             if snapshot is not None:
                 yield account, queue, snapshot
 

@@ -95,15 +95,15 @@ def scrub(text: str) -> str:
 
 def scrub_and_cut(text: str, limit: int) -> str:
     """Text from outside (Mimecast's answers, a client's headers) made fit for a
-    log line or a page: secrets masked *first*, then cut to ``limit`` characters
-    ("..." marks a cut). Cutting first could leave the prefix of a secret that
+    log line or a page: secrets masked *first*, then cut to at most ``limit``
+    characters ("..." marks a cut). Cutting first could leave the prefix of a secret that
     straddled the cut, which the mask no longer recognises.
 
     Megabytes of text are not scanned whole: nothing past ``limit`` plus the
     longest secret can be part of a secret that starts before the cut.
     """
     text = scrub(text[: limit + _longest_secret + 1])
-    return text if len(text) <= limit else text[:limit] + "..."
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
 def _level_name(levelno: int, levelname: str) -> str:

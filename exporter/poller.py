@@ -5,6 +5,12 @@ offset per account, so that many accounts do not hit Mimecast in the same
 second. Polls run on a bounded pool; a poll still running when its next turn
 comes is skipped, never run twice. A failed poll publishes nothing: the store
 keeps the last complete snapshot, and one account's failure touches no other.
+
+A poll has ``poll.interval`` to finish. Every request within it is bounded,
+but a thread can still hang where nothing can interrupt it (a stuck DNS
+resolver, a bug): a poll still running past its deadline is counted as failed
+(``reason="timeout"``) by the scheduler, so that ``mimecast_up`` never stays 1
+while a poll hangs, and its result, should it ever come, is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from exporter.store import SnapshotStore
 from exporter.workers import DaemonPool
 
 log = logging.getLogger(__name__)
+
+# How far past its deadline a poll may finish and still count: the last
+# request's own timeout ends at the deadline, give or take a little work.
+OVERDUE_GRACE_SECONDS = 1.0
 
 Key = tuple[str, str]  # (account, queue)
 
@@ -69,7 +79,8 @@ class Poller:
                 )
         self._pool = DaemonPool(config.poll.concurrency, "poll")
         self._lock = threading.Lock()
-        self._running: set[Key] = set()
+        self._running: dict[Key, float] = {}  # -> monotonic deadline of the poll under way
+        self._overdue: set[Key] = set()  # running past their deadline, already counted failed
         self._completed: set[Key] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,11 +102,16 @@ class Poller:
         scan = self._scans[(account, queue)]
         started = self.clock.monotonic()
         deadline = started + self.config.poll.interval
+        with self._lock:
+            if (account, queue) in self._running:
+                self._running[(account, queue)] = deadline
         context = {"account": account, "queue": queue}
         try:
             snapshot = scan.run(queue, self.clock.time(), deadline)
         except PollError as error:
             duration = self.clock.monotonic() - started
+            if self._finish_overdue(account, queue, duration):
+                return False
             self.store.record_failure(account, queue, error.reason, duration)
             log.warning(
                 f"poll failed: {error.message}",
@@ -104,6 +120,8 @@ class Poller:
             return False
         except Exception as error:  # a bug of ours must not kill the poll thread
             duration = self.clock.monotonic() - started
+            if self._finish_overdue(account, queue, duration):
+                return False
             self.store.record_failure(account, queue, "bad_response", duration)
             log.error(
                 f"poll failed unexpectedly: {type(error).__name__}: {error}",
@@ -112,6 +130,15 @@ class Poller:
             )
             return False
         duration = self.clock.monotonic() - started
+        if self._finish_overdue(account, queue, duration):
+            return False
+        if duration > self.config.poll.interval + OVERDUE_GRACE_SECONDS:
+            self.store.record_failure(account, queue, "timeout", duration)
+            log.warning(
+                "poll failed: finished after its deadline (poll.interval); result dropped",
+                extra={**context, "reason": "timeout", "duration_seconds": round(duration, 3)},
+            )
+            return False
         self.store.record_success(account, queue, snapshot, self.clock.time(), duration)
         log.debug(
             "poll finished",
@@ -125,6 +152,51 @@ class Poller:
             },
         )
         return True
+
+    def _finish_overdue(self, account: str, queue: str, duration: float) -> bool:
+        """True if this poll was already counted failed for running past its deadline."""
+        with self._lock:
+            if (account, queue) not in self._overdue:
+                return False
+            self._overdue.discard((account, queue))
+        log.info(
+            "poll finished after it was counted as failed (timeout); result dropped",
+            extra={"account": account, "queue": queue, "duration_seconds": round(duration, 3)},
+        )
+        return True
+
+    def check_overdue(self) -> float | None:
+        """Count every poll running past its deadline (plus grace) as failed, once.
+
+        Returns the monotonic time of the next deadline to check, if any poll runs.
+        """
+        now = self.clock.monotonic()
+        newly: list[tuple[Key, float]] = []
+        next_check: float | None = None
+        with self._lock:
+            for key, deadline in self._running.items():
+                if key in self._overdue:
+                    continue
+                if now > deadline + OVERDUE_GRACE_SECONDS:
+                    self._overdue.add(key)
+                    newly.append((key, deadline))
+                else:
+                    due = deadline + OVERDUE_GRACE_SECONDS
+                    next_check = due if next_check is None else min(next_check, due)
+        for (account, queue), deadline in newly:
+            running_for = now - deadline + self.config.poll.interval
+            self.store.record_failure(account, queue, "timeout", running_for)
+            log.warning(
+                "poll failed: still running past its deadline (poll.interval); counted as "
+                "a timeout, its result will be dropped",
+                extra={
+                    "account": account,
+                    "queue": queue,
+                    "reason": "timeout",
+                    "duration_seconds": round(running_for, 3),
+                },
+            )
+        return next_check
 
     # -- running polls ----------------------------------------------------
 
@@ -141,7 +213,9 @@ class Poller:
                     extra={"account": account, "queue": queue},
                 )
                 return None
-            self._running.add(key)
+            # Until the poll itself starts (a free worker), its deadline is a
+            # full interval after it was due.
+            self._running[key] = self.clock.monotonic() + self.config.poll.interval
         return self._pool.submit(self._run, key)
 
     def _run(self, key: Key) -> bool:
@@ -149,7 +223,7 @@ class Poller:
             return self.poll_queue(*key)
         finally:
             with self._lock:
-                self._running.discard(key)
+                self._running.pop(key, None)
                 self._completed.add(key)
                 first_cycle_done = len(self._completed) == len(self._scans)
             if first_cycle_done:
@@ -199,7 +273,11 @@ class Poller:
             for account in self.due_accounts(started, now, turns):
                 for queue in self.config.poll.queues:
                     self.submit(account, queue)
-            self._stopping.wait(max(0.0, self.next_wakeup(started, turns) - now))
+            wakeup = self.next_wakeup(started, turns)
+            overdue_check = self.check_overdue()
+            if overdue_check is not None:
+                wakeup = min(wakeup, overdue_check)
+            self._stopping.wait(max(0.0, wakeup - self.clock.monotonic()))
 
     def stop(self) -> None:
         """Stop scheduling; polls under way are abandoned, not awaited."""

@@ -8,8 +8,9 @@ objects, never I/O, so a scrape never waits on a poll.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -21,6 +22,10 @@ from exporter.mimecast.errors import REASONS
 class QueueState:
     snapshot: QueueSnapshot | None = None  # the last complete one
     last_success: float | None = None  # epoch seconds a successful poll finished
+    # The same moment on the monotonic clock: staleness is measured on it, so
+    # that a wall-clock step (NTP, a VM resumed) neither keeps stale data
+    # served nor drops fresh data.
+    last_success_monotonic: float | None = None
     last_poll_ok: bool | None = None  # None: never polled
     last_error: str | None = None  # reason of the latest poll, if it failed
     last_duration: float | None = None
@@ -28,11 +33,11 @@ class QueueState:
         default_factory=lambda: MappingProxyType(dict.fromkeys(REASONS, 0))
     )
 
-    def fresh_snapshot(self, now: float, stale_after: float) -> QueueSnapshot | None:
-        """The snapshot, unless its last success is older than ``stale_after``."""
-        if self.snapshot is None or self.last_success is None:
+    def fresh_snapshot(self, now_monotonic: float, stale_after: float) -> QueueSnapshot | None:
+        """The snapshot, unless its last success is older than ``stale_after`` (monotonic)."""
+        if self.snapshot is None or self.last_success_monotonic is None:
             return None
-        if now - self.last_success > stale_after:
+        if now_monotonic - self.last_success_monotonic > stale_after:
             return None
         return self.snapshot
 
@@ -59,7 +64,13 @@ class StoreView:
 
 
 class SnapshotStore:
-    def __init__(self, accounts: Iterable[str], queue_types: Iterable[str]) -> None:
+    def __init__(
+        self,
+        accounts: Iterable[str],
+        queue_types: Iterable[str],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._monotonic = monotonic  # stamps successes for staleness
         self._lock = threading.Lock()
         self._accounts = tuple(accounts)
         self._queue_types = tuple(queue_types)
@@ -76,11 +87,13 @@ class SnapshotStore:
         finished_at: float,
         duration: float,
     ) -> None:
+        stamp = self._monotonic()
         with self._lock:
             self._queues[(account, queue)] = replace(
                 self._queues[(account, queue)],
                 snapshot=snapshot,
                 last_success=finished_at,
+                last_success_monotonic=stamp,
                 last_poll_ok=True,
                 last_error=None,
                 last_duration=duration,

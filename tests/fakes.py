@@ -38,3 +38,8 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds
+
+    def step_wall(self, seconds: float) -> None:
+        """The wall clock jumps (NTP, a resumed VM); monotonic time does not."""
+        with self._lock:
+            self._start += seconds

@@ -29,9 +29,9 @@ def msg(route="outbound", size=100, attempts=2, created="2026-11-23T23:00:00Z"):
 @pytest.fixture
 def env():
     clock = FakeClock()
-    store = SnapshotStore(["acme", "legacy"], ["processing", "bulk_processing"])
+    store = SnapshotStore(["acme", "legacy"], ["processing", "bulk_processing"], clock.monotonic)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MimecastCollector(store, STALE_AFTER, clock.time))
+    registry.register(MimecastCollector(store, STALE_AFTER, clock.time, clock.monotonic))
     return clock, store, registry
 
 
@@ -131,6 +131,20 @@ def test_histograms_are_rebuilt_not_accumulated(env):
     assert value(registry, "mimecast_queue_message_age_seconds_count", **labels) == 1
     assert value(registry, "mimecast_queue_message_age_seconds_bucket", le="3600.0", **labels) == 1
     assert value(registry, "mimecast_queue_message_size_bytes_sum", **labels) == 100
+
+
+@pytest.mark.parametrize("step", [-3600.0, -86400.0 * 365, 3600.0])
+def test_staleness_ignores_wall_clock_steps(env, step):
+    """Ages of the exporter's own events are on the monotonic clock: a wall-clock
+    step (NTP, a VM resumed) neither keeps stale data nor drops fresh data."""
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
+    labels = {"account": "acme", "queue": "processing", "route": "outbound"}
+    clock.step_wall(step)
+    assert value(registry, "mimecast_queue_messages", **labels) == 1  # still fresh
+    clock.advance(STALE_AFTER + 1)
+    assert value(registry, "mimecast_queue_messages", **labels) is None  # stale, step or not
 
 
 def test_stale_series_expire_but_health_stays(env):

@@ -231,9 +231,9 @@ def test_scrub_then_cut_never_leaves_a_prefix_of_a_secret() -> None:
         text = "x" * start + secret + "y" * 50
         cut = scrub_and_cut(text, 300)
         assert "S3cr" not in cut, start
-        assert len(cut) <= 303
+        assert len(cut) <= 300
     assert scrub_and_cut("short", 300) == "short"
-    assert scrub_and_cut("z" * 10_000_000, 300) == "z" * 300 + "..."
+    assert scrub_and_cut("z" * 10_000_000, 300) == "z" * 297 + "..."
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

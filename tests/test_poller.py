@@ -17,9 +17,11 @@ from tests.conftest import hmac_account, make_messages, oauth_account, poll_conf
 
 def build(sim, clock, accounts, **poll):
     config = Config(poll_config(**poll), tuple(accounts))
-    store = SnapshotStore([a.name for a in accounts], config.poll.queues)
+    store = SnapshotStore([a.name for a in accounts], config.poll.queues, clock.monotonic)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MimecastCollector(store, config.poll.stale_after, clock.time))
+    registry.register(
+        MimecastCollector(store, config.poll.stale_after, clock.time, clock.monotonic)
+    )
     poller = Poller(config, store, clock, rng=random.Random(1))
     return poller, store, registry
 
@@ -204,3 +206,59 @@ def test_rate_limit_gate_is_shared_by_the_queues_of_an_account(make_sim, clock):
     assert reset > 0
     # the second queue's first request waited for the reset the first queue was told of
     assert calls[1].time - calls[0].time >= reset
+
+
+def test_a_poll_hanging_past_its_deadline_is_a_failed_poll(clock):
+    """mimecast_up never stays 1 while a poll hangs; the late result is dropped."""
+    import json
+    import time
+
+    from tests.rawserver import RawServer
+
+    release = threading.Event()
+    answered = []
+
+    def reply(conn):
+        answered.append(1)
+        if len(answered) == 1:
+            body = json.dumps({"meta": {"status": 200}, "data": [], "fail": []}).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            return
+        release.wait(20)  # the second poll hangs (as if on a stuck resolver)
+
+    with RawServer(reply) as server:
+        account = hmac_account(server.url)
+        poller, store, registry = build(
+            None, clock, [account], interval=60.0, timeout=30.0, queues=("processing",)
+        )
+        try:
+            assert poller.run_cycle() is True
+            assert sample(registry, "mimecast_up", account="legacy") == 1
+            hung = poller.submit("legacy", "processing")
+            while len(answered) < 2:
+                time.sleep(0.01)
+            assert poller.check_overdue() is not None  # not yet past the deadline
+            clock.advance(60 + 2)
+            assert poller.check_overdue() is None
+            errors = {"account": "legacy", "queue": "processing", "reason": "timeout"}
+            assert sample(registry, "mimecast_up", account="legacy") == 0
+            assert sample(registry, "mimecast_poll_errors_total", **errors) == 1
+            poller.check_overdue()  # counted once, not at every check
+            assert sample(registry, "mimecast_poll_errors_total", **errors) == 1
+            release.set()
+            assert hung.result(timeout=20) is False
+            # The late end of the hung poll is not counted again.
+            assert sample(registry, "mimecast_poll_errors_total", **errors) == 1
+            assert (
+                sum(
+                    sample(registry, "mimecast_poll_errors_total", **{**errors, "reason": r}) or 0
+                    for r in ("connection", "bad_response", "local")
+                )
+                == 0
+            )
+        finally:
+            release.set()
+            poller.stop()
