@@ -7,12 +7,20 @@ configuration is in force, gathered in one :class:`WebSecurity` snapshot per
 connection in TLS (:meth:`WebSecurity.handshake`), admit a request or say why
 not (:meth:`WebSecurity.refusal`), and which extra headers to send.
 
-Basic auth follows exporter-toolkit: bcrypt hashes, and successful checks are
-cached (by a keyed hash of user, stored hash and password, never the password
-itself) so a scraper calling every second costs one bcrypt computation, not
-one per scrape. bcrypt computations are serialized, so a flood of wrong
-passwords burns at most one core; an unknown user is checked against a dummy
-hash of the same cost, so the answer time does not reveal which users exist.
+Basic auth follows exporter-toolkit's design, so that no request can stall
+another:
+
+- every result of a check is cached, failures too, by a keyed hash of user,
+  stored hash and password (never the password itself): a scraper calling
+  every second costs one bcrypt computation, and so does an attacker
+  repeating one wrong password. Successes and failures are cached apart, so
+  a flood of distinct wrong passwords never evicts a scraper's success;
+- an unknown user is checked against a fixed dummy hash of cost 10, as
+  exporter-toolkit does, not one at the highest configured cost: a user of
+  one expensive hash must not make every unknown name cost as much;
+- no global lock: a check never waits for another (bcrypt releases the GIL),
+  and at most :data:`MAX_CONCURRENT_CHECKS` run at once, so a flood costs a
+  bounded number of cores while cached requests go straight through.
 """
 
 from __future__ import annotations
@@ -33,9 +41,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import bcrypt
 
 REALM = "mimecast-exporter"
-# exporter-toolkit's cache holds 100 entries too; only successes are cached, so
-# the entries are (at most) one per user and password in use.
+# Successes: one per (user, password) in use; exporter-toolkit keeps 100 too.
 AUTH_CACHE_SIZE = 100
+# Failures: cached apart, so that they never push a success out.
+FAILED_AUTH_CACHE_SIZE = 1024
+# bcrypt computations at once, whatever the number of requests.
+MAX_CONCURRENT_CHECKS = max(2, min(8, os.cpu_count() or 2))
+# What an unknown user is checked against: bcrypt of a random password, cost 10
+# (exporter-toolkit's dummy has cost 10 too). Costs ~50 ms, like a real check.
+DUMMY_HASH = b"$2b$10$nFUdlw5k8xssZ5ZOYqfO0eWYTCfplZQBa3CeLDnP0YhH2LuzU949."
 HANDSHAKE_TIMEOUT = 10.0  # seconds a new connection gets to finish the TLS handshake
 # bcrypt only reads the first 72 bytes; the bcrypt package refuses longer
 # passwords rather than silently truncating, and so does Go's (exporter-toolkit).
@@ -50,18 +64,24 @@ class ClientCertRejected(ssl.SSLError):
 
 
 class AuthCache:
-    """Remembers successful (user, hash, password) checks, by keyed hash only.
+    """Remembers the results of (user, hash, password) checks, by keyed hash only.
 
     The key is an HMAC with a per-process random key, so the cache holds
     nothing from which a password could be recovered offline. It outlives
     reloads: a changed hash gives a different key, so a replaced password is
-    never admitted from the cache. Least recently used entries go first.
+    never admitted from the cache. Successes and failures are kept in two
+    bounded LRU maps, so that failures never evict successes.
     """
 
-    def __init__(self, size: int = AUTH_CACHE_SIZE) -> None:
-        self._size = size
+    def __init__(
+        self, size: int = AUTH_CACHE_SIZE, failures: int = FAILED_AUTH_CACHE_SIZE
+    ) -> None:
         self._secret = os.urandom(32)
-        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._sizes = {True: size, False: failures}
+        self._entries: dict[bool, OrderedDict[bytes, None]] = {
+            True: OrderedDict(),
+            False: OrderedDict(),
+        }
         self._lock = threading.Lock()
 
     def key(self, user: bytes, hashed: bytes, password: bytes) -> bytes:
@@ -71,42 +91,29 @@ class AuthCache:
             mac.update(part)
         return mac.digest()
 
-    def __contains__(self, key: bytes) -> bool:
+    def get(self, key: bytes) -> bool | None:
+        """The cached result for ``key``, or None if it was not checked lately."""
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return True
-            return False
+            for result, entries in self._entries.items():
+                if key in entries:
+                    entries.move_to_end(key)
+                    return result
+            return None
 
-    def add(self, key: bytes) -> None:
+    def __contains__(self, key: bytes) -> bool:
+        return self.get(key) is True
+
+    def add(self, key: bytes, result: bool = True) -> None:
         with self._lock:
-            self._entries[key] = None
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            entries = self._entries[result]
+            entries[key] = None
+            entries.move_to_end(key)
+            while len(entries) > self._sizes[result]:
+                entries.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
-
-
-_dummy_lock = threading.Lock()
-_dummy_hashes: dict[int, bytes] = {}
-
-
-def _dummy_hash(cost: int) -> bytes:
-    """A hash of a random password at ``cost``, to check unknown users against."""
-    with _dummy_lock:
-        hashed = _dummy_hashes.get(cost)
-        if hashed is None:
-            hashed = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(cost))
-            _dummy_hashes[cost] = hashed
-        return hashed
-
-
-def bcrypt_cost(hashed: bytes) -> int:
-    """The cost of a ``$2b$NN$...`` hash (already validated by the config parser)."""
-    return int(hashed[4:6])
+            return sum(len(entries) for entries in self._entries.values())
 
 
 def parse_basic_authorization(header: str | None) -> tuple[bytes, bytes] | None:
@@ -129,7 +136,8 @@ class BasicAuth:
 
     ``users`` maps user names to hashes in the ``$2b$`` spelling (the parser
     converts ``$2y$``). ``checkpw`` is bcrypt's by default; pass a wrapper to
-    observe how many bcrypt computations run.
+    observe how many bcrypt computations run. ``slots`` bounds how many run at
+    once (shared across reloads); it is not a lock: checks run side by side.
     """
 
     def __init__(
@@ -137,14 +145,12 @@ class BasicAuth:
         users: Mapping[str, bytes],
         cache: AuthCache,
         checkpw: Checkpw = bcrypt.checkpw,
-        lock: threading.Lock | None = None,
+        slots: threading.Semaphore | None = None,
     ) -> None:
         self._users = {name.encode("utf-8"): hashed for name, hashed in users.items()}
         self._cache = cache
         self._checkpw = checkpw
-        self._lock = lock or threading.Lock()
-        # Unknown users cost as much as the most expensive real one.
-        self._dummy_cost = max((bcrypt_cost(h) for h in self._users.values()), default=10)
+        self._slots = slots or threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
 
     def check(self, authorization: str | None) -> bool:
         credentials = parse_basic_authorization(authorization)
@@ -152,16 +158,17 @@ class BasicAuth:
             return False
         user, password = credentials
         hashed = self._users.get(user)
-        key = self._cache.key(user, hashed or b"", password)
-        if hashed is not None and key in self._cache:
-            return True
+        key = self._cache.key(user, hashed or DUMMY_HASH, password)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached and hashed is not None
         if len(password) > _BCRYPT_MAX_PASSWORD:
-            return False
-        with self._lock:  # one bcrypt at a time: wrong-password floods cost one core
-            ok = self._checkpw(password, hashed or _dummy_hash(self._dummy_cost))
-        ok = bool(ok) and hashed is not None
-        if ok:
-            self._cache.add(key)
+            ok = False
+        else:
+            with self._slots:
+                ok = bool(self._checkpw(password, hashed or DUMMY_HASH))
+        ok = ok and hashed is not None
+        self._cache.add(key, ok)
         return ok
 
 

@@ -24,6 +24,7 @@ import bcrypt
 from exporter.logs import add_secrets
 from exporter.webauth import (
     HANDSHAKE_TIMEOUT,
+    MAX_CONCURRENT_CHECKS,
     AuthCache,
     BasicAuth,
     Checkpw,
@@ -87,7 +88,7 @@ class WebConfigWatcher:
         self.handshake_timeout = handshake_timeout
         self._checkpw = checkpw
         self._cache = AuthCache()
-        self._bcrypt_lock = threading.Lock()
+        self._bcrypt_slots = threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
         self._lock = threading.Lock()
         before = _signature([self.path])  # before reading: an edit during the load is seen
         config = load_web_config(self.path)
@@ -154,7 +155,7 @@ class WebConfigWatcher:
         basic_auth = None
         if config.basic_auth_users:
             basic_auth = BasicAuth(
-                config.basic_auth_users, self._cache, self._checkpw, self._bcrypt_lock
+                config.basic_auth_users, self._cache, self._checkpw, self._bcrypt_slots
             )
         limiter = None
         if config.rate_limit is not None:

@@ -7,6 +7,7 @@ certificates made per test session with trustme.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import socket
@@ -377,12 +378,13 @@ def test_successful_checks_are_cached(tmp_path: Path, pki: Pki) -> None:
         assert [status(("alice", ALICE_PW)) for _ in range(3)] == [200] * 3
         assert counter.calls == 1
         assert status(("bob", BOB_PW.encode())) == 200 and counter.calls == 2
-        # failures are not cached (an attacker would fill the cache), each costs one
+        # failures are cached too: a repeated wrong password costs one computation
         assert [status(("alice", "nope")) for _ in range(2)] == [401, 401]
+        assert counter.calls == 3
+        # an unknown user costs one bcrypt computation (against the dummy hash), once
+        assert [status(("mallory", ALICE_PW)) for _ in range(2)] == [401, 401]
         assert counter.calls == 4
-        # an unknown user costs a bcrypt computation too (against a dummy hash)
-        assert status(("mallory", ALICE_PW)) == 401 and counter.calls == 5
-        assert status(("alice", ALICE_PW)) == 200 and counter.calls == 5
+        assert status(("alice", ALICE_PW)) == 200 and counter.calls == 4
 
         # a new hash for alice: the cached success no longer applies
         new_hash = hash_password("new password")
@@ -392,6 +394,58 @@ def test_successful_checks_are_cached(tmp_path: Path, pki: Pki) -> None:
         assert status(("alice", "new password")) == 200
         assert status(("alice", "new password")) == 200
         assert counter.calls == calls + 1
+
+
+def test_failures_never_evict_a_cached_success() -> None:
+    cache = AuthCache(size=2, failures=3)
+    good = cache.key(b"alice", b"h", b"pw")
+    cache.add(good, True)
+    for i in range(100):
+        cache.add(cache.key(b"alice", b"h", str(i).encode()), False)
+    assert cache.get(good) is True and len(cache) == 4
+    assert cache.get(cache.key(b"alice", b"h", b"99")) is False
+    assert cache.get(cache.key(b"alice", b"h", b"0")) is None  # evicted among failures
+
+
+def test_unauthenticated_requests_cannot_stall_a_scraper(tmp_path: Path, pki: Pki) -> None:
+    """A user with an expensive hash, and a flood of unknown users and wrong
+    passwords: the scraper's cached credentials are answered at once, and an
+    unknown user costs the fixed dummy hash, not the expensive one."""
+    expensive = hash_password("expensive password", cost=14)  # ~1 s per check here
+    config = web_config(tmp_path, pki, TLS + users(alice=ALICE_HASH, carol=expensive))
+    with serving(config, check_interval=FAST) as server:
+        url = server.url + "/metrics"
+
+        def get(auth: tuple) -> tuple[int, float]:
+            started = time.monotonic()
+            code = requests.get(url, auth=auth, verify=pki.ca_file, timeout=30).status_code
+            return code, time.monotonic() - started
+
+        assert get(("alice", ALICE_PW))[0] == 200  # cached from now on
+        # An unknown user is checked against a cost-10 hash, not carol's cost 14.
+        code, unknown = get(("mallory", "guess"))
+        assert code == 401 and unknown < 0.7
+        stop = threading.Event()
+
+        def flood(user: str) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                with contextlib.suppress(requests.RequestException):
+                    requests.get(url, auth=(user, f"guess {n}"), verify=pki.ca_file, timeout=30)
+
+        attackers = [threading.Thread(target=flood, args=(u,)) for u in ("carol", "x", "y", "z")]
+        for thread in attackers:
+            thread.start()
+        try:
+            time.sleep(0.5)  # the slots are busy with expensive checks by now
+            times = [get(("alice", ALICE_PW)) for _ in range(5)]
+        finally:
+            stop.set()
+            for thread in attackers:
+                thread.join(timeout=60)
+        assert all(code == 200 for code, _ in times)
+        assert max(seconds for _, seconds in times) < 1.0, times
 
 
 def test_auth_cache_is_bounded_and_keyed() -> None:
