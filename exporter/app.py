@@ -12,7 +12,7 @@ from exporter.collector import MimecastCollector
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
-from exporter.web import AccountStatus, QueueStatus, WebServer
+from exporter.web import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
 from exporter.webwatch import WebConfigWatcher
 
 
@@ -72,6 +72,7 @@ class Exporter:
         listen_address: str,
         telemetry_path: str = "/metrics",
         web_config: WebConfigWatcher | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> WebServer:
         """Bind the HTTP server (raises OSError if the address is taken) and start polling.
 
@@ -84,6 +85,7 @@ class Exporter:
             telemetry_path,
             version=__version__,
             web_config=web_config,
+            max_connections=max_connections,
         )
         self.web.start()
         self.poller.start()

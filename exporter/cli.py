@@ -15,7 +15,9 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, describe, load_config
+from exporter.connections import raise_open_files_limit
 from exporter.logs import LEVELS, add_secrets, configure_logging
+from exporter.web import MAX_CONNECTIONS
 from exporter.webconfig import WebConfigError
 from exporter.webwatch import WebConfigWatcher
 
@@ -61,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         "re-read when it changes (default: none, plain HTTP)",
     )
     parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_positive_int,
+        default=MAX_CONNECTIONS,
+        help="most HTTP connections open at once; when full, the oldest idle one "
+        "is dropped for a new one (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -88,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _raise_open_files_limit() -> None:
+    raised = raise_open_files_limit()
+    if raised is not None:
+        log.debug("open files limit raised", extra={"from": raised[0], "to": raised[1]})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.telemetry_path.startswith("/"):
@@ -102,10 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except WebConfigError as error:
             print(f"error: invalid web configuration: {error}", file=sys.stderr)
             return EXIT_CONFIG
+    if not args.once:
+        _raise_open_files_limit()  # as Go programs do: idle clients must not starve polls
     if args.demo:
         from exporter.demo import run_demo  # the simulator is only imported when asked for
 
-        return run_demo(args.listen_address, args.telemetry_path, web_config=web_config)
+        return run_demo(
+            args.listen_address,
+            args.telemetry_path,
+            web_config=web_config,
+            max_connections=args.max_connections,
+        )
 
     try:
         config = load_config(args.config_file)
@@ -121,7 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.once:
         return run_once(config)
-    return serve(config, args.listen_address, args.telemetry_path, web_config=web_config)
+    return serve(
+        config,
+        args.listen_address,
+        args.telemetry_path,
+        web_config=web_config,
+        max_connections=args.max_connections,
+    )
 
 
 def run_once(config: Config) -> int:
@@ -141,6 +180,7 @@ def serve(
     telemetry_path: str,
     on_ready: Callable[[str], None] | None = None,
     web_config: WebConfigWatcher | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> int:
     """Run until SIGTERM or SIGINT; exit 0 on a clean stop.
 
@@ -150,7 +190,7 @@ def serve(
     add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
-        web = exporter.serve(listen_address, telemetry_path, web_config)
+        web = exporter.serve(listen_address, telemetry_path, web_config, max_connections)
     except (OSError, ValueError) as error:
         log.error(f"cannot listen on {listen_address}: {error}")
         return EXIT_DOWN

@@ -15,6 +15,7 @@ from exporter.config import (
     Secret,
 )
 from exporter.simulator.server import SimulatorServer
+from exporter.web import MAX_CONNECTIONS
 from exporter.webwatch import WebConfigWatcher
 
 DEMO_SCENARIO = "demo"
@@ -51,7 +52,10 @@ def demo_config(simulator: SimulatorServer) -> Config:
 
 
 def run_demo(
-    listen_address: str, telemetry_path: str, web_config: WebConfigWatcher | None = None
+    listen_address: str,
+    telemetry_path: str,
+    web_config: WebConfigWatcher | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> int:
     from exporter.cli import serve  # the CLI owns process life: signals, exit codes
 
@@ -74,7 +78,12 @@ def run_demo(
             )
 
         return serve(
-            config, listen_address, telemetry_path, on_ready=announce, web_config=web_config
+            config,
+            listen_address,
+            telemetry_path,
+            on_ready=announce,
+            web_config=web_config,
+            max_connections=max_connections,
         )
     finally:
         simulator.stop()

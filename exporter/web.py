@@ -10,7 +10,12 @@ Routes: the telemetry path (``/metrics`` by default), ``/`` (and
 methods other than GET and HEAD are 405.
 
 Where it listens (``--web.listen-address``) is parsed and bound by
-:mod:`exporter.listen`. With a web configuration (``--web.config.file``,
+:mod:`exporter.listen`. Every connection is bounded (:mod:`exporter.connections`,
+:mod:`exporter.deadline_socket`): at most ``--web.max-connections`` open, the
+oldest idle one giving way to a new one; a request must arrive within
+REQUEST_SECONDS of connecting (TLS handshake included) and its answer be taken
+within RESPONSE_SECONDS; accept() backs off instead of spinning when out of
+file descriptors. With a web configuration (``--web.config.file``,
 :mod:`exporter.webconfig`, kept in force by :mod:`exporter.webwatch`)
 connections are TLS, the handshake done in the connection's own thread, and
 every path is behind basic auth when users are configured (see
@@ -33,6 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from exporter.connections import AcceptBackoff, ConnectionTable, Slot
+from exporter.deadline_socket import DeadlineSocket
 from exporter.landing import AccountStatus as AccountStatus
 from exporter.landing import QueueStatus as QueueStatus
 from exporter.landing import StatusSource, render_index
@@ -45,6 +52,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NOT_READY_TEXT = "Not ready: first poll cycle has not finished"
+# Default of --web.max-connections. Scrapes take milliseconds; this many at
+# once is a crowd, and leaves most of the open-files limit to the polls.
+MAX_CONNECTIONS = 512
+# From accepting a connection to the end of its request's headers, TLS
+# handshake included: the whole of it, however slowly the bytes come.
+REQUEST_SECONDS = 10.0
+# From the end of the headers to the last byte of the answer.
+RESPONSE_SECONDS = 60.0
+# Bytes a client may send on one connection: a request line and headers.
+MAX_REQUEST_BYTES = 1024 * 1024
 _ALLOW = "GET, HEAD"
 _TEXT = "text/plain; charset=utf-8"
 # A client that hangs up mid-response is routine (scrape timeouts), not an error.
@@ -62,7 +79,10 @@ class WebServer:
         telemetry_path: str = "/metrics",
         version: str = "",
         web_config: WebConfigWatcher | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max connections {max_connections}: must be at least 1")
         if not telemetry_path.startswith("/") or any(c in telemetry_path for c in "?# \t\r\n"):
             raise ValueError(
                 f"telemetry path {telemetry_path!r}: must start with / and hold no ?, # or spaces"
@@ -73,6 +93,7 @@ class WebServer:
         self.telemetry_path = telemetry_path
         self.version = version
         self.web_config = web_config  # None: plain HTTP, no auth
+        self.max_connections = max_connections
         self._lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +185,8 @@ class _HTTPServer(ThreadingHTTPServer):
         self.address_family = family
         self.app = app
         self._dual_stack = dual_stack
+        self.connections = ConnectionTable(app.max_connections)
+        self._backoff = AcceptBackoff()
         super().__init__(sockaddr, _Handler, bind_and_activate=False)
         try:
             self.server_bind()
@@ -179,29 +202,63 @@ class _HTTPServer(ThreadingHTTPServer):
         TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Runs in the connection's thread (ThreadingMixIn), so the TLS handshake
-        # and a config reload never hold up accept().
-        watcher = self.app.web_config
-        if watcher is None:
-            _Handler(request, client_address, self)
-            return
-        security = watcher.current()
-        if not security.tls:
-            _Handler(request, client_address, self, security)
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            request = self.socket.accept()
+        except OSError as err:
+            self._backoff.failed(err)  # EMFILE and the like: pause, do not spin
+            raise
+        self._backoff.succeeded()
+        return request
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # In the accept thread: admit (or refuse) before any thread is started.
+        slot = Slot(request)
+        if not self.connections.admit(slot):
+            _refuse(request, self.app.web_config is not None and self.app.web_config.tls)
+            logger.debug("connection refused: every slot busy", extra={"client": client_address[0]})
             return
         try:
-            # Takes over the socket: from here on only tls can close it.
-            tls = security.handshake(request)
+            threading.Thread(
+                target=self._serve_connection, args=(slot, client_address), daemon=True
+            ).start()
+        except RuntimeError:  # can't start new thread: out of resources, like EMFILE
+            self.connections.release(slot)
+            self.shutdown_request(request)
+
+    def _serve_connection(self, slot: Slot, client_address: Any) -> None:
+        try:
+            self._finish(slot, client_address)
+        except Exception:
+            self.handle_error(slot.sock, client_address)
+        finally:
+            self.connections.release(slot)
+            self.shutdown_request(slot.sock)
+
+    def _finish(self, slot: Slot, client_address: Any) -> None:
+        # Runs in the connection's own thread, so the TLS handshake and a config
+        # reload never hold up accept().
+        deadline = time.monotonic() + REQUEST_SECONDS
+        watcher = self.app.web_config
+        security = watcher.current() if watcher is not None else None
+        if security is None or not security.tls:
+            conn = DeadlineSocket(slot.sock)
+            conn.arm(deadline, MAX_REQUEST_BYTES)
+            _Handler(conn, client_address, self, security, slot)
+            return
+        try:
+            # Takes over the socket: from here on only tls can close it (after
+            # the slot is released, so that an eviction never hits a reused fd).
+            tls = security.handshake(slot.sock, deadline)
         except (OSError, ValueError) as err:  # ssl.SSLError, timeouts, resets
             logger.debug(
                 "TLS handshake failed", extra={"client": client_address[0], "error": str(err)}
             )
             return
-        try:
-            _Handler(tls, client_address, self, security)
-        finally:
-            self.shutdown_request(tls)
+        slot.sock = tls
+        conn = DeadlineSocket(tls)
+        conn.arm(deadline, MAX_REQUEST_BYTES)
+        _Handler(conn, client_address, self, security, slot)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # The default prints a traceback to stderr; keep it in the log instead.
@@ -213,14 +270,30 @@ class _Handler(BaseHTTPRequestHandler):
     # One request per connection, as prometheus_client's server: no idle
     # keep-alive threads outlive shutdown() or pile up.
     protocol_version = "HTTP/1.0"
-    timeout = 60  # seconds; a stalled client cannot hold a thread forever
+    timeout = RESPONSE_SECONDS  # per read or write; the connection's deadline bounds all
     sys_version = ""
 
     def __init__(
-        self, request: Any, client_address: Any, server: Any, security: WebSecurity | None = None
+        self,
+        request: Any,
+        client_address: Any,
+        server: Any,
+        security: WebSecurity | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self.security = security
+        self.slot = slot
         super().__init__(request, client_address, server)
+
+    def parse_request(self) -> bool:
+        # The request line is in: this connection is no longer idle (never evicted).
+        if self.slot is not None:
+            self.slot.busy = True
+        if not super().parse_request():
+            return False
+        if isinstance(self.connection, DeadlineSocket):  # the headers are in, too
+            self.connection.arm(time.monotonic() + RESPONSE_SECONDS, MAX_REQUEST_BYTES)
+        return True
 
     def version_string(self) -> str:
         version = self.server.app.version
@@ -364,3 +437,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # Replaces BaseHTTPRequestHandler's per-request stderr lines.
         logger.debug(format, *args, extra={"client": self.client_address[0]})
+
+
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def _refuse(sock: socket.socket, tls: bool) -> None:
+    """Close a connection that found every slot busy, with a 503 if it speaks plain HTTP."""
+    try:
+        if not tls:
+            sock.setblocking(False)  # never wait on this client: best effort only
+            sock.send(_BUSY)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import select
 import socket
 import ssl
 import threading
@@ -197,6 +198,82 @@ class RateLimiter:
             return False
 
 
+# Go's answer to plain HTTP on a TLS port (net/http), word for word.
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+# How a plain HTTP request starts; a TLS ClientHello starts with 0x16.
+_HTTP_STARTS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
+
+
+def _wait(sock: socket.socket, event: int, end: float) -> None:
+    """Until ``sock`` is ready for ``event`` (poll, not select: descriptors past
+    1024 are fine), or TimeoutError at ``end``."""
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("TLS handshake took too long")
+    poller = select.poll()
+    poller.register(sock, event)
+    if not poller.poll(left * 1000):
+        raise TimeoutError("TLS handshake took too long")
+
+
+def _sends_plain_http(sock: socket.socket, end: float) -> bool:
+    """Whether the client's first bytes are an HTTP request line (peeked, not read)."""
+    need = max(len(start) for start in _HTTP_STARTS)
+    seen = b""
+    sock.setblocking(False)
+    try:
+        while len(seen) < need:
+            _wait(sock, select.POLLIN, end)
+            try:
+                seen = sock.recv(need, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            if not seen or seen[:1] == b"\x16":  # closed, or a TLS handshake record
+                return False
+            if not any(start.startswith(seen) or seen.startswith(start) for start in _HTTP_STARTS):
+                return False
+            if any(seen.startswith(start) for start in _HTTP_STARTS):
+                return True
+            time.sleep(0.01)  # a prefix of a method: wait for more bytes
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def _answer_plain_http(sock: socket.socket, end: float) -> None:
+    """Send the 400, then read what the client sent (a little, briefly) before
+    closing: closing on unread bytes would reset the connection, and the
+    client would see a reset instead of the answer."""
+    try:
+        sock.settimeout(max(0.01, min(1.0, end - time.monotonic())))
+        sock.sendall(PLAIN_HTTP_ANSWER)
+        sock.shutdown(socket.SHUT_WR)
+        drained = 0
+        while drained < 65536 and (chunk := sock.recv(4096)):
+            drained += len(chunk)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _handshake_by(tls: ssl.SSLSocket, end: float) -> None:
+    """The server side of the handshake, non-blocking, all of it before ``end``."""
+    tls.setblocking(False)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            _wait(tls, select.POLLIN, end)
+        except ssl.SSLWantWriteError:
+            _wait(tls, select.POLLOUT, end)
+    tls.setblocking(True)
+
+
 def _normalize_san(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value.strip()))
@@ -242,17 +319,25 @@ class WebSecurity:
     def tls(self) -> bool:
         return self.ssl_context is not None
 
-    def handshake(self, sock: socket.socket) -> ssl.SSLSocket:
+    def handshake(self, sock: socket.socket, deadline: float | None = None) -> ssl.SSLSocket:
         """TLS-wrap an accepted connection; raises OSError (ssl.SSLError) on failure.
 
-        Runs in the connection's own thread, bounded by the handshake timeout,
-        so a client that connects and stays silent holds up nobody else.
+        Runs in the connection's own thread. The whole handshake ends by
+        ``deadline`` (monotonic) and within the handshake timeout, however
+        slowly the client sends, so a silent or trickling client holds up
+        nobody. Plain HTTP sent to the TLS port gets a 400 that says so, as
+        Go's servers answer.
         """
         assert self.ssl_context is not None
-        sock.settimeout(self.handshake_timeout)
+        end = time.monotonic() + self.handshake_timeout
+        if deadline is not None:
+            end = min(end, deadline)
+        if _sends_plain_http(sock, end):
+            _answer_plain_http(sock, end)
+            raise ssl.SSLError("client sent an HTTP request to the TLS port")
         tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         try:
-            tls.do_handshake()
+            _handshake_by(tls, end)
             if self.client_allowed_sans and not self.client_allowed_sans.intersection(
                 peer_sans(tls)
             ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -30,8 +31,19 @@ def run_exporter(
 class Daemon:
     """The exporter as a background process, for tests that scrape it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        nofile: tuple[int, int] | None = None,
+    ) -> None:
+        """``nofile``: (soft, hard) RLIMIT_NOFILE the process starts with."""
         env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+
+        def limits() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         self.proc = subprocess.Popen(
             [*EXPORTER, "--web.listen-address", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
@@ -39,6 +51,7 @@ class Daemon:
             text=True,
             env=env,
             stdin=subprocess.DEVNULL,
+            preexec_fn=limits if nofile is not None else None,
         )
         self.lines: list[str] = []
 

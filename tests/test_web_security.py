@@ -185,10 +185,11 @@ def test_https_scrape_with_the_ca(tmp_path: Path, pki: Pki) -> None:
         assert handshake(server, tls_client(pki)) == ("TLSv1.3", der(pki.server))
 
 
-def test_plain_http_to_the_tls_port_fails(tmp_path: Path, pki: Pki) -> None:
+def test_plain_http_to_the_tls_port_gets_a_400_that_says_so(tmp_path: Path, pki: Pki) -> None:
     with serving(web_config(tmp_path, pki, TLS)) as server:
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+        answer = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+        assert answer.status_code == 400  # as Go's servers answer
+        assert answer.text == "Client sent an HTTP request to an HTTPS server.\n"
         # and the listener is none the worse for it
         assert requests.get(server.url + "/-/healthy", verify=pki.ca_file, timeout=5).ok
 

@@ -164,12 +164,17 @@ class DirectTransport:
 
 
 def _dropped(sock: Any) -> bool:
-    """An idle keep-alive connection the host has closed reads as readable (EOF)."""
+    """An idle keep-alive connection the host has closed reads as readable (EOF).
+
+    poll, not select: select() cannot watch a descriptor past 1024, and with the
+    open-files limit raised the exporter's descriptors may well be.
+    """
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class _DirectAnswer:
