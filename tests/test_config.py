@@ -60,7 +60,6 @@ ERROR_CASES: dict[str, tuple[str, str]] = {
     "poll_lookback_zero.yaml": ("poll.lookback", "greater than zero"),
     "poll_timeout_zero.yaml": ("poll.timeout", "greater than zero"),
     "poll_timeout_over_interval.yaml": ("poll.timeout", "at most poll.interval (30s)"),
-    "poll_timeout_default_over_interval.yaml": ("poll.timeout", "found 30s (the default)"),
     "poll_stale_after_under_interval.yaml": ("poll.stale_after", "at least poll.interval (10m)"),
     "poll_page_size_too_big.yaml": ("poll.page_size", "from 1 to 10000; found 10001"),
     "poll_page_size_zero.yaml": ("poll.page_size", "from 1 to 10000; found 0"),
@@ -678,3 +677,55 @@ def test_tls_ca_file_relative_to_the_config(tmp_path: Path) -> None:
     assert config.accounts[0].ca_file == str(tmp_path / "ca.pem")
     assert config.poll.max_response_bytes == 2048
     assert f"tls_config.ca_file: {tmp_path / 'ca.pem'}" in describe(config)
+
+
+# --- defaults that follow the interval ----------------------------------------------------
+
+
+def _poll_only(tmp_path: Path, poll: dict) -> PollConfig:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "poll": poll,
+                "accounts": [
+                    {
+                        "name": "acme",
+                        "base_url": "https://api.services.mimecast.com",
+                        "oauth2": {"client_id": "id", "client_secret": "fixture-secret-value"},
+                    }
+                ],
+            }
+        )
+    )
+    path.chmod(0o600)
+    return load_config(path).poll
+
+
+@pytest.mark.parametrize(
+    ("poll", "timeout", "stale_after"),
+    [
+        ({"interval": "1s"}, 1.0, 300.0),  # refused before: timeout 30s > interval
+        ({"interval": "10s"}, 10.0, 300.0),
+        ({"interval": "60s"}, 30.0, 300.0),  # the defaults, as before
+        ({"interval": "10m"}, 30.0, 1230.0),  # refused before: stale_after 5m < interval
+        ({"interval": "10m", "timeout": "1m"}, 60.0, 1260.0),
+        ({"interval": "1s", "stale_after": "2s"}, 1.0, 2.0),  # explicit values stay
+    ],
+)
+def test_unset_timeout_and_stale_after_follow_the_interval(tmp_path, poll, timeout, stale_after):
+    config = _poll_only(tmp_path, poll)
+    assert (config.timeout, config.stale_after) == (timeout, stale_after)
+
+
+@pytest.mark.parametrize(
+    ("poll", "field", "message"),
+    [
+        ({"interval": "30s", "timeout": "40s"}, "poll.timeout", "at most poll.interval"),
+        ({"interval": "10m", "stale_after": "5m"}, "poll.stale_after", "at least poll.interval"),
+    ],
+)
+def test_an_explicit_conflict_with_the_interval_stays_an_error(tmp_path, poll, field, message):
+    with pytest.raises(ConfigError) as info:
+        _poll_only(tmp_path, poll)
+    assert info.value.field_path == field and message in str(info.value)

@@ -59,6 +59,17 @@ def _int_in_range(value: Any, path: str, low: int, high: int | None) -> int:
 # --- poll ---------------------------------------------------------------------
 
 
+def derived_timeout(interval: float) -> float:
+    """poll.timeout when unset: 30 s, or the whole interval when that is shorter."""
+    return min(PollConfig.timeout, interval)
+
+
+def derived_stale_after(interval: float, timeout: float) -> float:
+    """poll.stale_after when unset: 5 minutes, or two intervals and a timeout when
+    that is longer, so that one slow or failed poll never drops the series."""
+    return max(PollConfig.stale_after, 2 * interval + timeout)
+
+
 def parse_poll(raw: Any, ctx: Context) -> PollConfig:
     if raw is None:  # "poll:" with nothing under it
         return PollConfig()
@@ -79,12 +90,18 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
         # Say when the offending value is a default, or the user hunts for it in vain.
         return format_duration(seconds) + ("" if key in poll else " (the default)")
 
-    interval, timeout = duration("interval"), duration("timeout")
-    lookback, stale_after = duration("lookback"), duration("stale_after")
+    interval = duration("interval")
     if interval <= 0:
         raise ConfigError(
             "poll.interval", f"must be greater than zero; found {shown('interval', 0)}"
         )
+    # Unset, timeout and stale_after follow the interval (see derived_timeout):
+    # "interval: 1s" or "interval: 10m" alone is a working configuration.
+    timeout = duration("timeout") if "timeout" in poll else derived_timeout(interval)
+    lookback = duration("lookback")
+    stale_after = (
+        duration("stale_after") if "stale_after" in poll else derived_stale_after(interval, timeout)
+    )
     if timeout <= 0:
         raise ConfigError("poll.timeout", f"must be greater than zero; found {shown('timeout', 0)}")
     if timeout > interval:
