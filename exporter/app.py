@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.clock import Clock
@@ -48,18 +50,43 @@ class StoreStatus:
         return statuses
 
 
+class ReloadStatus(Collector):
+    """mimecast_exporter_config_last_reload_successful and its timestamp, as
+    Prometheus's own prometheus_config_last_reload_* series."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.successful = True
+        self.success_time = clock.time()  # the configuration loaded at start counts
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "mimecast_exporter_config_last_reload_successful",
+            "1 when the latest configuration (re)load succeeded; 0 when the latest"
+            " SIGHUP found a configuration that was refused, and the previous one runs on.",
+            value=1 if self.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "mimecast_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded (Unix seconds).",
+            value=self.success_time,
+        )
+
+
 class Exporter:
     def __init__(self, config: Config, clock: Clock, *, process_metrics: bool = True) -> None:
         self.config = config
         self.clock = clock
+        self.reloads = ReloadStatus(clock)
         self.store = SnapshotStore(
             (a.name for a in config.accounts), config.poll.queues, clock.monotonic
         )
         self.poller = Poller(config, self.store, clock)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(
-            MimecastCollector(self.store, config.poll.stale_after, clock.time, clock.monotonic)
+        self.collector = MimecastCollector(
+            self.store, config.poll.stale_after, clock.time, clock.monotonic
         )
+        self.registry.register(self.collector)
+        self.registry.register(self.reloads)
         if process_metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -94,6 +121,28 @@ class Exporter:
     def all_up(self) -> bool:
         view = self.store.view()
         return all(view.account_up(account) for account in view.accounts)
+
+    def reload(self, config: Config) -> None:
+        """Run ``config`` from now on, without a restart and without losing the
+        series of the (account, queue) pairs it still has.
+
+        Polls of the old configuration under way are abandoned (their results,
+        made with the old credentials, are not published); the new poller starts
+        at once, so a rotated credential is used within seconds.
+        """
+        old = self.poller
+        old.stop()
+        self.store.reconfigure((a.name for a in config.accounts), config.poll.queues)
+        self.poller = Poller(config, self.store, self.clock, previous=old)
+        self.collector.stale_after = config.poll.stale_after
+        self.status.config = config
+        self.config = config
+        self.reloads.successful, self.reloads.success_time = True, self.clock.time()
+        if self.web is not None:  # serving: poll as before
+            self.poller.start()
+
+    def reload_failed(self) -> None:
+        self.reloads.successful = False
 
     def stop(self) -> None:
         self.poller.stop()

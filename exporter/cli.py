@@ -160,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.telemetry_path,
         web_config=web_config,
         max_connections=args.max_connections,
+        config_file=args.config_file,
     )
 
 
@@ -181,10 +182,14 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     web_config: WebConfigWatcher | None = None,
     max_connections: int = MAX_CONNECTIONS,
+    config_file: str | None = None,
 ) -> int:
     """Run until SIGTERM or SIGINT; exit 0 on a clean stop.
 
     ``web_config`` (``--web.config.file``) adds TLS and basic auth to the endpoints.
+    SIGHUP re-reads ``config_file`` (and the secret files it names) and, if it
+    is valid, runs it from then on; an invalid one is refused with a log line
+    and the running configuration stays.
     """
     stopping = threading.Event()
     add_secrets(config.secrets())
@@ -204,17 +209,79 @@ def serve(
     )
     if on_ready is not None:
         on_ready(web.url)
-    _stop_on_signals(stopping)
-    while not stopping.wait(1.0):
-        pass
+    signals = _Signals(stopping)
+    while True:
+        signals.wakeup.wait()
+        signals.wakeup.clear()
+        if stopping.is_set():
+            break
+        if signals.take_reload():
+            _reload(exporter, config_file, web_config)
     log.info("shutting down")
     exporter.stop()
     return EXIT_OK
 
 
-def _stop_on_signals(stopping: threading.Event) -> None:
-    def handler(signum: int, frame: object) -> None:
-        stopping.set()
+def _reload(
+    exporter: Exporter, config_file: str | None, web_config: WebConfigWatcher | None
+) -> None:
+    if web_config is not None:
+        web_config.check_now()  # as when its files change; keeps the old one if invalid
+    if config_file is None:
+        log.info("SIGHUP: no configuration file to re-read (demo mode)")
+        return
+    try:
+        config = load_config(config_file)
+    except ConfigError as error:
+        exporter.reload_failed()
+        log.error(
+            f"configuration reload failed, the running configuration stays: {error}",
+            extra={"file": config_file},
+        )
+        return
+    add_secrets(config.secrets())
+    before = {a.name: a for a in exporter.config.accounts}
+    after = {a.name: a for a in config.accounts}
+    exporter.reload(config)
+    log.info(
+        "configuration reloaded",
+        extra={
+            "file": config_file,
+            "added": ",".join(sorted(after.keys() - before.keys())) or "none",
+            "removed": ",".join(sorted(before.keys() - after.keys())) or "none",
+            "changed": ",".join(
+                sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
+            )
+            or "none",
+        },
+    )
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+
+class _Signals:
+    """SIGTERM and SIGINT stop; SIGHUP asks for a reload; SIGUSR1 is ignored
+    (its default action would end the process without a word)."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        self.wakeup = threading.Event()
+        self._reload = False
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._hup)
+        signal.signal(signal.SIGUSR1, self._ignored)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+
+    def _hup(self, signum: int, frame: object) -> None:
+        self._reload = True
+        self.wakeup.set()
+
+    def _ignored(self, signum: int, frame: object) -> None:
+        self.wakeup.set()  # nothing to do; logged from the main loop's thread
+        log.debug("SIGUSR1 ignored")
+
+    def take_reload(self) -> bool:
+        asked, self._reload = self._reload, False
+        return asked

@@ -54,15 +54,22 @@ class Poller:
         clock: Clock,
         *,
         rng: random.Random | None = None,
+        previous: Poller | None = None,
     ) -> None:
+        """``previous``: the poller of the configuration this one replaces; its
+        rate-limit gates are kept (Mimecast's quota does not reset on a reload)."""
         self.config = config
         self.store = store
         self.clock = clock
         self._scans: dict[Key, QueueScan] = {}
+        self.gates: dict[str, RateLimitGate] = {}
         for account in config.accounts:
             # Shared by the account's queues: Mimecast counts the quota per
             # account, tokens are per account, and a warning is said once.
-            gate, tokens, warnings = RateLimitGate(), TokenCache(), WarnOnce()
+            gate = previous.gates.get(account.name) if previous is not None else None
+            gate = gate or RateLimitGate()
+            self.gates[account.name] = gate
+            tokens, warnings = TokenCache(), WarnOnce()
             for queue in config.poll.queues:
                 client = MimecastClient(
                     account,
@@ -110,7 +117,7 @@ class Poller:
             snapshot = scan.run(queue, self.clock.time(), deadline)
         except PollError as error:
             duration = self.clock.monotonic() - started
-            if self._finish_overdue(account, queue, duration):
+            if self._finish_overdue(account, queue, duration) or self._stopping.is_set():
                 return False
             self.store.record_failure(account, queue, error.reason, duration)
             log.warning(
@@ -120,7 +127,7 @@ class Poller:
             return False
         except Exception as error:  # a bug of ours must not kill the poll thread
             duration = self.clock.monotonic() - started
-            if self._finish_overdue(account, queue, duration):
+            if self._finish_overdue(account, queue, duration) or self._stopping.is_set():
                 return False
             self.store.record_failure(account, queue, "bad_response", duration)
             log.error(
@@ -131,6 +138,10 @@ class Poller:
             return False
         duration = self.clock.monotonic() - started
         if self._finish_overdue(account, queue, duration):
+            return False
+        if self._stopping.is_set():
+            # Replaced by a reloaded configuration, or shutting down: what a poll
+            # of the old configuration found (old credentials) is not published.
             return False
         if duration > self.config.poll.interval + OVERDUE_GRACE_SECONDS:
             self.store.record_failure(account, queue, "timeout", duration)

@@ -89,6 +89,8 @@ class SnapshotStore:
     ) -> None:
         stamp = self._monotonic()
         with self._lock:
+            if (account, queue) not in self._queues:
+                return  # no longer configured: a poll of the previous configuration
             self._queues[(account, queue)] = replace(
                 self._queues[(account, queue)],
                 snapshot=snapshot,
@@ -102,7 +104,9 @@ class SnapshotStore:
     def record_failure(self, account: str, queue: str, reason: str, duration: float) -> None:
         """A failed poll: count it, keep the last complete snapshot untouched."""
         with self._lock:
-            state = self._queues[(account, queue)]
+            state = self._queues.get((account, queue))
+            if state is None:
+                return  # no longer configured
             errors = dict(state.errors)
             errors[reason] = errors.get(reason, 0) + 1
             self._queues[(account, queue)] = replace(
@@ -113,8 +117,26 @@ class SnapshotStore:
                 errors=MappingProxyType(errors),
             )
 
+    def reconfigure(self, accounts: Iterable[str], queue_types: Iterable[str]) -> None:
+        """After a configuration reload: keep the state (and so the series) of every
+        (account, queue) still configured, start afresh for new ones, forget the rest."""
+        with self._lock:
+            self._accounts = tuple(accounts)
+            self._queue_types = tuple(queue_types)
+            self._queues = {
+                (a, q): self._queues.get((a, q), QueueState())
+                for a in self._accounts
+                for q in self._queue_types
+            }
+            self._api_requests = {a: self._api_requests.get(a, Counter()) for a in self._accounts}
+            self._rate_limit_remaining = {
+                a: self._rate_limit_remaining.get(a) for a in self._accounts
+            }
+
     def record_response(self, account: str, status: int, remaining: float | None) -> None:
         with self._lock:
+            if account not in self._api_requests:
+                return  # no longer configured
             self._api_requests[account][str(status)] += 1
             if remaining is not None:
                 self._rate_limit_remaining[account] = remaining

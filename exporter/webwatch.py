@@ -118,6 +118,12 @@ class WebConfigWatcher:
                     self._reload(signature)
             return self._security
 
+    def check_now(self) -> None:
+        """Look at the files at once (SIGHUP), not at the next check interval."""
+        with self._lock:
+            self._next_check = 0.0
+        self.current()
+
     def _reload(self, signature: tuple[Any, ...]) -> None:
         files: list[Path] = []
         try:

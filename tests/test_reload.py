@@ -1,0 +1,133 @@
+"""SIGHUP re-reads the configuration and its secret files; a bad one is refused
+and the running one stays; SIGUSR1 does not end the process (issue #8).
+A real exporter process against the simulator on loopback."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import (
+    HMAC_ACCESS_KEY,
+    HMAC_APP_ID,
+    HMAC_APP_KEY,
+    HMAC_SECRET_KEY,
+    OAUTH_ID,
+    OAUTH_SECRET,
+)
+from tests.processes import Daemon, wait_for
+
+
+def _write(path, accounts: list[dict], interval: str = "1s") -> None:
+    path.write_text(
+        yaml.safe_dump({"poll": {"interval": interval, "timeout": "1s"}, "accounts": accounts})
+    )
+    path.chmod(0o600)
+
+
+def _oauth(base_url: str, secret_file) -> dict:
+    return {
+        "name": "acme",
+        "base_url": base_url,
+        "oauth2": {"client_id": OAUTH_ID, "client_secret_file": str(secret_file)},
+    }
+
+
+def _hmac(base_url: str) -> dict:
+    return {
+        "name": "legacy",
+        "base_url": base_url,
+        "hmac": {
+            "app_id": HMAC_APP_ID,
+            "app_key": HMAC_APP_KEY,
+            "access_key": HMAC_ACCESS_KEY,
+            "secret_key": HMAC_SECRET_KEY,
+        },
+    }
+
+
+def _samples(url: str) -> dict:
+    text = requests.get(url + "/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _get(url: str, name: str, **labels: str) -> float | None:
+    return _samples(url).get((name, tuple(sorted(labels.items()))))
+
+
+def test_sighup_rotates_a_secret_adds_an_account_and_keeps_the_series(tmp_path, live_sim):
+    secret = tmp_path / "client_secret"
+    secret.write_text("the-old-revoked-secret\n")
+    secret.chmod(0o600)
+    config = tmp_path / "config.yml"
+    _write(config, [_oauth(live_sim.url, secret), _hmac(live_sim.url)])
+    daemon = Daemon("--config.file", str(config))
+    try:
+        url = daemon.wait_for_url()
+        processing = {"queue": "processing", "route": "inbound"}
+        wait_for(lambda: _get(url, "mimecast_up", account="legacy") == 1)
+        assert _get(url, "mimecast_up", account="acme") == 0  # the secret was revoked
+        legacy_before = _get(url, "mimecast_queue_messages", account="legacy", **processing)
+        assert legacy_before == 3
+
+        # Rotate the secret in its file: SIGHUP, no restart.
+        secret.write_text(OAUTH_SECRET + "\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _get(url, "mimecast_up", account="acme") == 1, timeout=15)
+        samples = _samples(url)
+        assert samples[("mimecast_exporter_config_last_reload_successful", ())] == 1
+        # The unchanged account's series never went away.
+        assert _get(url, "mimecast_queue_messages", account="legacy", **processing) == 3
+
+        # Drop an account: its series go at once.
+        _write(config, [_oauth(live_sim.url, secret)])
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _get(url, "mimecast_up", account="legacy") is None, timeout=15)
+        assert _get(url, "mimecast_up", account="acme") == 1
+        assert daemon.proc.poll() is None
+    finally:
+        code, _, log = daemon.stop()
+    assert code == 0
+    assert "configuration reloaded" in log and "removed=legacy" in log
+    assert OAUTH_SECRET not in log
+
+
+def test_an_invalid_configuration_on_sighup_is_refused_and_the_old_one_runs_on(tmp_path, live_sim):
+    config = tmp_path / "config.yml"
+    _write(config, [_hmac(live_sim.url)])
+    daemon = Daemon("--config.file", str(config))
+    try:
+        url = daemon.wait_for_url()
+        wait_for(lambda: _get(url, "mimecast_up", account="legacy") == 1)
+        config.write_text("poll:\n  interval: 60\naccounts: []\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: _get(url, "mimecast_exporter_config_last_reload_successful") == 0, timeout=10
+        )
+        first = _get(
+            url, "mimecast_last_success_timestamp_seconds", account="legacy", queue="processing"
+        )
+        time.sleep(2.5)  # still polling, with the old configuration
+        assert _get(url, "mimecast_up", account="legacy") == 1
+        later = _get(
+            url, "mimecast_last_success_timestamp_seconds", account="legacy", queue="processing"
+        )
+        assert later > first
+        # SIGUSR1 is not a way to kill it either.
+        daemon.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert daemon.proc.poll() is None
+        assert _get(url, "mimecast_up", account="legacy") == 1
+    finally:
+        code, _, log = daemon.stop()
+    assert code == 0
+    assert "configuration reload failed, the running configuration stays" in log
+    assert "poll.interval" in log  # says what was wrong
