@@ -121,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(args.log_level, args.log_format)
     web_config: WebConfigWatcher | None = None
-    if args.web_config_file is not None and not args.once:
+    # --web.config.file="" is plain HTTP, as for Go exporters.
+    if args.web_config_file and not args.once:
         # Checked before anything starts; --once scrapes nothing, so it needs none.
         try:
             web_config = WebConfigWatcher(args.web_config_file)
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config_check:
         print(describe(config))
         print(f"configuration file {args.config_file} is valid")
-        if args.web_config_file is not None:
+        if args.web_config_file:
             print(f"web configuration file {args.web_config_file} is valid")
         return EXIT_OK
     if args.once:

@@ -26,16 +26,21 @@ key or CA file it names, changes, and keeps the last good configuration when
 an edit is bad. What a configuration enforces per connection and request
 lives in :mod:`exporter.webauth`.
 
-Differences from exporter-toolkit, all forced by Python's ``ssl`` module or
-``http.server``: ``RequireAnyClientCert`` verifies the certificate against
-``client_ca_file`` (which it therefore needs); ``RequestClientCert`` does not
-ask for a certificate at all (neither uses it); ``curve_preferences`` and
-``http2`` are validated but not applied; the inline ``cert``, ``key`` and
-``client_ca`` are not supported; TLS cannot be switched on or off by a reload.
+It behaves as exporter-toolkit does, down to its own test cases (ported in
+``tests/test_exporter_toolkit.py``): a ``tls_server_config`` without any
+certificate, key, client CA or ``client_auth_type`` leaves TLS off; inline
+``cert``, ``key`` and ``client_ca`` work; without ``client_ca_file`` client
+certificates are verified against the system's CAs; ``RequireAnyClientCert``
+and ``RequestClientCert`` accept any certificate; ``curve_preferences`` and
+``prefer_server_cipher_suites`` are applied; ``rate_limit.interval: 0`` turns
+the limiter off. Differences: ``http2`` is validated but there is no HTTP/2
+to turn on (the server speaks HTTP/1.1); TLS cannot be switched on or off by
+a reload (a restart can).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import ssl
@@ -52,6 +57,8 @@ from exporter.durations import parse_duration_text
 from exporter.webtls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
 from exporter.webtls import TLS_VERSIONS as TLS_VERSIONS
 from exporter.webtls import TLSServerConfig, parse_tls
+
+logger = logging.getLogger(__name__)
 
 _TOP_KEYS = (
     "tls_server_config",
@@ -272,6 +279,10 @@ class _Parser:
             at = join(where, name)
             if header_value is None or header_value == "":
                 continue  # "Unset if blank"
+            if isinstance(header_value, bool):  # Go reads YAML scalars as strings
+                header_value = "true" if header_value else "false"
+            elif isinstance(header_value, int | float):
+                header_value = str(header_value)  # X-XSS-Protection: 1
             if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\0"):
                 raise self.error(at, f"expected a one-line string; found {found(header_value)}")
             allowed = HEADERS[name]
@@ -283,26 +294,36 @@ class _Parser:
         return http2, tuple(headers)
 
     def rate_limit(self, value: Any) -> tuple[float, int] | None:
+        """(interval, burst), or None when the limiter is off (no interval, or 0)."""
         section = self.mapping(value, "rate_limit", _RATE_LIMIT_KEYS)
-        if not section:
-            return None
-        interval = 0.0
-        if section.get("interval") is not None:
-            text = section["interval"]
-            if not isinstance(text, str):
-                raise self.error(
-                    "rate_limit.interval", f"expected a duration such as 1s; found {found(text)}"
-                )
-            try:
-                interval = parse_duration_text(text)
-            except ValueError as err:
-                raise self.error("rate_limit.interval", str(err)) from None
+        interval = self.interval(section.get("interval"))
         if interval == 0:
-            return None  # exporter-toolkit: 0 disables the limiter
-        burst = section.get("burst")
-        if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+            return None  # exporter-toolkit: 0 turns the limiter off, whatever the burst
+        burst = section.get("burst", 0)
+        if not isinstance(burst, int) or isinstance(burst, bool) or burst < 0:
             raise self.error(
-                "rate_limit.burst",
-                f"expected an integer of at least 1 when an interval is set; found {found(burst)}",
+                "rate_limit.burst", f"expected an integer of at least 0; found {found(burst)}"
+            )
+        if burst == 0:
+            logger.warning(
+                "rate_limit.burst is 0: every request is refused with 429, as exporter-toolkit "
+                "does; set burst to at least 1 to let requests through",
+                extra={"file": str(self.path)},
             )
         return interval, burst
+
+    def interval(self, value: Any) -> float:
+        """A Go duration: a string such as 1s, or an integer of nanoseconds (YAML 0)."""
+        where = "rate_limit.interval"
+        if value is None:
+            return 0.0
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value / 1e9
+        if not isinstance(value, str):
+            raise self.error(where, f"expected a duration such as 1s; found {found(value)}")
+        if value.strip() == "0":
+            return 0.0
+        try:
+            return parse_duration_text(value)
+        except ValueError as err:
+            raise self.error(where, str(err)) from None

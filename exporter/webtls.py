@@ -12,18 +12,27 @@ helpers read fields and files and make its errors (:class:`FieldReader`).
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from exporter.config.expand import found, join
+from exporter import openssl
+from exporter.config.expand import found
+
+log = logging.getLogger(__name__)
 
 _TLS_KEYS = (
     "cert_file",
     "key_file",
+    "cert",
+    "key",
+    "client_ca",
     "client_auth_type",
     "client_ca_file",
     "min_version",
@@ -33,7 +42,17 @@ _TLS_KEYS = (
     "curve_preferences",
     "client_allowed_sans",
 )
-_TLS_INLINE_KEYS = ("cert", "key", "client_ca")  # exporter-toolkit has them; we do not
+# As exporter-toolkit's TLSConfig.IsEnabled: any of these (non-empty) turns TLS
+# on; a section with only versions, ciphers or curves leaves it off.
+_ENABLING_KEYS = (
+    "cert_file",
+    "cert",
+    "key_file",
+    "key",
+    "client_ca_file",
+    "client_ca",
+    "client_auth_type",
+)
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -41,17 +60,13 @@ TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
-# client_auth_type -> (verify mode, whether client_ca_file is required)
-CLIENT_AUTH_TYPES: dict[str, tuple[ssl.VerifyMode, bool]] = {
-    "NoClientCert": (ssl.CERT_NONE, False),
-    # Asking for a certificate nobody checks or uses admits the same clients
-    # as not asking; Python's ssl cannot ask without verifying.
-    "RequestClientCert": (ssl.CERT_NONE, False),
-    # Python's ssl cannot require a certificate without verifying it: verify
-    # against client_ca_file, which is therefore required.
-    "RequireAnyClientCert": (ssl.CERT_REQUIRED, True),
-    "VerifyClientCertIfGiven": (ssl.CERT_OPTIONAL, True),
-    "RequireAndVerifyClientCert": (ssl.CERT_REQUIRED, True),
+# client_auth_type -> (ask for a certificate, require one, verify it), as Go's tls.ClientAuthType.
+CLIENT_AUTH_TYPES: dict[str, tuple[bool, bool, bool]] = {
+    "NoClientCert": (False, False, False),
+    "RequestClientCert": (True, False, False),
+    "RequireAnyClientCert": (True, True, False),
+    "VerifyClientCertIfGiven": (True, False, True),
+    "RequireAndVerifyClientCert": (True, True, True),
 }
 _CLIENT_AUTH_ALIASES = {"RequireClientCert": "RequireAnyClientCert"}  # exporter-toolkit's too
 _REQUIRES_CLIENT_CERT = ("RequireAnyClientCert", "RequireAndVerifyClientCert")
@@ -81,13 +96,20 @@ _TLS13_CIPHERS = (
     "TLS_AES_256_GCM_SHA384",
     "TLS_CHACHA20_POLY1305_SHA256",
 )
-_CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519", "X25519MLKEM768")
+# Go's curve names -> OpenSSL's group names.
+_CURVES: dict[str, str] = {
+    "CurveP256": "P-256",
+    "CurveP384": "P-384",
+    "CurveP521": "P-521",
+    "X25519": "X25519",
+    "X25519MLKEM768": "X25519MLKEM768",
+}
 
 
 @dataclass(frozen=True)
 class TLSServerConfig:
-    cert_file: Path
-    key_file: Path
+    cert_file: Path | None  # None: given inline (cert)
+    key_file: Path | None  # None: given inline (key)
     client_auth_type: str = "NoClientCert"
     client_ca_file: Path | None = None
     min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
@@ -117,25 +139,26 @@ class FieldReader(Protocol):
 
 
 def parse_tls(p: FieldReader, value: Any) -> tuple[TLSServerConfig | None, ssl.SSLContext | None]:
+    """The section, validated in exporter-toolkit's order, and its SSLContext;
+    (None, None) when it does not turn TLS on."""
     where = "tls_server_config"
-    if isinstance(value, dict):
-        for key in _TLS_INLINE_KEYS:
-            if key in value:
-                raise p.error(
-                    join(where, key),
-                    f"inline certificates and keys are not supported; "
-                    f"use {key}_file with the path of a PEM file",
-                )
     section = p.mapping(value, where, _TLS_KEYS)
-    if not section:
+    if not any(section.get(key) not in (None, "") for key in _ENABLING_KEYS):
+        if section:
+            log.warning(
+                "tls_server_config names no certificate, key, client CA or client_auth_type: "
+                "TLS is off, as in exporter-toolkit",
+                extra={"keys": ",".join(section)},
+            )
         return None, None
-    for key in ("cert_file", "key_file"):
-        if key not in section:
-            raise p.error(join(where, key), "is required when tls_server_config is given")
+    material = _Material(p, section)
+    cert_pem, key_pem = material.pair()
+    client_auth_type = _client_auth_type(p, section)
     tls = TLSServerConfig(
-        cert_file=p.path_of(section["cert_file"], f"{where}.cert_file"),
-        key_file=p.path_of(section["key_file"], f"{where}.key_file"),
-        client_auth_type=_client_auth_type(p, section),
+        cert_file=material.cert_file,
+        key_file=material.key_file,
+        client_auth_type=client_auth_type,
+        client_ca_file=material.ca_file,
         min_version=_version(p, section.get("min_version"), f"{where}.min_version")
         or ssl.TLSVersion.TLSv1_2,
         max_version=_version(p, section.get("max_version"), f"{where}.max_version"),
@@ -149,6 +172,13 @@ def parse_tls(p: FieldReader, value: Any) -> tuple[TLSServerConfig | None, ssl.S
             section.get("client_allowed_sans"), f"{where}.client_allowed_sans"
         ),
     )
+    if material.ca_pem is not None and client_auth_type == "NoClientCert":
+        field_name = "client_ca_file" if material.ca_file is not None else "client_ca"
+        raise p.error(
+            f"{where}.{field_name}",
+            "client CAs are given but client_auth_type is NoClientCert; set client_auth_type "
+            "(RequireAndVerifyClientCert to require client certificates)",
+        )
     if tls.max_version is not None and tls.max_version < tls.min_version:
         raise p.error(f"{where}.max_version", "is below min_version")
     if tls.client_allowed_sans and tls.client_auth_type not in _REQUIRES_CLIENT_CERT:
@@ -157,34 +187,56 @@ def parse_tls(p: FieldReader, value: Any) -> tuple[TLSServerConfig | None, ssl.S
             "needs client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert): "
             "other types admit clients without a certificate, so without a SAN to match",
         )
-    ca = section.get("client_ca_file")
-    if ca is not None and tls.client_auth_type == "NoClientCert":
-        raise p.error(
-            f"{where}.client_ca_file",
-            "is given but client_auth_type is NoClientCert; set client_auth_type "
-            "(RequireAndVerifyClientCert to require client certificates)",
-        )
-    if ca is None and CLIENT_AUTH_TYPES[tls.client_auth_type][1]:
-        extra = ""
-        if tls.client_auth_type == "RequireAnyClientCert":
-            extra = (
-                " (this exporter cannot require a client certificate without verifying it;"
-                " give the CA that issues your clients' certificates)"
-            )
-        raise p.error(
-            f"{where}.client_ca_file",
-            f"is required with client_auth_type {tls.client_auth_type}: it holds the CA "
-            f"certificates client certificates are verified against{extra}",
-        )
-    if ca is not None:
-        tls = replace(tls, client_ca_file=p.path_of(ca, f"{where}.client_ca_file"))
-    return tls, _context(p, tls)
+    return tls, _context(p, tls, cert_pem, key_pem, material.ca_pem)
+
+
+class _Material:
+    """Certificate, key and client CAs, from files or inline, read in
+    exporter-toolkit's order: certificate and key first, then the client CA
+    file (a missing one is reported before a bad client_auth_type)."""
+
+    def __init__(self, p: FieldReader, section: Mapping[str, Any]) -> None:
+        self.p = p
+        self.section = section
+        self.cert_file: Path | None = None
+        self.key_file: Path | None = None
+        self.ca_file: Path | None = None
+        self.ca_pem: bytes | None = None
+
+    def _given(self, key: str) -> bool:
+        return self.section.get(key) not in (None, "")
+
+    def pair(self) -> tuple[bytes, bytes]:
+        where = "tls_server_config"
+        for name in ("cert", "key"):
+            if not self._given(f"{name}_file") and not self._given(name):
+                raise self.p.error(
+                    f"{where}.{name}_file", f"missing one of {name} or {name}_file"
+                )
+        cert = self._pem("cert")
+        key = self._pem("key")
+        ca_given = self._given("client_ca_file") or self._given("client_ca")
+        if ca_given:
+            self.ca_pem = self._pem("client_ca")
+        return cert, key
+
+    def _pem(self, name: str) -> bytes:
+        """The PEM of ``name``: its ``<name>_file`` if given, else inline."""
+        where = f"tls_server_config.{name}"
+        if self._given(f"{name}_file"):
+            path = self.p.path_of(self.section[f"{name}_file"], f"{where}_file")
+            setattr(self, "ca_file" if name == "client_ca" else f"{name}_file", path)
+            return self.p.read(path, f"{where}_file")
+        text = self.section.get(name)
+        if not isinstance(text, str) or not text.strip():
+            raise self.p.error(where, f"expected PEM text; found {found(text, secret=True)}")
+        return text.encode("ascii", "replace")
 
 
 def _client_auth_type(p: FieldReader, section: Mapping[str, Any]) -> str:
     where = "tls_server_config.client_auth_type"
     value = section.get("client_auth_type")
-    name = "NoClientCert" if value is None else p.string(value, where)
+    name = "NoClientCert" if value in (None, "") else p.string(value, where)
     name = _CLIENT_AUTH_ALIASES.get(name, name)
     if name not in CLIENT_AUTH_TYPES:
         raise p.error(
@@ -212,15 +264,27 @@ def _names(
     return names
 
 
-def _context(p: FieldReader, tls: TLSServerConfig) -> ssl.SSLContext:
-    """An SSLContext for ``tls`` with its files loaded: this is what validates them."""
+def _context(
+    p: FieldReader,
+    tls: TLSServerConfig,
+    cert_pem: bytes,
+    key_pem: bytes,
+    ca_pem: bytes | None,
+) -> ssl.SSLContext:
+    """An SSLContext for ``tls`` with its material loaded: this is what validates it.
+
+    Every setting is applied or refused here, never ignored.
+    """
     where = "tls_server_config"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _set_version(context, "minimum_version", tls.min_version)
     if tls.max_version is not None:
         _set_version(context, "maximum_version", tls.max_version)
+    # Python turns server preference on by default; Go's false means off.
     if tls.prefer_server_cipher_suites:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     tls12 = [_CIPHERS[name] for name in tls.cipher_suites if name in _CIPHERS]
     if tls12:
         try:
@@ -231,30 +295,68 @@ def _context(p: FieldReader, tls: TLSServerConfig) -> ssl.SSLContext:
             ) from None
     context.set_alpn_protocols(["http/1.1"])
 
-    cert_pem = p.read(tls.cert_file, f"{where}.cert_file")
-    p.read(tls.key_file, f"{where}.key_file")
-    _check_certificates(p, cert_pem, f"{where}.cert_file", tls.cert_file)
-    try:
-        context.load_cert_chain(tls.cert_file, tls.key_file, password=_no_password)
-    except _PassphraseNeeded:
-        raise p.error(
-            f"{where}.key_file",
-            f"the key in {tls.key_file} is encrypted; give an unencrypted key "
-            "(there is no way to give its passphrase)",
-        ) from None
-    except ssl.SSLError as err:
-        if "KEY_VALUES_MISMATCH" in str(err):
-            problem = f"the key in {tls.key_file} does not match the certificate in {tls.cert_file}"
-        else:
-            problem = f"{tls.key_file} holds no usable PEM private key"
-        raise p.error(f"{where}.key_file", problem) from None
+    cert_field = f"{where}.cert_file" if tls.cert_file is not None else f"{where}.cert"
+    key_field = f"{where}.key_file" if tls.key_file is not None else f"{where}.key"
+    _check_certificates(p, cert_pem, cert_field, tls.cert_file or "the inline cert")
+    _load_pair(p, context, cert_pem, key_pem, key_field, tls)
 
-    if tls.client_ca_file is not None:
-        ca_pem = p.read(tls.client_ca_file, f"{where}.client_ca_file")
-        _check_certificates(p, ca_pem, f"{where}.client_ca_file", tls.client_ca_file)
+    ask, require, verify = CLIENT_AUTH_TYPES[tls.client_auth_type]
+    if ca_pem is not None:
+        ca_field = f"{where}.client_ca_file" if tls.client_ca_file else f"{where}.client_ca"
+        _check_certificates(p, ca_pem, ca_field, tls.client_ca_file or "the inline client_ca")
         context.load_verify_locations(cadata=ca_pem.decode("ascii"))
-    context.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type][0]
+    elif verify:
+        # As Go with no ClientCAs: the system's CAs verify client certificates.
+        context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    if verify:
+        context.verify_mode = ssl.CERT_REQUIRED if require else ssl.CERT_OPTIONAL
+    if tls.curve_preferences:
+        try:
+            openssl.set_groups(context, [_CURVES[name] for name in tls.curve_preferences])
+        except openssl.Unsupported as err:
+            raise p.error(f"{where}.curve_preferences", f"cannot be applied: {err}") from None
+    if ask and not verify:
+        try:  # last: setting verify_mode afterwards would undo it
+            openssl.accept_any_client_certificate(context, require=require)
+        except openssl.Unsupported as err:
+            raise p.error(
+                f"{where}.client_auth_type", f"{tls.client_auth_type} cannot be honoured: {err}"
+            ) from None
     return context
+
+
+def _load_pair(
+    p: FieldReader,
+    context: ssl.SSLContext,
+    cert_pem: bytes,
+    key_pem: bytes,
+    key_field: str,
+    tls: TLSServerConfig,
+) -> None:
+    """load_cert_chain wants files: inline material goes through a private
+    temporary directory, removed at once."""
+    with tempfile.TemporaryDirectory(prefix="mimecast-exporter-tls-") as directory:
+        cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        for path, data in ((cert_path, cert_pem), (key_path, key_pem)):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+        shown_key = tls.key_file or "the inline key"
+        try:
+            context.load_cert_chain(cert_path, key_path, password=_no_password)
+        except _PassphraseNeeded:
+            raise p.error(
+                key_field,
+                f"the key in {shown_key} is encrypted; give an unencrypted key "
+                "(there is no way to give its passphrase)",
+            ) from None
+        except ssl.SSLError as err:
+            if "KEY_VALUES_MISMATCH" in str(err):
+                shown_cert = tls.cert_file or "the inline cert"
+                problem = f"the key in {shown_key} does not match the certificate in {shown_cert}"
+            else:
+                problem = f"{shown_key} holds no usable PEM private key"
+            raise p.error(key_field, problem) from None
 
 
 def _set_version(context: ssl.SSLContext, attribute: str, version: ssl.TLSVersion) -> None:
@@ -275,7 +377,7 @@ def _version(p: FieldReader, value: Any, where: str) -> ssl.TLSVersion | None:
     return TLS_VERSIONS[value]
 
 
-def _check_certificates(p: FieldReader, pem: bytes, where: str, path: Path) -> None:
+def _check_certificates(p: FieldReader, pem: bytes, where: str, path: Path | str) -> None:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError):
