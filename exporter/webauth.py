@@ -74,9 +74,7 @@ class AuthCache:
     bounded LRU maps, so that failures never evict successes.
     """
 
-    def __init__(
-        self, size: int = AUTH_CACHE_SIZE, failures: int = FAILED_AUTH_CACHE_SIZE
-    ) -> None:
+    def __init__(self, size: int = AUTH_CACHE_SIZE, failures: int = FAILED_AUTH_CACHE_SIZE) -> None:
         self._secret = os.urandom(32)
         self._sizes = {True: size, False: failures}
         self._entries: dict[bool, OrderedDict[bytes, None]] = {

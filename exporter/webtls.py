@@ -210,9 +210,7 @@ class _Material:
         where = "tls_server_config"
         for name in ("cert", "key"):
             if not self._given(f"{name}_file") and not self._given(name):
-                raise self.p.error(
-                    f"{where}.{name}_file", f"missing one of {name} or {name}_file"
-                )
+                raise self.p.error(f"{where}.{name}_file", f"missing one of {name} or {name}_file")
         cert = self._pem("cert")
         key = self._pem("key")
         ca_given = self._given("client_ca_file") or self._given("client_ca")
