@@ -358,3 +358,23 @@ def test_through_a_proxy_every_byte_counts_against_the_cap(clock, monkeypatch):
         with pytest.raises(PollError) as info:
             one_page(client, clock)
     assert info.value.reason == "bad_response", info.value.message
+
+
+def test_a_huge_token_answer_is_refused_unparsed(clock):
+    body = b'{"access_token": "t", "x": [' + b"{}," * 1_000_000 + b"{}]}"
+    with ScriptedServer(lambda path, _: page(body=body)) as server:
+        client = client_for(oauth_account(server.url), clock)
+        client.max_attempts = 1
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response" and "token answer of" in info.value.message
+
+
+def test_an_absurd_content_length_is_refused_with_a_short_message(clock):
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 60_000 + b"\r\n\r\n"
+    with raw_answer(lambda c: c.sendall(head)) as server:
+        client = client_for(hmac_account(server.url), clock)
+        client.max_attempts = 1
+        with pytest.raises(PollError) as info:
+            one_page(client, clock)
+    assert info.value.reason == "bad_response" and len(info.value.message) < 200

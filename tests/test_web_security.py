@@ -846,3 +846,18 @@ def test_demo_serves_https_with_basic_auth(tmp_path: Path, pki: Pki) -> None:
         code, out, err = daemon.stop()
     assert code == 0, err
     assert "https://" in out  # the demo banner prints the TLS URL
+
+
+def test_an_empty_web_config_file_flag_means_plain_http(
+    tmp_path: Path, live_sim: SimulatorServer
+) -> None:
+    """--web.config.file="" is plain HTTP, as for Go exporters (not a directory to read)."""
+    config = write_exporter_config(tmp_path, live_sim.url)
+    daemon = Daemon("--config.file", str(config), "--web.config.file=")
+    try:
+        url = daemon.wait_for_url()
+        assert url.startswith("http://")
+        assert requests.get(url + "/metrics", timeout=5).status_code == 200
+    finally:
+        code, _, err = daemon.stop()
+    assert code == 0, err

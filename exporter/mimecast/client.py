@@ -339,10 +339,11 @@ class MimecastClient:
 
     def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
+        if declared.isdigit() and int(declared[:30]) > self.max_response_bytes:
+            shown = declared if len(declared) <= 20 else f"{len(declared)}-digit"
             raise PollError(
                 "bad_response",
-                f"answer of {declared} bytes is larger than the {self.max_response_bytes} cap",
+                f"answer of {shown} bytes is larger than the {self.max_response_bytes} cap",
                 status=response.status,
                 request_id=request_id,
             )

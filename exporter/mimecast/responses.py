@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # the header, and http.client's complaint about it quotes the token.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 MAX_TOKEN_LENGTH = 8192
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 # Mimecast's documented default token lifetime, for a token answer without one.
 DEFAULT_TOKEN_LIFETIME = 1800.0
 
@@ -66,6 +67,16 @@ def upstream_text(text: str) -> str:
 
 
 def _decode(body: bytes | bytearray, request_id: str) -> Any:
+    if len(body) > MAX_TOKEN_ANSWER_BYTES:
+        # A token answer is ~1 KiB; a large one of tiny objects would cost many
+        # times its size once parsed.
+        raise PollError(
+            "bad_response",
+            f"token answer of {len(body)} bytes; a token answer is at most "
+            f"{MAX_TOKEN_ANSWER_BYTES} bytes",
+            status=200,
+            request_id=request_id,
+        )
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
