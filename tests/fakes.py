@@ -43,3 +43,13 @@ class FakeClock:
         """The wall clock jumps (NTP, a resumed VM); monotonic time does not."""
         with self._lock:
             self._start += seconds
+
+
+class ReadyStatus:
+    """A StatusSource for web server tests: ready, no accounts."""
+
+    def is_ready(self) -> bool:
+        return True
+
+    def account_statuses(self) -> list:
+        return []

@@ -81,3 +81,21 @@ def wait_for(predicate, timeout: float = 20.0):
             return value
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of ``url``/metrics: (name, sorted label pairs) -> value."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url + "/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: dict, name: str, **labels: str) -> float | None:
+    """One value from :func:`scrape`'s result, or None when the series is absent."""
+    return samples.get((name, tuple(sorted(labels.items()))))

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from exporter.web import WebServer
 from exporter.webconfig import WebConfigError, load_web_config
 from exporter.webwatch import WebConfigWatcher
+from tests.fakes import ReadyStatus
 
 TESTDATA = Path(__file__).parent / "fixtures" / "exporter_toolkit"
 
@@ -49,14 +50,6 @@ ERRORS = {
 }
 
 
-class _Status:
-    def is_ready(self) -> bool:
-        return True
-
-    def account_statuses(self) -> list:
-        return []
-
-
 @contextlib.contextmanager
 def serving(config: Path | None, tmp_path: Path) -> Iterator[WebServer]:
     """The exporter's web server with ``config`` as --web.config.file (None: plain)."""
@@ -67,7 +60,7 @@ def serving(config: Path | None, tmp_path: Path) -> Iterator[WebServer]:
         if not copy.exists():
             shutil.copytree(TESTDATA, copy)
         watcher = WebConfigWatcher(copy / config.name, check_interval=0.1)
-    server = WebServer("127.0.0.1:0", CollectorRegistry(), _Status(), web_config=watcher)
+    server = WebServer("127.0.0.1:0", CollectorRegistry(), ReadyStatus(), web_config=watcher)
     server.start()
     try:
         yield server

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.parser import text_string_to_metric_families
 
 import exporter.web
 from exporter.connections import ConnectionTable, Slot
 from exporter.web import WebServer
-from tests.processes import Daemon, wait_for
+from tests.fakes import ReadyStatus
+from tests.processes import Daemon, sample, scrape, wait_for
 from tests.test_process_behaviour import hmac_config
 
 
@@ -34,19 +34,6 @@ def _limits(pid: int) -> tuple[int, int]:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks
-
-
-def _samples(url: str) -> dict[tuple[str, tuple], float]:
-    text = requests.get(url + "/metrics", timeout=5).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def _value(samples: dict, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one(tmp_path, live_sim):
@@ -68,26 +55,26 @@ def test_idle_connections_starve_neither_scrapes_nor_polls_nor_the_cpu(tmp_path,
     try:
         url = daemon.wait_for_url()
         labels = {"account": "acme", "queue": "processing"}
-        wait_for(lambda: _value(_samples(url), "mimecast_up", account="acme") == 1)
+        wait_for(lambda: sample(scrape(url), "mimecast_up", account="acme") == 1)
         for _ in range(300):
             with contextlib.suppress(OSError):
                 idle.append(socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))))
         time.sleep(1.0)
         before_cpu = _cpu_seconds(daemon.proc.pid)
-        first = _value(_samples(url), "mimecast_last_success_timestamp_seconds", **labels)
+        first = sample(scrape(url), "mimecast_last_success_timestamp_seconds", **labels)
         scrape_times = []
         for _ in range(5):
             started = time.monotonic()
-            samples = _samples(url)
+            samples = scrape(url)
             scrape_times.append(time.monotonic() - started)
             time.sleep(0.4)
         busy_cpu = _cpu_seconds(daemon.proc.pid) - before_cpu
         assert max(scrape_times) < 2.0, scrape_times
-        assert _value(samples, "mimecast_up", account="acme") == 1
-        last = _value(samples, "mimecast_last_success_timestamp_seconds", **labels)
+        assert sample(samples, "mimecast_up", account="acme") == 1
+        last = sample(samples, "mimecast_last_success_timestamp_seconds", **labels)
         assert last is not None and first is not None and last > first  # polls went on
         for reason in ("connection", "local", "timeout"):
-            assert _value(samples, "mimecast_poll_errors_total", reason=reason, **labels) == 0
+            assert sample(samples, "mimecast_poll_errors_total", reason=reason, **labels) == 0
         # ~2.5 s of wall time: a spinning accept loop would burn all of it.
         assert busy_cpu < 1.0, busy_cpu
     finally:
@@ -99,19 +86,11 @@ def test_idle_connections_starve_neither_scrapes_nor_polls_nor_the_cpu(tmp_path,
 # --- in process: the same bounds, with short deadlines -------------------------------------
 
 
-class _Status:
-    def is_ready(self) -> bool:
-        return True
-
-    def account_statuses(self) -> list:
-        return []
-
-
 @contextlib.contextmanager
 def _server(**kwargs):
     registry = CollectorRegistry()
     Gauge("tiny", "A gauge.", registry=registry).set(7)
-    server = WebServer("127.0.0.1:0", registry, _Status(), **kwargs)
+    server = WebServer("127.0.0.1:0", registry, ReadyStatus(), **kwargs)
     server.start()
     try:
         yield server

@@ -7,9 +7,7 @@ from __future__ import annotations
 import signal
 import time
 
-import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
     HMAC_ACCESS_KEY,
@@ -19,7 +17,7 @@ from tests.conftest import (
     OAUTH_ID,
     OAUTH_SECRET,
 )
-from tests.processes import Daemon, wait_for
+from tests.processes import Daemon, sample, scrape, wait_for
 
 
 def _write(path, accounts: list[dict], interval: str = "1s") -> None:
@@ -50,17 +48,8 @@ def _hmac(base_url: str) -> dict:
     }
 
 
-def _samples(url: str) -> dict:
-    text = requests.get(url + "/metrics", timeout=5).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def _get(url: str, name: str, **labels: str) -> float | None:
-    return _samples(url).get((name, tuple(sorted(labels.items()))))
+    return sample(scrape(url), name, **labels)
 
 
 def test_sighup_rotates_a_secret_adds_an_account_and_keeps_the_series(tmp_path, live_sim):
@@ -82,8 +71,7 @@ def test_sighup_rotates_a_secret_adds_an_account_and_keeps_the_series(tmp_path, 
         secret.write_text(OAUTH_SECRET + "\n")
         daemon.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: _get(url, "mimecast_up", account="acme") == 1, timeout=15)
-        samples = _samples(url)
-        assert samples[("mimecast_exporter_config_last_reload_successful", ())] == 1
+        assert _get(url, "mimecast_exporter_config_last_reload_successful") == 1
         # The unchanged account's series never went away.
         assert _get(url, "mimecast_queue_messages", account="legacy", **processing) == 3
 

@@ -32,6 +32,7 @@ from exporter.webauth import AuthCache, RateLimiter, parse_basic_authorization
 from exporter.webconfig import WebConfigError, load_web_config
 from exporter.webwatch import WebConfigWatcher
 from tests.conftest import OAUTH_ID, OAUTH_SECRET
+from tests.fakes import ReadyStatus
 from tests.processes import Daemon, run_exporter, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webconfig"
@@ -104,14 +105,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-class Status:
-    def is_ready(self) -> bool:
-        return True
-
-    def account_statuses(self) -> list:
-        return []
-
-
 def make_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     Gauge("tiny", "A gauge.", registry=registry).set(7)
@@ -121,7 +114,7 @@ def make_registry() -> CollectorRegistry:
 @contextmanager
 def serving(config: Path, **watcher_options) -> Iterator[WebServer]:
     watcher = WebConfigWatcher(config, **watcher_options)
-    server = WebServer("127.0.0.1:0", make_registry(), Status(), web_config=watcher)
+    server = WebServer("127.0.0.1:0", make_registry(), ReadyStatus(), web_config=watcher)
     server.start()
     try:
         yield server

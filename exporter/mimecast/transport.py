@@ -248,28 +248,27 @@ def _arm(conn: Any) -> None:
         conn.sock.arm(*limits)
 
 
-class _DeadlineConnection(urllib3.connection.HTTPConnection):
-    """urllib3's connection with its socket bounded by the exchange's deadline."""
+class _Deadlined:
+    """Mixed into urllib3's connections: the socket bounded by the exchange's deadline."""
+
+    sock: Any
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         self.sock = DeadlineSocket(self.sock)
         _arm(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _arm(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock = DeadlineSocket(self.sock)
-        _arm(self)
+class _DeadlineConnection(_Deadlined, urllib3.connection.HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _arm(self)
-        super().request(*args, **kwargs)
+
+class _DeadlineHTTPSConnection(_Deadlined, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
