@@ -11,10 +11,8 @@ own work. A fresh child process per size then measures:
 - **poll CPU / json.loads CPU**: a full scan in pages of 500 (budget large
   enough to read everything), the poll's CPU time over the CPU time
   ``json.loads`` takes to decode the same answers (fetched again, only the
-  decoding timed). Both are the best of REPEATS runs (json.loads: of each
-  page), as the machine is shared. The scans measured follow a first one: a
-  running exporter polls the same queue again and again, and finds the
-  minutes of its dates cached;
+  decoding timed). The scan measured is the second: a running exporter polls
+  the same queue again and again, and finds the minutes of its dates cached;
 - **peak RSS minus idle** during that full scan (VmHWM after resetting it);
 - **scrape p50 / p99**: rendering /metrics from the snapshot of the full scan,
   and its ratio to rendering an empty queue's, timed in turns in the same process.
@@ -40,8 +38,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (0, 1_000, 10_000, 100_000, 1_000_000)
 FULL_SCAN_PAGE = 500
-# CPU figures are the best of this many runs, the scan's and json.loads' alike.
-REPEATS = 3
 ANSWER_CAP = 32 * 1024 * 1024
 
 
@@ -133,12 +129,9 @@ def _json_loads_cpu(url: str) -> float:
         while chunk := answer.read1(1 << 20):
             raw += chunk
         answer.finish()
-        best = float("inf")
-        for _ in range(REPEATS):  # the best of a few: this machine is shared and noisy
-            started = time.process_time()
-            page = json.loads(raw)
-            best = min(best, time.process_time() - started)
-        spent += best
+        started = time.process_time()
+        page = json.loads(raw)
+        spent += time.process_time() - started
         token = page["meta"]["pagination"].get("next")
         if not token or not page["data"][0]["messages"]:
             return spent
@@ -183,8 +176,6 @@ def child(url: str) -> dict:
         url, page_size=FULL_SCAN_PAGE, max_pages=10**6
     )
     peak = _status("VmHWM") - idle if peak_reset else None
-    for _ in range(REPEATS - 1):  # the best of a few, as for json.loads below
-        scan_cpu = min(scan_cpu, _poll(url, page_size=FULL_SCAN_PAGE, max_pages=10**6)[1])
     loads_cpu = _json_loads_cpu(url)
     scrapes, empty = _scrape_times(store, config)
     return {
@@ -310,12 +301,10 @@ def report(results: dict[int, dict], answers: dict[str, dict], seconds: float) -
         "- *requests per poll*, *poll wall time*: default settings (`page_size` 100, "
         "`max_pages` 15), token requests not counted.",
         "- *poll CPU / json.loads CPU*: a full scan in pages of 500 (the budget raised so "
-        "that it reads everything; after a first one, as a running exporter polls again), "
-        "over the CPU `json.loads` needs for the same answers; each the best of "
-        f"{REPEATS} runs (json.loads: of each page). "
+        "that it reads everything; the second of two, as a running exporter polls again), "
+        "over the CPU `json.loads` needs for the same answers. "
         "Targets: at most 0.5, never above 1.0.",
-        "- *peak RSS minus idle*: during the first of those scans. "
-        "Target at 1,000,000: at most 20 MiB.",
+        "- *peak RSS minus idle*: during that full scan. Target at 1,000,000: at most 20 MiB.",
         "- *scrape*: rendering /metrics from the snapshot; the ratio to an empty queue's "
         "(timed in turns in the same process) shows that a scrape does not grow with the "
         "backlog.",
