@@ -329,10 +329,17 @@ def test_urllib3_floor_excludes_the_versions_that_inflate_unbounded():
     assert "2.5.0" not in urllib3.specifier and "2.6.0" in urllib3.specifier
 
 
-@pytest.mark.parametrize("what", ["headers"])
-def test_through_a_proxy_the_whole_exchange_is_bounded_too(what, monkeypatch):
+@pytest.fixture
+def proxy_env(monkeypatch):
+    """Only HTTP_PROXY, set by the test, decides the route."""
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("what", ["headers"])
+def test_through_a_proxy_the_whole_exchange_is_bounded_too(what, proxy_env):
+    monkeypatch = proxy_env
     clock = RealMonotonic()
     with raw_answer(TRICKLES[what]) as proxy:  # the "proxy" answers, slowly
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
@@ -346,9 +353,8 @@ def test_through_a_proxy_the_whole_exchange_is_bounded_too(what, monkeypatch):
     assert time.monotonic() - started < 3
 
 
-def test_through_a_proxy_every_byte_counts_against_the_cap(clock, monkeypatch):
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def test_through_a_proxy_every_byte_counts_against_the_cap(clock, proxy_env):
+    monkeypatch = proxy_env
     head, unit = FLOODS["chunk trailers"]
     with raw_answer(lambda c: _endless(c, head, unit)) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
