@@ -60,6 +60,10 @@ class Slot:
         self.sock = sock
         self.busy = False  # the request line has arrived
 
+    def replace_socket(self, sock: socket.socket) -> None:
+        """The socket now in charge of the connection (the TLS one, once wrapped)."""
+        self.sock = sock
+
     def evict(self) -> None:
         """Make the connection's thread give up: its blocked read returns at once."""
         with contextlib.suppress(OSError):

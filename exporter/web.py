@@ -249,13 +249,12 @@ class _HTTPServer(ThreadingHTTPServer):
         try:
             # Takes over the socket: from here on only tls can close it (after
             # the slot is released, so that an eviction never hits a reused fd).
-            tls = security.handshake(slot.sock, deadline)
+            tls = security.handshake(slot.sock, deadline, on_wrapped=slot.replace_socket)
         except (OSError, ValueError) as err:  # ssl.SSLError, timeouts, resets
             logger.debug(
                 "TLS handshake failed", extra={"client": client_address[0], "error": str(err)}
             )
             return
-        slot.sock = tls
         conn = DeadlineSocket(tls)
         conn.arm(deadline, MAX_REQUEST_BYTES)
         _Handler(conn, client_address, self, security, slot)

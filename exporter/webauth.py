@@ -317,7 +317,12 @@ class WebSecurity:
     def tls(self) -> bool:
         return self.ssl_context is not None
 
-    def handshake(self, sock: socket.socket, deadline: float | None = None) -> ssl.SSLSocket:
+    def handshake(
+        self,
+        sock: socket.socket,
+        deadline: float | None = None,
+        on_wrapped: Callable[[ssl.SSLSocket], None] | None = None,
+    ) -> ssl.SSLSocket:
         """TLS-wrap an accepted connection; raises OSError (ssl.SSLError) on failure.
 
         Runs in the connection's own thread. The whole handshake ends by
@@ -334,6 +339,8 @@ class WebSecurity:
             _answer_plain_http(sock, end)
             raise ssl.SSLError("client sent an HTTP request to the TLS port")
         tls = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        if on_wrapped is not None:
+            on_wrapped(tls)  # sock is detached now: whoever may close it early needs tls
         try:
             _handshake_by(tls, end)
             if self.client_allowed_sans and not self.client_allowed_sans.intersection(

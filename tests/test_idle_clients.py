@@ -214,3 +214,37 @@ def test_threads_do_not_pile_up_behind_idle_clients():
         assert threading.active_count() - before <= 6  # at most the cap, however many wait
         for sock in idle:
             sock.close()
+
+
+def test_idle_tls_connections_give_way_too(tmp_path):
+    """Connections stuck before or in the TLS handshake count against the cap and
+    are evicted like plain ones, not left open until the handshake deadline."""
+    import trustme
+
+    from exporter.webwatch import WebConfigWatcher
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    (tmp_path / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.pem\n"
+    )
+    watcher = WebConfigWatcher(tmp_path / "web.yml")
+    with _server(max_connections=3, web_config=watcher) as server:
+        address = ("127.0.0.1", server.port)
+        # The oldest starts a handshake and stalls inside it; two more say nothing.
+        stalled = socket.create_connection(address, timeout=5)
+        stalled.sendall(b"\x16\x03\x01\x00\x05")  # a TLS record header, then nothing
+        time.sleep(0.3)
+        silent = [socket.create_connection(address, timeout=5) for _ in range(2)]
+        time.sleep(0.3)
+        started = time.monotonic()
+        ca_file = str(tmp_path / "ca.pem")
+        assert requests.get(server.url + "/-/healthy", verify=ca_file, timeout=5).ok
+        stalled.settimeout(3)
+        assert stalled.recv(1) == b""  # in the handshake, and evicted all the same
+        assert time.monotonic() - started < 3  # at once, not after the 10 s deadline
+        assert requests.get(server.url + "/-/healthy", verify=ca_file, timeout=5).ok
+        for sock in [*silent, stalled]:
+            sock.close()
