@@ -193,6 +193,8 @@ def serve(
     and the running configuration stays.
     """
     stopping = threading.Event()
+    # Before anything starts or says it has: a signal from then on is handled.
+    signals = _Signals(stopping)
     add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
@@ -210,7 +212,6 @@ def serve(
     )
     if on_ready is not None:
         on_ready(web.url)
-    signals = _Signals(stopping)
     while True:
         signals.wakeup.wait()
         signals.wakeup.clear()
