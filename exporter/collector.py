@@ -24,7 +24,7 @@ Series, for each configured account and queue type::
     mimecast_last_success_timestamp_seconds{account,queue}            gauge
     mimecast_poll_duration_seconds{account,queue}                     gauge
     mimecast_poll_errors_total{account,queue,reason}                  counter
-    mimecast_api_requests_total{account,code}                         counter
+    mimecast_api_requests_total{account,endpoint,code}                counter
     mimecast_api_rate_limit_remaining{account}                        gauge
     mimecast_exporter_build_info{version}                             gauge
 """
@@ -204,8 +204,9 @@ class MimecastCollector(Collector):
         )
         requests = CounterMetricFamily(
             "mimecast_api_requests",
-            "HTTP requests made to the Mimecast API by background polls, by status code.",
-            labels=["account", "code"],
+            "HTTP requests made to the Mimecast API by background polls, by endpoint (token:"
+            " OAuth token requests; find-processing-messages: the queue) and status code.",
+            labels=["account", "endpoint", "code"],
         )
         remaining = GaugeMetricFamily(
             "mimecast_api_rate_limit_remaining",
@@ -223,8 +224,8 @@ class MimecastCollector(Collector):
                 for reason, count in state.errors.items():
                     errors.add_metric([account, queue, reason], count)
             api = view.api[account]
-            for code, count in sorted(api.requests.items()):
-                requests.add_metric([account, code], count)
+            for (endpoint, code), count in sorted(api.requests.items()):
+                requests.add_metric([account, endpoint, code], count)
             if api.rate_limit_remaining is not None:
                 remaining.add_metric([account], api.rate_limit_remaining)
         yield from (up, last_success, duration, errors, requests, remaining)

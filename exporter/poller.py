@@ -96,9 +96,9 @@ class Poller:
             (a.name for a in config.accounts), config.poll.interval, rng
         )
 
-    def _response_hook(self, account: AccountConfig) -> Callable[[int, float | None], None]:
-        def hook(status: int, remaining: float | None) -> None:
-            self.store.record_response(account.name, status, remaining)
+    def _response_hook(self, account: AccountConfig) -> Callable[[str, int, float | None], None]:
+        def hook(endpoint: str, status: int, remaining: float | None) -> None:
+            self.store.record_response(account.name, endpoint, status, remaining)
 
         return hook
 

@@ -44,7 +44,9 @@ class QueueState:
 
 @dataclass(frozen=True)
 class ApiStats:
-    requests: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    requests: Mapping[tuple[str, str], int] = field(  # (endpoint, status code) -> answers
+        default_factory=lambda: MappingProxyType({})
+    )
     rate_limit_remaining: float | None = None
 
 
@@ -75,7 +77,10 @@ class SnapshotStore:
         self._accounts = tuple(accounts)
         self._queue_types = tuple(queue_types)
         self._queues = {(a, q): QueueState() for a in self._accounts for q in self._queue_types}
-        self._api_requests: dict[str, Counter[str]] = {a: Counter() for a in self._accounts}
+        # account -> (endpoint, status code) -> answers
+        self._api_requests: dict[str, Counter[tuple[str, str]]] = {
+            a: Counter() for a in self._accounts
+        }
         self._rate_limit_remaining: dict[str, float | None] = dict.fromkeys(self._accounts)
         self._first_cycle_done = False
 
@@ -133,11 +138,13 @@ class SnapshotStore:
                 a: self._rate_limit_remaining.get(a) for a in self._accounts
             }
 
-    def record_response(self, account: str, status: int, remaining: float | None) -> None:
+    def record_response(
+        self, account: str, endpoint: str, status: int, remaining: float | None
+    ) -> None:
         with self._lock:
             if account not in self._api_requests:
                 return  # no longer configured
-            self._api_requests[account][str(status)] += 1
+            self._api_requests[account][(endpoint, str(status))] += 1
             if remaining is not None:
                 self._rate_limit_remaining[account] = remaining
 

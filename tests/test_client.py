@@ -23,15 +23,17 @@ from tests.conftest import hmac_account, make_messages, oauth_account, poll_conf
 
 def client_for(account, clock, **poll):
     responses = []
+    client_endpoints: list[str] = []
     client = MimecastClient(
         account,
         poll_config(**poll),
         clock=clock,
         gate=RateLimitGate(),
         token_cache=TokenCache(),
-        on_response=lambda s, r: responses.append((s, r)),
+        on_response=lambda e, s, r: responses.append((s, r)) or client_endpoints.append(e),
     )
     client.responses = responses
+    client.endpoints = client_endpoints
     return client
 
 
@@ -136,6 +138,16 @@ def test_search_and_filter_are_passed_through(sim, clock):
     criteria = api_calls(sim)[0].json["data"][0]
     assert criteria["searchBy"] == search
     assert criteria["filterBy"] == [{"route": "outbound"}]
+
+
+def test_requests_are_counted_by_endpoint(sim, clock, scheme):
+    """Token requests are told apart from queue requests (mimecast_api_requests_total)."""
+    client = client_for(account_for(scheme, sim), clock)
+    collect(client, clock)
+    expected = ["find-processing-messages"]
+    if scheme == "oauth2":
+        expected = ["token", *expected]
+    assert client.endpoints == expected
 
 
 def test_oauth_token_is_cached_across_polls(sim, clock):

@@ -178,11 +178,14 @@ def test_failure_keeps_last_complete_snapshot(env):
 
 def test_api_request_counters_and_rate_limit(env):
     clock, store, registry = env
-    store.record_response("acme", 200, 99)
-    store.record_response("acme", 200, None)
-    store.record_response("acme", 429, 0)
-    assert value(registry, "mimecast_api_requests_total", account="acme", code="200") == 2
-    assert value(registry, "mimecast_api_requests_total", account="acme", code="429") == 1
+    store.record_response("acme", "find-processing-messages", 200, 99)
+    store.record_response("acme", "token", 200, None)
+    store.record_response("acme", "find-processing-messages", 429, 0)
+    find = {"account": "acme", "endpoint": "find-processing-messages"}
+    assert value(registry, "mimecast_api_requests_total", code="200", **find) == 1
+    assert value(registry, "mimecast_api_requests_total", code="429", **find) == 1
+    token = {"account": "acme", "endpoint": "token"}
+    assert value(registry, "mimecast_api_requests_total", code="200", **token) == 1
     assert value(registry, "mimecast_api_rate_limit_remaining", account="acme") == 0
     assert value(registry, "mimecast_api_rate_limit_remaining", account="legacy") is None
 
@@ -197,7 +200,7 @@ def test_exposition_passes_promtool(env, tmp_path):
     now = clock.time()
     store.record_success("acme", "processing", snapshot(now, msg(), msg(route="weird")), now, 0.5)
     store.record_failure("legacy", "processing", "auth", 0.2)
-    store.record_response("acme", 200, 10)
+    store.record_response("acme", "find-processing-messages", 200, 10)
     text = generate_latest(registry)
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60

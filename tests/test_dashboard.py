@@ -58,7 +58,7 @@ def served_metrics():
         [{"routing": "outbound", "size": 10, "attempts": 1, "created": "2026-11-23T23:00:00Z"}]
     )
     store.record_success("a", "processing", aggregator.snapshot(), now, 0.5)
-    store.record_response("a", 200, 42)
+    store.record_response("a", "find-processing-messages", 200, 42)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MimecastCollector(store, 300.0, lambda: now))
     names = defaultdict(set)

@@ -66,11 +66,17 @@ _READ_CHUNK = 64 * 1024
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _CONNECT_TIMEOUTS = (ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
 
-# Called after every HTTP answer with (status code, X-RateLimit-Remaining or None).
-ResponseHook = Callable[[int, float | None], None]
+# Called after every HTTP answer with (endpoint, status code, X-RateLimit-Remaining
+# or None); the endpoint is one of ENDPOINTS.
+ResponseHook = Callable[[str, int, float | None], None]
+# The `endpoint` label of mimecast_api_requests_total, by request path.
+ENDPOINTS: dict[str, str] = {
+    "/oauth/token": "token",
+    "/api/gateway/find-processing-messages": "find-processing-messages",
+}
 
 
-def _no_hook(status: int, remaining: float | None) -> None:
+def _no_hook(endpoint: str, status: int, remaining: float | None) -> None:
     return None
 
 
@@ -334,7 +340,7 @@ class MimecastClient:
             raise
         response.finish()
         answer = Answer(response.status, response.headers, body, request_id)
-        self._note_rate_limit(answer)
+        self._note_rate_limit(ENDPOINTS[path], answer)
         return answer
 
     def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
@@ -395,9 +401,9 @@ class MimecastClient:
                 )
             body += chunk
 
-    def _note_rate_limit(self, answer: Answer) -> None:
+    def _note_rate_limit(self, endpoint: str, answer: Answer) -> None:
         remaining = header_number(answer.headers, "X-RateLimit-Remaining")
-        self.on_response(answer.status, remaining)
+        self.on_response(endpoint, answer.status, remaining)
         exhausted = remaining is not None and remaining <= 0
         if answer.status == 429 or exhausted:
             wait = rate_limit_wait(answer.headers, self.clock.time())
