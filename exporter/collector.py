@@ -16,8 +16,8 @@ Series, for each configured account and queue type::
     mimecast_queue_max_attempts{account,queue,route}                  gauge
     mimecast_queue_oldest_message_age_seconds{account,queue,route}    gauge
     mimecast_queue_oldest_message_created_timestamp_seconds{...}      gauge (routes with messages)
-    mimecast_queue_message_age_seconds{account,queue,route}           histogram
-    mimecast_queue_message_size_bytes{account,queue,route}            histogram
+    mimecast_queue_message_age_seconds{account,queue,route}           gaugehistogram
+    mimecast_queue_message_size_bytes{account,queue,route}            gaugehistogram
     mimecast_queue_scan_complete{account,queue}                       gauge
     mimecast_queue_scanned_messages{account,queue}                    gauge
     mimecast_up{account}                                              gauge
@@ -37,8 +37,8 @@ from types import MappingProxyType
 
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -135,16 +135,18 @@ class MimecastCollector(Collector):
             "Creation time (Unix seconds) of the oldest queued message; only for routes"
             " with messages. Exact at any backlog size; absent when it is not certain.",
         )
-        age_hist = HistogramMetricFamily(
+        # Gauge histograms: a snapshot of the queue, not events counted since start
+        # (_gcount and _gsum, no _count or _sum; never rate() them).
+        age_hist = GaugeHistogramMetricFamily(
             "mimecast_queue_message_age_seconds",
-            "Age of queued messages at the time of the poll; rebuilt at every poll, not"
-            " accumulated. Only when the poll read the whole queue." + _FROM_POLL,
+            "Age of queued messages at the time of the poll: a snapshot rebuilt at every"
+            " poll, not accumulated. Only when the poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
-        size_hist = HistogramMetricFamily(
+        size_hist = GaugeHistogramMetricFamily(
             "mimecast_queue_message_size_bytes",
-            "Size of queued messages; rebuilt at every poll, not accumulated. Only when the"
-            " poll read the whole queue." + _FROM_POLL,
+            "Size of queued messages: a snapshot rebuilt at every poll, not accumulated. Only"
+            " when the poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
         complete = GaugeMetricFamily(

@@ -95,7 +95,7 @@ def test_zero_fill_for_every_route_after_success(env):
             is None
         )
         assert (
-            value(registry, "mimecast_queue_message_age_seconds_count", route=route, **labels) == 0
+            value(registry, "mimecast_queue_message_age_seconds_gcount", route=route, **labels) == 0
         )
     # 'unknown' only once seen
     assert value(registry, "mimecast_queue_messages", route="unknown", **labels) is None
@@ -125,12 +125,12 @@ def test_histograms_are_rebuilt_not_accumulated(env):
     now = clock.time()
     labels = {"account": "acme", "queue": "processing", "route": "outbound"}
     store.record_success("acme", "processing", snapshot(now, msg(), msg(), msg()), now, 0.5)
-    assert value(registry, "mimecast_queue_message_age_seconds_count", **labels) == 3
-    assert value(registry, "mimecast_queue_message_size_bytes_sum", **labels) == 300
+    assert value(registry, "mimecast_queue_message_age_seconds_gcount", **labels) == 3
+    assert value(registry, "mimecast_queue_message_size_bytes_gsum", **labels) == 300
     store.record_success("acme", "processing", snapshot(now, msg()), now, 0.5)
-    assert value(registry, "mimecast_queue_message_age_seconds_count", **labels) == 1
+    assert value(registry, "mimecast_queue_message_age_seconds_gcount", **labels) == 1
     assert value(registry, "mimecast_queue_message_age_seconds_bucket", le="3600.0", **labels) == 1
-    assert value(registry, "mimecast_queue_message_size_bytes_sum", **labels) == 100
+    assert value(registry, "mimecast_queue_message_size_bytes_gsum", **labels) == 100
 
 
 @pytest.mark.parametrize("step", [-3600.0, -86400.0 * 365, 3600.0])
@@ -158,7 +158,7 @@ def test_stale_series_expire_but_health_stays(env):
     clock.advance(1)
     assert value(registry, "mimecast_queue_messages", route="outbound", **labels) is None
     assert (
-        value(registry, "mimecast_queue_message_age_seconds_count", route="outbound", **labels)
+        value(registry, "mimecast_queue_message_age_seconds_gcount", route="outbound", **labels)
         is None
     )
     assert value(registry, "mimecast_last_success_timestamp_seconds", **labels) == now
@@ -207,3 +207,20 @@ def test_exposition_passes_promtool(env, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b"", result.stderr
+
+
+def test_distributions_are_gauge_histograms_in_both_formats(env):
+    """A snapshot of the queue, not events since start: _gcount and _gsum, never
+    _count and _sum (which rate() would take for counters)."""
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, msg(), msg(size=5000)), now, 0.5)
+    text, om = generate_latest(registry).decode(), openmetrics(registry).decode()
+    for name in ("mimecast_queue_message_age_seconds", "mimecast_queue_message_size_bytes"):
+        assert f"# TYPE {name} gaugehistogram" in om
+        for exposition in (text, om):
+            assert f"{name}_gcount{{" in exposition and f"{name}_gsum{{" in exposition
+            assert f"{name}_count{{" not in exposition and f"{name}_sum{{" not in exposition
+            assert f"{name}_bucket{{" in exposition

@@ -142,7 +142,7 @@ def test_a_huge_queue_is_counted_exactly_in_six_requests(sim, clock):
         stamp_ = served(registry, "mimecast_queue_oldest_message_created_timestamp_seconds", route)
         assert stamp_ == expected[route]["oldest"]
     # Sums over part of a queue would be wrong: they are not served.
-    for name in ("size_bytes", "attempts", "max_attempts", "message_age_seconds_count"):
+    for name in ("size_bytes", "attempts", "max_attempts", "message_age_seconds_gcount"):
         assert served(registry, f"mimecast_queue_{name}", "outbound") is None
     # 1 page, 4 route counts (pageSize 1, one route each), 1 closing total.
     assert len(calls) == 6
