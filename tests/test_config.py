@@ -552,14 +552,14 @@ EXAMPLE_SECRETS = {
 }
 
 
-def _load_example(tmp_path: Path) -> Config:
+def _load_example(tmp_path: Path, example: Path = EXAMPLE) -> Config:
     """Load config.example.yaml with the env vars and secret files it refers to."""
     client_secret = tmp_path / "mimecast_client_secret"
     client_secret.write_text(EXAMPLE_SECRETS["client_secret"] + "\n")
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "legacy_access_key").write_text(EXAMPLE_SECRETS["access_key"] + "\n")
     (tmp_path / "secrets" / "legacy_secret_key").write_text(EXAMPLE_SECRETS["secret_key"] + "\n")
-    text = EXAMPLE.read_text()
+    text = example.read_text()
     assert "/run/secrets/mimecast_client_secret" in text
     config_path = tmp_path / "config.yaml"
     config_path.write_text(text.replace("/run/secrets/mimecast_client_secret", str(client_secret)))
@@ -579,11 +579,32 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert acme.credentials == OAuth2Credentials(
         "example-client-id", Secret(EXAMPLE_SECRETS["client_secret"])
     )
-    assert acme.search_by == {"fieldName": "toAddress", "value": "acme.example.com"}
+    # The example watches whole queues: its filters are commented examples only.
+    assert acme.search_by is None and not acme.filter_by
     assert legacy.base_url == HMAC_REGIONS["eu"]
     assert isinstance(legacy.credentials, HmacCredentials)
     assert legacy.credentials.access_key.reveal() == EXAMPLE_SECRETS["access_key"]
-    assert legacy.filter_by == ({"fieldName": "route", "value": "outbound"},)
+    assert legacy.search_by is None and not legacy.filter_by
+
+
+def test_the_example_filters_work_once_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    for line in (
+        "search_by:",
+        "  field_name: toAddress",
+        "  value: acme.example.com",
+        "filter_by:",
+        "  - route: inbound",
+    ):
+        text = text.replace(f"    # {line}\n", f"    {line}\n", 1)
+    (tmp_path / "example.yaml").write_text(text)
+    config = _load_example(tmp_path, tmp_path / "example.yaml")
+    acme = config.accounts[0]
+    assert acme.search_by == {"fieldName": "toAddress", "value": "acme.example.com"}
+    assert acme.filter_by == ({"route": "inbound"},)
+    summary = describe(config)
+    assert "warning: account acme: search_by and filter_by narrow what is watched" in summary
+    assert "account legacy-eu" not in summary.split("warning:", 1)[1]
 
 
 def test_example_config_documents_every_key() -> None:
@@ -636,10 +657,11 @@ def test_describe_shows_settings_and_masks_every_secret(tmp_path: Path) -> None:
         "auth: hmac (API 1.0)",
         "app_id: 3f1c9a52-7d4e-4b8a-9e21-6c0d5f7a8b93",
         "secret_key: ********",
-        "toAddress",
-        "outbound",
+        "search_by: none",
+        "filter_by: none",
     ]:
         assert expected in summary, expected
+    assert "warning:" not in summary  # the example watches whole queues
 
 
 def test_describe_masks_a_secret_that_was_reused_elsewhere() -> None:

@@ -45,6 +45,7 @@ def describe(config: Config) -> str:
     ]
     for account in config.accounts:
         lines += _describe_account(account)
+    lines += [f"warning: {warning}" for warning in narrowing_warnings(config)]
     text = "\n".join(lines)  # no trailing newline: callers print() it
     # Belt and braces: a secret could also have been pasted into, say, a
     # search_by value. Longest first, so a secret containing another is
@@ -52,6 +53,24 @@ def describe(config: Config) -> str:
     for secret in sorted(set(config.secrets()), key=len, reverse=True):
         text = text.replace(secret, _MASK)
     return text
+
+
+def narrowing_warnings(config: Config) -> list[str]:
+    """One line per account whose search_by or filter_by watches only part of its queue."""
+    warnings = []
+    for account in config.accounts:
+        narrowed = [
+            key
+            for key, value in (("search_by", account.search_by), ("filter_by", account.filter_by))
+            if value
+        ]
+        if narrowed:
+            warnings.append(
+                f"account {account.name}: {' and '.join(narrowed)} narrow what is watched; "
+                "messages outside them are not counted, and their routes read 0 "
+                "however many are stuck"
+            )
+    return warnings
 
 
 def _describe_account(account: AccountConfig) -> list[str]:
