@@ -19,7 +19,9 @@
 # (e.g. owner 65532 and mode 0400, or group 65532 and mode 0440).
 #
 # Try it without a Mimecast account:
-#   docker run --rm -p 9836:9836 mimecast-exporter --demo
+#   docker run --rm -p 9836:9836 mimecast-exporter --demo --web.listen-address=:9836
+# (the demo listens on 127.0.0.1 unless told otherwise: inside a container
+# that is unreachable from the host)
 
 # Both stages use the same base, pinned to a specific release (bump both).
 # --- stage 1: build the wheel -------------------------------------------------

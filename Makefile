@@ -1,35 +1,45 @@
 # mimecast-exporter: `make demo` to try it, `make test` to check it.
-# Both set up what they need: a .venv with the package and its dev tools, and
-# (for tests) Debian's prometheus package for promtool and a real server.
+# Both set up what they need in a .venv: `make demo` only the exporter and what
+# it needs to run; `make test` also the dev tools, and Debian's prometheus
+# package for promtool and a real server.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP  := $(VENV)/.installed-stamp
+# make demo PORT=9900 to use another port; the demo listens on loopback only.
+PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .PHONY: help demo test lint format bench promtool chromium docker-compose venv dist clean
 
 help:
-	@echo "make demo   run the exporter against the embedded Mimecast simulator"
+	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
 	@echo "make test   lint and run the whole test suite"
 	@echo "make bench  run the benchmarks"
 	@echo "make dist   build the wheel into dist/"
 
-$(STAMP): pyproject.toml
+# The exporter and its runtime dependencies only: what `make demo` needs.
+$(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 	  echo "installing python3-venv (needed to create $(VENV))"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	@touch $(RUNTIME_STAMP)
+
+# And the development tools: what tests, lint and benchmarks need.
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/mimecast-exporter --demo
+demo: $(RUNTIME_STAMP)
+	$(BIN)/mimecast-exporter --demo --web.listen-address 127.0.0.1:$(PORT)
 
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
-        default=":9836",
-        help="address to serve metrics on (default: %(default)s)",
+        default=None,
+        help="address to serve metrics on (default: :9836, all interfaces; "
+        "with --demo 127.0.0.1:9836)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -114,8 +115,21 @@ def _raise_open_files_limit() -> None:
         log.debug("open files limit raised", extra={"from": raised[0], "to": raised[1]})
 
 
+DEFAULT_LISTEN_ADDRESS = ":9836"
+# The demo serves made-up data to whoever asks: only this host, unless told.
+DEMO_LISTEN_ADDRESS = "127.0.0.1:9836"
+
+
+def listen_address(args: argparse.Namespace) -> str:
+    """--web.listen-address as given, else the default for the mode."""
+    if args.listen_address is not None:
+        return str(args.listen_address)
+    return DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.listen_address = listen_address(args)
     if not args.telemetry_path.startswith("/"):
         print("error: --web.telemetry-path must start with '/'", file=sys.stderr)
         return EXIT_CONFIG

@@ -14,6 +14,7 @@ from exporter.config import (
     PollConfig,
     Secret,
 )
+from exporter.listen import parse_listen_address
 from exporter.simulator.server import SimulatorServer
 from exporter.web import MAX_CONNECTIONS
 from exporter.webwatch import WebConfigWatcher
@@ -64,9 +65,18 @@ def run_demo(
     try:
         config = demo_config(simulator)
 
+        host, _ = parse_listen_address(listen_address)
+        everywhere = host in ("", "0.0.0.0", "::")
+
         def announce(url: str) -> None:
+            reach = (
+                "all interfaces: other hosts can reach it too"
+                if everywhere
+                else "this address only"
+            )
             print(
                 "\nmimecast-exporter demo: polling a simulated Mimecast every 5s\n"
+                f"  listening on:  {listen_address} ({reach})\n"
                 f"  metrics:       {url}{telemetry_path}\n"
                 f"  status page:   {url}/\n"
                 f"  simulator:     {simulator.url} (scenario '{DEMO_SCENARIO}', "

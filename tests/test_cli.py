@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import (
@@ -176,6 +177,37 @@ def test_demo_serves_non_zero_metrics_for_both_accounts_within_seconds():
         code, out, err = daemon.stop()
     assert code == 0
     assert "metrics:" in out and "/metrics" in out
+    assert "listening on:  127.0.0.1:0 (this address only)" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "address"),
+    [
+        (["--demo"], "127.0.0.1:9836"),  # made-up data: this host only
+        ([], ":9836"),  # an exporter: every interface, as Go exporters
+        (["--demo", "--web.listen-address", ":9900"], ":9900"),
+        (["--web.listen-address", "10.0.0.1:9836"], "10.0.0.1:9836"),
+    ],
+)
+def test_default_listen_address_depends_on_the_mode(flags, address):
+    from exporter.cli import build_parser, listen_address
+
+    assert listen_address(build_parser().parse_args(flags)) == address
+
+
+def test_make_demo_installs_only_the_runtime_and_listens_on_loopback():
+    """What `make demo` would run on a fresh clone (make -n: nothing is run)."""
+    root = Path(__file__).parent.parent
+    out = subprocess.run(
+        ["make", "-n", "-B", "demo", "PORT=9911"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "pip install --quiet --disable-pip-version-check -e .\n" in out
+    assert "[dev]" not in out  # no pytest, ruff, hadolint ... for a demo
+    assert "mimecast-exporter --demo --web.listen-address 127.0.0.1:9911" in out
 
 
 def test_no_secret_in_anything_the_process_wrote(tmp_path, live_sim):

@@ -72,17 +72,57 @@ def _is_loopback(host: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
+    scenarios = "; ".join(f"{name}: {SCENARIOS[name].description}" for name in sorted(SCENARIOS))
     p = argparse.ArgumentParser(
         prog="mimecast-simulator",
         description="A local Mimecast API stand-in (find-processing-messages, API 1.0 and 2.0).",
     )
-    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT")
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="steady")
-    p.add_argument("--speed", type=float, default=1.0, help="model time per wall second")
-    p.add_argument("--token-lifetime", type=parse_duration, default=1800.0, metavar="DURATION")
-    p.add_argument("--page-size-cap", type=int, default=100, metavar="N")
-    p.add_argument("--rate-limit", type=parse_rate_limit, default=(1000, 60.0), metavar="N/WINDOW")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="loopback address to serve on; port 0 picks a free one (default: 127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="steady",
+        help=f"what the queues hold and how they move (default: steady). {scenarios}",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="model seconds per wall-clock second: 60 plays an hour in a minute (default: 1)",
+    )
+    p.add_argument(
+        "--token-lifetime",
+        type=parse_duration,
+        default=1800.0,
+        metavar="DURATION",
+        help="expires_in of the OAuth 2.0 tokens it issues, e.g. 30m or 30s (default: 30m)",
+    )
+    p.add_argument(
+        "--page-size-cap",
+        type=int,
+        default=100,
+        metavar="N",
+        help="most messages per page, whatever pageSize asks (default: 100)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=parse_rate_limit,
+        default=(1000, 60.0),
+        metavar="N/WINDOW",
+        help="requests per window before 429, per credentials, e.g. 1000/60s (default: 1000/60s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the scenario's random arrivals: the same seed, the same queue (default: 1)",
+    )
     p.add_argument(
         "--backlog-messages",
         type=int,
