@@ -14,8 +14,8 @@ from exporter.collector import MimecastCollector
 from exporter.config import Config
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
-from exporter.web import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
-from exporter.webwatch import WebConfigWatcher
+from exporter.web.server import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
+from exporter.web.watch import WebConfigWatcher
 
 
 class StoreStatus:

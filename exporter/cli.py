@@ -15,11 +15,11 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, describe, load_config
-from exporter.connections import raise_open_files_limit
 from exporter.logs import LEVELS, add_secrets, configure_logging
-from exporter.web import MAX_CONNECTIONS
-from exporter.webconfig import WebConfigError
-from exporter.webwatch import WebConfigWatcher
+from exporter.web.config import WebConfigError
+from exporter.web.connections import raise_open_files_limit
+from exporter.web.server import MAX_CONNECTIONS
+from exporter.web.watch import WebConfigWatcher
 
 log = logging.getLogger("exporter")
 
@@ -146,14 +146,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.once:
         _raise_open_files_limit()  # as Go programs do: idle clients must not starve polls
     if args.demo:
-        from exporter.demo import run_demo  # the simulator is only imported when asked for
+        from exporter.demo import start_demo  # the simulator is only imported when asked for
 
-        return run_demo(
-            args.listen_address,
-            args.telemetry_path,
-            web_config=web_config,
-            max_connections=args.max_connections,
-        )
+        demo = start_demo()
+        try:
+            return serve(
+                demo.config,
+                args.listen_address,
+                args.telemetry_path,
+                on_ready=lambda url: print(
+                    demo.banner(url, args.listen_address, args.telemetry_path), flush=True
+                ),
+                web_config=web_config,
+                max_connections=args.max_connections,
+            )
+        finally:
+            demo.stop()
 
     try:
         config = load_config(args.config_file)

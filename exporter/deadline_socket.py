@@ -9,7 +9,7 @@ every operation gets the time left until the deadline as its timeout, raises
 status line, header and chunk parsing, or the body.
 
 Used on both sides: requests to Mimecast (:mod:`exporter.mimecast.transport`)
-and the exporter's own HTTP server (:mod:`exporter.web`), where a client that
+and the exporter's own HTTP server (:mod:`exporter.web.server`), where a client that
 trickles its request must not hold a connection for ever.
 """
 

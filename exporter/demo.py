@@ -1,10 +1,14 @@
 """``--demo``: the exporter against the embedded simulator, no Mimecast account needed.
 
 Two accounts, one per API generation, whose simulated queues already hold
-messages on every route; polled every 5 s so that the numbers move.
+messages on every route; polled every 5 s so that the numbers move. This
+module builds the simulator and the configuration; :mod:`exporter.cli` serves
+them like any other configuration (and this module never imports it).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from exporter.config import (
     AccountConfig,
@@ -14,10 +18,8 @@ from exporter.config import (
     PollConfig,
     Secret,
 )
-from exporter.listen import parse_listen_address
 from exporter.simulator.server import SimulatorServer
-from exporter.web import MAX_CONNECTIONS
-from exporter.webwatch import WebConfigWatcher
+from exporter.web.listen import parse_listen_address
 
 DEMO_SCENARIO = "demo"
 # The model runs 30x faster than the wall clock, so retries and arrivals show
@@ -52,48 +54,39 @@ def demo_config(simulator: SimulatorServer) -> Config:
     )
 
 
-def run_demo(
-    listen_address: str,
-    telemetry_path: str,
-    web_config: WebConfigWatcher | None = None,
-    max_connections: int = MAX_CONNECTIONS,
-) -> int:
-    from exporter.cli import serve  # the CLI owns process life: signals, exit codes
+@dataclass
+class Demo:
+    """The running simulator and the configuration that polls it; the CLI serves it."""
 
+    simulator: SimulatorServer
+    config: Config
+
+    def banner(self, url: str, listen_address: str, telemetry_path: str) -> str:
+        """What to print once the exporter listens at ``url``."""
+        host, _ = parse_listen_address(listen_address)
+        reach = (
+            "all interfaces: other hosts can reach it too"
+            if host in ("", "0.0.0.0", "::")
+            else "this address only"
+        )
+        return (
+            "\nmimecast-exporter demo: polling a simulated Mimecast every 5s\n"
+            f"  listening on:  {listen_address} ({reach})\n"
+            f"  metrics:       {url}{telemetry_path}\n"
+            f"  status page:   {url}/\n"
+            f"  simulator:     {self.simulator.url} (scenario '{DEMO_SCENARIO}', "
+            f"{DEMO_SPEED:g}x speed)\n"
+            "  accounts:      demo-oauth2 (API 2.0), demo-hmac (API 1.0)\n"
+            "Try: curl -s " + url + telemetry_path + " | grep '^mimecast_queue_messages'\n"
+            "Press Ctrl-C to stop.\n"
+        )
+
+    def stop(self) -> None:
+        self.simulator.stop()
+
+
+def start_demo() -> Demo:
+    """Start the simulator; the configuration polls its two built-in tenants."""
     simulator = SimulatorServer("127.0.0.1", 0, scenario=DEMO_SCENARIO, speed=DEMO_SPEED)
     simulator.start()
-    try:
-        config = demo_config(simulator)
-
-        host, _ = parse_listen_address(listen_address)
-        everywhere = host in ("", "0.0.0.0", "::")
-
-        def announce(url: str) -> None:
-            reach = (
-                "all interfaces: other hosts can reach it too"
-                if everywhere
-                else "this address only"
-            )
-            print(
-                "\nmimecast-exporter demo: polling a simulated Mimecast every 5s\n"
-                f"  listening on:  {listen_address} ({reach})\n"
-                f"  metrics:       {url}{telemetry_path}\n"
-                f"  status page:   {url}/\n"
-                f"  simulator:     {simulator.url} (scenario '{DEMO_SCENARIO}', "
-                f"{DEMO_SPEED:g}x speed)\n"
-                "  accounts:      demo-oauth2 (API 2.0), demo-hmac (API 1.0)\n"
-                "Try: curl -s " + url + telemetry_path + " | grep '^mimecast_queue_messages'\n"
-                "Press Ctrl-C to stop.\n",
-                flush=True,
-            )
-
-        return serve(
-            config,
-            listen_address,
-            telemetry_path,
-            on_ready=announce,
-            web_config=web_config,
-            max_connections=max_connections,
-        )
-    finally:
-        simulator.stop()
+    return Demo(simulator, demo_config(simulator))

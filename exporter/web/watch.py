@@ -1,10 +1,10 @@
 """Keeps the web configuration in force: change detection and hot reload.
 
 This module owns :class:`WebConfigWatcher`, which loads ``--web.config.file``
-with :func:`exporter.webconfig.load_web_config`, notices when the file or a
+with :func:`exporter.web.config.load_web_config`, notices when the file or a
 certificate, key or CA file it names changes, re-reads it, and turns each
-configuration into the :class:`~exporter.webauth.WebSecurity` snapshot that
-:mod:`exporter.web` applies to new connections. A bad edit is logged and the
+configuration into the :class:`~exporter.web.auth.WebSecurity` snapshot that
+:mod:`exporter.web.server` applies to new connections. A bad edit is logged and the
 last good configuration stays in force.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import bcrypt
 
 from exporter.logs import add_secrets
-from exporter.webauth import (
+from exporter.web.auth import (
     HANDSHAKE_TIMEOUT,
     MAX_CONCURRENT_CHECKS,
     AuthCache,
@@ -31,11 +31,11 @@ from exporter.webauth import (
     RateLimiter,
     WebSecurity,
 )
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
+from exporter.web.config import WebConfig, WebConfigError, load_web_config
 
 # The watcher's log lines keep the logger name they had when it lived in
-# exporter.webconfig, so log filters that select them keep working.
-logger = logging.getLogger("exporter.webconfig")
+# exporter.web.config, so log filters that select them keep working.
+logger = logging.getLogger("exporter.web.config")
 
 
 def _signature(paths: Iterable[Path]) -> tuple[tuple[str, tuple[int, ...] | None], ...]:

@@ -3,7 +3,7 @@
 This module owns the listen address format (``host:port``, ``:port``,
 ``[v6]:port``) and the policy for turning one into a bound server: an empty
 host is every interface, dual-stack where IPv6 works, and a name is tried at
-each address it resolves to. What is served there is :mod:`exporter.web`'s.
+each address it resolves to. What is served there is :mod:`exporter.web.server`'s.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Request-time security of the HTTP endpoints: basic auth, rate limit, client SANs.
 
-:mod:`exporter.webconfig` reads and validates ``--web.config.file``; this
+:mod:`exporter.web.config` reads and validates ``--web.config.file``; this
 module holds what is applied to each connection and request once a
 configuration is in force, gathered in one :class:`WebSecurity` snapshot per
-(re)load. :mod:`exporter.web` asks a snapshot three things: wrap a new
+(re)load. :mod:`exporter.web.server` asks a snapshot three things: wrap a new
 connection in TLS (:meth:`WebSecurity.handshake`), admit a request or say why
 not (:meth:`WebSecurity.refusal`), and which extra headers to send.
 

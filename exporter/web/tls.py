@@ -5,7 +5,7 @@ it accepts for TLS versions, client auth types (and the ``ssl`` verify mode
 each maps to), cipher suites (and their OpenSSL names) and curves; the
 :class:`TLSServerConfig` the section is read into; and building the
 ``SSLContext`` with the certificate, key and CA files loaded, which is what
-validates those files. :mod:`exporter.webconfig` reads the rest of the file
+validates those files. :mod:`exporter.web.config` reads the rest of the file
 and hands this section to :func:`parse_tls`, together with the parser whose
 helpers read fields and files and make its errors (:class:`FieldReader`).
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from exporter import openssl
 from exporter.config.expand import found
+from exporter.web import openssl
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class TLSServerConfig:
 
 
 class FieldReader(Protocol):
-    """What :func:`parse_tls` uses of :mod:`exporter.webconfig`'s parser."""
+    """What :func:`parse_tls` uses of :mod:`exporter.web.config`'s parser."""
 
     def error(self, field_path: str, problem: str) -> Exception: ...
 

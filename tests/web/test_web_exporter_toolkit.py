@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.web import WebServer
-from exporter.webconfig import WebConfigError, load_web_config
-from exporter.webwatch import WebConfigWatcher
+from exporter.web.config import WebConfigError, load_web_config
+from exporter.web.server import WebServer
+from exporter.web.watch import WebConfigWatcher
 from tests.fakes import ReadyStatus
 
-TESTDATA = Path(__file__).parent / "fixtures" / "exporter_toolkit"
+TESTDATA = Path(__file__).parents[1] / "fixtures" / "exporter_toolkit"
 
 # Go's ErrorMap key -> what the failure looks like here.
 ERRORS = {
@@ -619,7 +619,7 @@ def test_curve_preferences_are_applied_as_a_list(tmp_path: Path) -> None:
 
 
 def test_a_curve_openssl_lacks_is_refused_at_start(tmp_path: Path) -> None:
-    import exporter.openssl
+    import exporter.web.openssl
 
     shutil.copytree(TESTDATA, tmp_path / "testdata")
     config = tmp_path / "testdata" / "pq.yml"
@@ -633,4 +633,4 @@ def test_a_curve_openssl_lacks_is_refused_at_start(tmp_path: Path) -> None:
         assert "curve_preferences" in str(err) and "cannot be applied" in str(err)
     else:  # OpenSSL 3.5 and later have it
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        exporter.openssl.set_groups(context, ["X25519MLKEM768"])
+        exporter.web.openssl.set_groups(context, ["X25519MLKEM768"])

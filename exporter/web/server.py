@@ -1,7 +1,7 @@
 """The exporter's HTTP endpoints: metrics, landing page, health and readiness.
 
 This module owns the listening socket, routing, and everything answered on
-it but the landing page's HTML (:mod:`exporter.landing`). It only reads what
+it but the landing page's HTML (:mod:`exporter.web.landing`). It only reads what
 the poller already knows (the metrics registry and a :class:`StatusSource`),
 so no request ever calls Mimecast or waits on a poll.
 
@@ -10,16 +10,16 @@ Routes: the telemetry path (``/metrics`` by default), ``/`` (and
 methods other than GET and HEAD are 405.
 
 Where it listens (``--web.listen-address``) is parsed and bound by
-:mod:`exporter.listen`. Every connection is bounded (:mod:`exporter.connections`,
+:mod:`exporter.web.listen`. Every connection is bounded (:mod:`exporter.web.connections`,
 :mod:`exporter.deadline_socket`): at most ``--web.max-connections`` open, the
 oldest idle one giving way to a new one; a request must arrive within
 REQUEST_SECONDS of connecting (TLS handshake included) and its answer be taken
 within RESPONSE_SECONDS; accept() backs off instead of spinning when out of
 file descriptors. With a web configuration (``--web.config.file``,
-:mod:`exporter.webconfig`, kept in force by :mod:`exporter.webwatch`)
+:mod:`exporter.web.config`, kept in force by :mod:`exporter.web.watch`)
 connections are TLS, the handshake done in the connection's own thread, and
 every path is behind basic auth when users are configured (see
-:mod:`exporter.webauth`).
+:mod:`exporter.web.auth`).
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from exporter.connections import AcceptBackoff, ConnectionTable, Slot
 from exporter.deadline_socket import DeadlineSocket
-from exporter.landing import AccountStatus as AccountStatus
-from exporter.landing import QueueStatus as QueueStatus
-from exporter.landing import StatusSource, render_index
-from exporter.listen import bind, parse_listen_address
+from exporter.web.connections import AcceptBackoff, ConnectionTable, Slot
+from exporter.web.landing import AccountStatus as AccountStatus
+from exporter.web.landing import QueueStatus as QueueStatus
+from exporter.web.landing import StatusSource, render_index
+from exporter.web.listen import bind, parse_listen_address
 
 if TYPE_CHECKING:
-    from exporter.webauth import WebSecurity
-    from exporter.webwatch import WebConfigWatcher
+    from exporter.web.auth import WebSecurity
+    from exporter.web.watch import WebConfigWatcher
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.web import (
+from exporter.web.server import (
     NOT_READY_TEXT,
     AccountStatus,
     QueueStatus,
@@ -310,7 +310,7 @@ def test_requests_logged_at_debug_not_stderr(
             assert time.monotonic() < deadline
             time.sleep(0.01)
     logged = [r for r in caplog.records if r.message == "request"]
-    assert all(r.levelno == logging.DEBUG and r.name == "exporter.web" for r in logged)
+    assert all(r.levelno == logging.DEBUG and r.name == "exporter.web.server" for r in logged)
     assert {(r.path, r.status) for r in logged} == {("/-/healthy", 200), ("/nope", 404)}
     assert capfd.readouterr().err == ""
 
@@ -427,7 +427,7 @@ def test_shutdown_from_signal_handler_in_serving_thread() -> None:
     script = """
 import os, signal, threading
 from prometheus_client import CollectorRegistry
-from exporter.web import WebServer
+from exporter.web.server import WebServer
 
 class Status:
     def is_ready(self): return True

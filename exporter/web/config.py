@@ -20,14 +20,14 @@ file completely (unknown keys, the certificate and key are loaded into an
 ``SSLContext``, every hash is checked to be bcrypt) into a :class:`WebConfig`
 and raises :class:`WebConfigError`, naming the file and the field, on the
 first problem. The ``tls_server_config`` section and its ``SSLContext`` are
-:mod:`exporter.webtls`'s. :class:`~exporter.webwatch.WebConfigWatcher` keeps
+:mod:`exporter.web.tls`'s. :class:`~exporter.web.watch.WebConfigWatcher` keeps
 the configuration in force: it re-reads the file when it, or a certificate,
 key or CA file it names, changes, and keeps the last good configuration when
 an edit is bad. What a configuration enforces per connection and request
-lives in :mod:`exporter.webauth`.
+lives in :mod:`exporter.web.auth`.
 
 It behaves as exporter-toolkit does, down to its own test cases (ported in
-``tests/test_exporter_toolkit.py``): a ``tls_server_config`` without any
+``tests/web/test_web_exporter_toolkit.py``): a ``tls_server_config`` without any
 certificate, key, client CA or ``client_auth_type`` leaves TLS off; inline
 ``cert``, ``key`` and ``client_ca`` work; without ``client_ca_file`` client
 certificates are verified against the system's CAs; ``RequireAnyClientCert``
@@ -54,9 +54,9 @@ import yaml
 from exporter.config.expand import found, join
 from exporter.config.model import ConfigError
 from exporter.durations import parse_duration_text
-from exporter.webtls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
-from exporter.webtls import TLS_VERSIONS as TLS_VERSIONS
-from exporter.webtls import TLSServerConfig, parse_tls
+from exporter.web.tls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
+from exporter.web.tls import TLS_VERSIONS as TLS_VERSIONS
+from exporter.web.tls import TLSServerConfig, parse_tls
 
 logger = logging.getLogger(__name__)
 
