@@ -60,6 +60,7 @@ docker-compose:
 lint: $(STAMP)
 	$(BIN)/ruff check exporter tests benchmarks scripts
 	$(BIN)/ruff format --check exporter tests benchmarks scripts
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format exporter tests benchmarks scripts

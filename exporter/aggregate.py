@@ -83,7 +83,7 @@ class Histogram:
         pairs, running = [], 0
         for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += count
-            pairs.append((floatToGoString(bound), running))
+            pairs.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
         return pairs
 
 
@@ -270,7 +270,7 @@ class QueueAggregator:
             text = message.created
             if text != last_text:
                 seconds = utc_seconds.get(text[MINUTE:]) if type(text) is str else None
-                minute = minutes.get(text[:MINUTE]) if seconds is not None else None
+                minute = minutes.get(text[:MINUTE]) if seconds is not None else None  # type: ignore[index]
                 created = minute + seconds if minute is not None else dates(text)  # type: ignore[operator]
                 if created is not None:
                     # A message "from the future" (clock skew) is as young as can be.

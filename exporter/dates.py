@@ -79,7 +79,7 @@ class DateParser:
             self.minutes[prefix] = minute
         if minute is None:  # not a date after all ("2026-02-30T...", "xxxx-..."): say why
             return parse_mimecast_date(value)
-        return minute + seconds
+        return float(minute + seconds)
 
 
 def _minute_epoch(prefix: str) -> float | None:

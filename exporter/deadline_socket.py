@@ -79,13 +79,14 @@ class DeadlineSocket:
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._before_io()
-        data = self._sock.recv(bufsize, flags)
+        data: bytes = self._sock.recv(bufsize, flags)
         self._count(len(data))
         return data
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._before_io()
-        return self._sock.send(data, flags)
+        sent: int = self._sock.send(data, flags)
+        return sent
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         # In slices, so that the deadline is checked between them.

@@ -209,7 +209,7 @@ class JsonFormatter(_FieldsFormatter):
         return _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler configure_logging installed, so a second call replaces it."""
 
 

@@ -40,7 +40,9 @@ OVERDUE_GRACE_SECONDS = 1.0
 Key = tuple[str, str]  # (account, queue)
 
 
-def account_offsets(accounts: Iterable[str], interval: float, rng: random.Random) -> dict:
+def account_offsets(
+    accounts: Iterable[str], interval: float, rng: random.Random
+) -> dict[str, float]:
     """A fixed offset per account within the first tenth of the interval (at most 10 s)."""
     spread = min(interval / 10.0, 10.0)
     return {name: rng.uniform(0.0, spread) for name in accounts}
@@ -214,7 +216,7 @@ class Poller:
     def keys(self) -> list[Key]:
         return list(self._scans)
 
-    def submit(self, account: str, queue: str) -> Future | None:
+    def submit(self, account: str, queue: str) -> Future[bool] | None:
         """Start a poll unless the same one is still running."""
         key = (account, queue)
         with self._lock:
@@ -267,7 +269,7 @@ class Poller:
     def _turn_time(self, account: str, started: float, turn: int) -> float:
         if turn == 0:
             return started
-        return started + turn * self.config.poll.interval + self._offsets[account]
+        return float(started + turn * self.config.poll.interval + self._offsets[account])
 
     def next_wakeup(self, started: float, turns: dict[str, int]) -> float:
         return min(self._turn_time(a, started, t) for a, t in turns.items())

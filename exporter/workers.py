@@ -6,6 +6,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 
 class DaemonPool:
@@ -17,14 +18,14 @@ class DaemonPool:
     """
 
     def __init__(self, workers: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._workers = workers
         for i in range(workers):
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
 
-    def submit(self, fn: Callable[..., object], *args: object) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[..., object], *args: object) -> Future[Any]:
+        future: Future[Any] = Future()
         if self._closed.is_set():
             future.cancel()
             return future

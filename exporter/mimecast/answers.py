@@ -42,25 +42,28 @@ def raise_for_status(answer: Answer, now: float, *, token_request: bool = False)
     code, message, _ = first_error(answer)
     what = "token request" if token_request else "request"
     detail = f": {message}" if message else ""
-    common = {"status": status, "code": code, "request_id": answer.request_id}
+
+    def error(reason: str, message: str, **extra: Any) -> PollError:
+        return PollError(
+            reason, message, status=status, code=code, request_id=answer.request_id, **extra
+        )
+
     if status == 429:
-        raise PollError(
+        raise error(
             "rate_limited",
             f"{what} rate limited (429){detail}",
             retryable=True,
             retry_after=rate_limit_wait(answer.headers, now),
-            **common,
         )
     if status >= 500:
-        raise PollError("http_5xx", f"{what} got HTTP {status}{detail}", retryable=True, **common)
+        raise error("http_5xx", f"{what} got HTTP {status}{detail}", retryable=True)
     if status == 408:
-        raise PollError("timeout", f"{what} got HTTP 408{detail}", retryable=True, **common)
+        raise error("timeout", f"{what} got HTTP 408{detail}", retryable=True)
     if status == 418 or code == "err_xdk_binding_expired":
-        raise PollError(
+        raise error(
             "binding_expired",
             f"{what} refused: the API 1.0 access key binding has expired (418); "
             "create a new access key and secret key in the Mimecast console" + detail,
-            **common,
         )
     if status in (401, 403) or (token_request and status == 400):
         hint = (
@@ -69,11 +72,11 @@ def raise_for_status(answer: Answer, now: float, *, token_request: bool = False)
             else "credentials were refused"
         )
         skew = clock_skew_hint(answer.headers, now)
-        raise PollError("auth", f"{what} got HTTP {status}: {hint}{detail}{skew}", **common)
+        raise error("auth", f"{what} got HTTP {status}: {hint}{detail}{skew}")
     if 400 <= status < 500:
-        raise PollError("http_4xx", f"{what} got HTTP {status}{detail}", **common)
+        raise error("http_4xx", f"{what} got HTTP {status}{detail}")
     # A redirect or another surprise: Mimecast answers 200 or an error.
-    raise PollError("bad_response", f"{what} got unexpected HTTP {status}{detail}", **common)
+    raise error("bad_response", f"{what} got unexpected HTTP {status}{detail}")
 
 
 def first_error(answer: Answer) -> tuple[str | None, str | None, bool]:

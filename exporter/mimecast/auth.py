@@ -31,7 +31,9 @@ def hmac_signature(secret_key_b64: str, date: str, request_id: str, uri: str, ap
     return base64.b64encode(digest).decode("ascii")
 
 
-def hmac_headers(creds: HmacCredentials, uri: str, request_id: str, epoch_seconds: float) -> dict:
+def hmac_headers(
+    creds: HmacCredentials, uri: str, request_id: str, epoch_seconds: float
+) -> dict[str, str]:
     """The four API 1.0 headers for one request; date and id must be fresh each time."""
     date = mc_date(epoch_seconds)
     signature = hmac_signature(

@@ -140,7 +140,7 @@ class MimecastClient:
         """
         return self._call_with_retries(self._request_body(query), budget, deadline, number)
 
-    def _request_body(self, query: Query) -> dict:
+    def _request_body(self, query: Query) -> dict[str, Any]:
         criteria: dict[str, Any] = {
             "type": query.queue,
             "start": query.start,
@@ -161,7 +161,7 @@ class MimecastClient:
     # -- retries ----------------------------------------------------------
 
     def _call_with_retries(
-        self, body: dict, budget: RequestBudget, deadline: float, page_number: int
+        self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
     ) -> Page:
         backoff = wait_exponential_jitter(max=30, jitter=1)
 
@@ -199,13 +199,13 @@ class MimecastClient:
         )
         return retrying(self._call_once, body, budget, deadline, page_number)
 
-    def _log_context(self, body: dict) -> dict[str, object]:
+    def _log_context(self, body: dict[str, Any]) -> dict[str, object]:
         return {"account": self.account.name, "queue": body["data"][0]["type"]}
 
     # -- one call ---------------------------------------------------------
 
     def _call_once(
-        self, body: dict, budget: RequestBudget, deadline: float, page_number: int
+        self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
     ) -> Page:
         self._wait_for_rate_limit(deadline)
         payload = json.dumps(body).encode("utf-8")

@@ -201,7 +201,7 @@ def _decode_envelope(body: bytes | bytearray, request_id: str) -> _Envelope:
         raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
 
 
-def _decode(decoder: msgspec.json.Decoder, raw: Any, request_id: str) -> Any:
+def _decode(decoder: msgspec.json.Decoder[Any], raw: Any, request_id: str) -> Any:
     try:
         return decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:

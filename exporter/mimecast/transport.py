@@ -92,7 +92,7 @@ def transport_for(
         ca_file
         or environ.get("REQUESTS_CA_BUNDLE")
         or environ.get("CURL_CA_BUNDLE")
-        or requests.certs.where()
+        or requests.certs.where()  # type: ignore[attr-defined]
     )
     proxy = _proxy_for(base_url)
     if proxy is None:
@@ -103,7 +103,7 @@ def transport_for(
 class DirectTransport:
     """One connection to the host, opened when needed and kept between requests."""
 
-    proxy = None
+    proxy: str | None = None
 
     def __init__(self, base_url: str, bundle: str) -> None:
         parts = urlsplit(base_url)
@@ -126,7 +126,7 @@ class DirectTransport:
         deadline = time.monotonic() + timeout
         conn = self._connection(timeout)
         try:
-            conn.sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)
+            conn.sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)  # type: ignore[union-attr]
             conn.request("POST", urlsplit(url).path, body, {**HEADERS, **headers})
             response = conn.getresponse()
         except BaseException:
@@ -199,6 +199,8 @@ class _DirectAnswer:
 class ProxyTransport:
     """Through a proxy (CONNECT for HTTPS), by urllib3's ProxyManager."""
 
+    proxy: str | None
+
     def __init__(self, proxy: str, bundle: str) -> None:
         tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
         tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
@@ -210,7 +212,7 @@ class ProxyTransport:
             proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
         self.proxy = proxy
         self._manager = urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, **tls)
-        self._manager.pool_classes_by_scheme = {  # type: ignore[assignment]
+        self._manager.pool_classes_by_scheme = {
             "http": _DeadlineHTTPPool,
             "https": _DeadlineHTTPSPool,
         }
@@ -303,7 +305,8 @@ class _Raw:
         self._response = response
 
     def read1(self, size: int) -> bytes:
-        return self._response.read1(size, decode_content=False)
+        data: bytes = self._response.read1(size, decode_content=False)
+        return data
 
 
 class _Inflating:
@@ -348,7 +351,7 @@ class _Inflating:
                 return out
 
     def _read_raw(self, size: int) -> bytes:
-        data = self._raw.read1(size)
+        data: bytes = self._raw.read1(size)
         self._got += len(data)
         length = getattr(self._raw, "length", None)
         if not data and length:  # http.client ends a cut-off body quietly

@@ -154,15 +154,15 @@ class MimecastApi:
             )
             outcome = self._admit(req, allowed=decision.allowed)
         fault = outcome if isinstance(outcome, Fault) else None
-        if fault is not None:
-            if fault.kind == "delay":  # the only real sleep in the simulator
-                time.sleep(fault.seconds)
-            outcome = None
-        if outcome is None:
+        response = outcome if isinstance(outcome, Response) else None
+        if fault is not None and fault.kind == "delay":  # the only real sleep in the simulator
+            time.sleep(fault.seconds)
+        if response is None:
             with self.lock:
-                outcome = self._answer(req, tenant)
+                response = self._answer(req, tenant)
                 if fault is not None and fault.kind == "repeat_token" and tenant is not None:
-                    outcome = self._repeat_token(req, tenant, outcome)
+                    response = self._repeat_token(req, tenant, response)
+        outcome = response
         headers = decision.headers()
         headers.update(outcome.headers)
         outcome.headers = headers
@@ -289,7 +289,7 @@ class MimecastApi:
         payload = json.loads(resp.body)
         pagination = payload.setdefault("meta", {}).setdefault("pagination", {})
         try:
-            token = req.json["meta"]["pagination"]["pageToken"]
+            token = req.json["meta"]["pagination"]["pageToken"]  # type: ignore[index]
         except (KeyError, TypeError):
             token = None
         if not token:

@@ -49,7 +49,8 @@ def handle_control(sim: SimulatorServer, req: Incoming) -> Response:
         if any(n == name for _, n in routes):
             return _error(405, f"{req.method} not allowed on {req.path}")
         return _error(404, f"no control endpoint at {req.path}")
-    return handler(sim, req)
+    response: Response = handler(sim, req)
+    return response
 
 
 def _faults(sim: SimulatorServer) -> Response:

@@ -148,5 +148,5 @@ class FaultList:
                         entry[1] = remaining - 1
                         if entry[1] == 0:
                             del self._active[i]
-                    return fault
+                    return fault  # type: ignore[no-any-return]
         return None

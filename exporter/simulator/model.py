@@ -80,7 +80,7 @@ _QUEUED_INFO = "Queued for delivery"
 
 def backoff(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed attempts (before jitter)."""
-    return min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+    return float(min(BACKOFF_FIRST * 2 ** max(attempts - 1, 0), BACKOFF_CAP))
 
 
 @dataclass
@@ -105,7 +105,7 @@ class SimMessage:
     def domain(self) -> str:
         return self.recipient[0].rpartition("@")[2]
 
-    def render(self, shift: float) -> dict:
+    def render(self, shift: float) -> dict[str, Any]:
         """The message as Mimecast answers it, times moved back by ``shift`` seconds."""
         sender = {"emailAddress": self.sender[0], "displayableName": self.sender[1]}
         return {
@@ -204,7 +204,8 @@ class _LiveQueue:
 
     def _destination(self, route: str) -> str:
         if route == "outbound":
-            domains, weights = zip(*_OUTBOUND_DESTINATIONS, strict=True)
+            domains = [domain for domain, _ in _OUTBOUND_DESTINATIONS]
+            weights = [weight for _, weight in _OUTBOUND_DESTINATIONS]
             return self.rng.choices(domains, weights)[0]
         if route == "external":
             return self.rng.choice(_EXTERNAL_SENDERS)
@@ -291,7 +292,7 @@ class QueueModel:
         self.domain = domain
         self._lock = threading.Lock()
         self._live: dict[str, _LiveQueue] = {}
-        self._fixed: dict[str, list[dict]] = {}
+        self._fixed: dict[str, list[dict[str, Any]]] = {}
         self._backlog: dict[str, Backlog] = {}
         for queue in QUEUES:
             if queue == "processing" and scenario.backlog is not None:
@@ -307,7 +308,7 @@ class QueueModel:
             live.prefill()
             self._live[queue] = live
 
-    def set_messages(self, queue: str, messages: Iterable[dict]) -> None:
+    def set_messages(self, queue: str, messages: Iterable[dict[str, Any]]) -> None:
         """Serve exactly ``messages`` (raw, possibly malformed) for ``queue`` from now on."""
         if queue not in QUEUES:
             raise ValueError(f"unknown queue {queue!r}")
@@ -341,7 +342,7 @@ class QueueModel:
             live.advance(self.clock.model_time(wall_now))
         return live
 
-    def snapshot(self, queue: str, wall_now: float) -> list[dict]:
+    def snapshot(self, queue: str, wall_now: float) -> list[dict[str, Any]]:
         """The messages of ``queue`` at wall time ``wall_now``, as Mimecast answers them.
 
         Model time runs ``speed`` times faster than the wall clock; timestamps are

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +142,7 @@ def parse_query(
     )
 
 
-def _date(item: dict, name: str, default: float) -> float:
+def _date(item: dict[str, Any], name: str, default: float) -> float:
     if item.get(name) is None:
         return default
     value = parse_mc_date(item[name])
@@ -221,7 +221,7 @@ def _pagination(
 
 
 # --- applying a query ---------------------------------------------------------------------
-def _address(msg: dict, key: str) -> str:
+def _address(msg: dict[str, Any], key: str) -> str:
     value = msg.get(key)
     return _text(value.get("emailAddress")) if isinstance(value, dict) else ""
 
@@ -230,8 +230,8 @@ def _text(value: Any) -> str:
     return "" if value is None or isinstance(value, dict | list) else str(value).lower()
 
 
-def _search_texts(msg: dict, field_name: str) -> list[str]:
-    fields = {
+def _search_texts(msg: dict[str, Any], field_name: str) -> list[str]:
+    fields: dict[str, Callable[[], list[str]]] = {
         "fromAddress": lambda: [_address(msg, "fromEnv"), _address(msg, "fromHeader")],
         "toAddress": lambda: [_address(msg, "to")],
         "subject": lambda: [_text(msg.get("subject"))],
@@ -268,10 +268,14 @@ def select(messages: list[Any], q: Query) -> list[Any]:
     whatever the sort order.
     """
     chosen = [m for m in messages if matches(m, q)]
-    dated, undated = [], []
+    dated: list[tuple[float, str, Any]] = []
+    undated: list[tuple[None, str, Any]] = []
     for m in chosen:
         created = parse_mc_date(m.get("created")) if isinstance(m, dict) else None
-        (undated if created is None else dated).append((created, str(m.get("id")), m))
+        if created is None:
+            undated.append((None, str(m.get("id")), m))
+        else:
+            dated.append((created, str(m.get("id")), m))
     dated.sort(key=lambda t: (t[0], t[1]), reverse=q.descending)
     return [t[2] for t in dated] + [t[2] for t in undated]
 
@@ -281,7 +285,7 @@ def page_of_results(
 ) -> tuple[list[Any], dict[str, Any]]:
     """One page of ``messages`` (already selected) and its ``meta.pagination``."""
     total = len(messages)
-    page = messages[q.offset : q.offset + q.page_size]
+    page = list(messages[q.offset : q.offset + q.page_size])
     pagination: dict[str, Any] = {"pageSize": q.page_size, "totalCount": total}
     if q.offset + q.page_size < total:
         pagination["next"] = tokens.encode(tenant, q.queue, q.offset + q.page_size, q.page + 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
 QUEUES: tuple[str, ...] = ("processing", "bulk_processing")
@@ -44,7 +45,7 @@ class Burst:
         return self.factor if (offset - self.offset) % self.period < self.duration else 1.0
 
 
-def _frozen(d: Mapping) -> Mapping:
+def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(d))
 
 

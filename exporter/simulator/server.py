@@ -223,7 +223,7 @@ class SimulatorServer:
         httpd.daemon_threads = True
         if self.ssl_context is not None:
             httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
-        httpd.simulator = self  # type: ignore[attr-defined]
+        httpd.simulator = self
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(

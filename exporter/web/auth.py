@@ -283,11 +283,12 @@ def peer_sans(tls: ssl.SSLSocket) -> list[str]:
     """DNS names, IP addresses, e-mail addresses and URIs of the verified peer cert."""
     cert = tls.getpeercert() or {}
     names: list[str] = []
-    for kind, value in cert.get("subjectAltName", ()):
+    sans: tuple[tuple[str, str], ...] = cert.get("subjectAltName", ())  # type: ignore[assignment]
+    for kind, value in sans:
         if kind in ("DNS", "email", "URI"):
-            names.append(value)
+            names.append(str(value))
         elif kind == "IP Address":
-            names.append(_normalize_san(value))
+            names.append(_normalize_san(str(value)))
     return names
 
 

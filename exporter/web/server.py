@@ -200,7 +200,7 @@ class _HTTPServer(ThreadingHTTPServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         # Skip HTTPServer.server_bind: its socket.getfqdn() can stall on reverse DNS.
         TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
 
     def get_request(self) -> tuple[socket.socket, Any]:
         try:
@@ -383,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         accept = self.headers.get("Accept")
         try:
-            encoder, content_type = choose_encoder(accept)
+            encoder, content_type = choose_encoder(accept or "")
         except (TypeError, ValueError):
             # prometheus_client raises on e.g. "version=abc"; serve the classic format.
             logger.debug("unparsable Accept header", extra={"accept": accept})
@@ -401,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, body.encode(), _TEXT, head)
             return
         headers = [("Vary", "Accept, Accept-Encoding")]
-        if gzip_accepted(self.headers.get("Accept-Encoding")):
+        if gzip_accepted(self.headers.get("Accept-Encoding") or ""):
             output = gzip.compress(output, compresslevel=6)  # 9 costs CPU for ~nothing
             headers.append(("Content-Encoding", "gzip"))
         self._send(200, output, content_type, head, headers)

@@ -39,13 +39,13 @@ logger = logging.getLogger("exporter.web.config")
 
 
 def _signature(paths: Iterable[Path]) -> tuple[tuple[str, tuple[int, ...] | None], ...]:
-    out = []
+    out: list[tuple[str, tuple[int, int, int, int] | None]] = []
     for path in paths:
         try:
             st = path.stat()
             out.append((str(path), (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)))
         except OSError:
-            out.append((str(path), None))
+            out.append((str(path), None))  # missing: a change when it appears
     return tuple(out)
 
 
