@@ -13,7 +13,7 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench promtool chromium docker-compose venv dist clean
+.PHONY: help demo test lint format bench promtool chromium docker-compose systemd-analyze venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
@@ -52,6 +52,11 @@ chromium:
 	  echo "installing Debian's chromium package (headless browser tests of the landing page)"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends chromium; }
 
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing Debian's systemd package (systemd-analyze verifies the shipped unit)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends systemd; }
+
 docker-compose:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  echo "installing Debian's docker-compose package (validates docker-compose.yml)"; \
@@ -66,7 +71,7 @@ format: $(STAMP)
 	$(BIN)/ruff format exporter tests benchmarks scripts
 	$(BIN)/ruff check --fix exporter tests benchmarks scripts
 
-test: $(STAMP) promtool chromium docker-compose lint
+test: $(STAMP) promtool chromium docker-compose systemd-analyze lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
