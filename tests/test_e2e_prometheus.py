@@ -198,7 +198,7 @@ def stack(tmp_path_factory):
                     "rule_files": [str(p) for p in rule_files],
                     "scrape_configs": [
                         {
-                            "job_name": "mimecast",
+                            "job_name": "mimecast-exporter",  # the mixin's default selector
                             "static_configs": [{"targets": [exporter_url.removeprefix("http://")]}],
                         }
                     ],
@@ -269,7 +269,7 @@ def wait_for_data(api: str, expr: str, timeout: float = 60) -> list:
 
 def test_target_is_up_and_both_accounts_polled(stack):
     api = stack["api"]
-    up = wait_for_data(api, 'up{job="mimecast"} == 1')
+    up = wait_for_data(api, 'up{job="mimecast-exporter"} == 1')
     assert up
     accounts = wait_for(
         lambda: (

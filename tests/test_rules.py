@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,10 @@ def test_alert_names_are_the_documented_ones():
 def test_alert_follows_mixin_conventions(rule):
     name = rule["alert"]
     assert re.fullmatch(r"Mimecast[A-Z][A-Za-z]+", name), name
-    assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, name
+    assert rule.get("labels", {}).get("severity") in {"info", "warning", "critical"}, name
     assert re.fullmatch(r"\d+[smh]", str(rule.get("for", ""))), f"{name}: needs a `for`"
     annotations = rule.get("annotations", {})
-    for key in ("summary", "description", "runbook_url"):
+    for key in ("summary", "description", "runbook_url", "dashboard_url"):
         assert annotations.get(key, "").strip(), f"{name}: missing annotation {key}"
     assert annotations["runbook_url"] == RUNBOOK_BASE + name.lower()
     assert annotations["runbook_url"] == RUNBOOK_BASE + github_anchor(name)
@@ -129,7 +130,9 @@ def test_threshold_block_matches_the_rules():
         header.append(line)
     for rule in ALERT_RULES:
         name = rule["alert"]
-        lines = [line for line in header if re.match(rf"^#\s+{name}\s+(warning|critical)\s", line)]
+        lines = [
+            line for line in header if re.match(rf"^#\s+{name}\s+(info|warning|critical)\s", line)
+        ]
         assert len(lines) == 1, f"{name} is not listed once in the threshold block of alerts.yml"
         fields = lines[0].split()
         assert fields[2] == rule["labels"]["severity"], lines[0]
@@ -191,3 +194,76 @@ def test_runbook_anchors_exist_in_the_runbook():
         f"docs/runbook.md has no '## <AlertName>' heading for {missing}: every alert's "
         "runbook_url points at one."
     )
+
+
+# --- the mixin is the source ---------------------------------------------------------------
+
+MAIL_NOT_DELIVERED = {
+    "MimecastQueueBacklog",
+    "MimecastQueueOldestMessageTooOld",
+    "MimecastMessagesManyAttempts",
+}
+
+
+def test_severities_follow_impact():
+    """Mail not delivered pages; the exporter's own trouble never does."""
+    for rule in ALERT_RULES:
+        severity = rule["labels"]["severity"]
+        if rule["alert"] in MAIL_NOT_DELIVERED:
+            assert severity == "critical", rule["alert"]
+        else:
+            assert severity in {"warning", "info"}, rule["alert"]
+
+
+def test_every_alert_selects_the_exporter_job_exactly():
+    for rule in ALERT_RULES:
+        assert 'job="mimecast-exporter"' in rule["expr"], rule["alert"]
+        assert "=~" not in rule["expr"].split("reason")[0], rule["alert"]  # no regex on job
+
+
+def test_the_generated_files_are_up_to_date():
+    import _jsonnet  # noqa: F401 - a dev dependency: the check must run
+    out = run([sys.executable, "scripts/generate_mixin.py", "--check"], cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_mixin_is_configurable():
+    import _jsonnet
+    snippet = """
+      local m = (import 'mixin/mixin.libsonnet') + { _config+:: {
+        exporterSelector: 'job="mail", team="ops"',
+        queueBacklogMessages: 500, queueBacklogFor: '30m',
+        mailNotDeliveredSeverity: 'page',
+      } };
+      m.prometheusAlerts
+    """
+    import json
+
+    groups = json.loads(_jsonnet.evaluate_snippet("t", snippet, jpathdir=[str(ROOT)]))["groups"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+    backlog = rules["MimecastQueueBacklog"]
+    assert backlog["expr"] == 'mimecast_queue_messages{job="mail", team="ops"} > 500'
+    assert backlog["for"] == "30m" and backlog["labels"]["severity"] == "page"
+    assert "for 30 minutes" in backlog["annotations"]["description"]
+    assert rules["MimecastExporterDown"]["expr"] == 'up{job="mail", team="ops"} == 0'
+
+
+def test_inhibit_rules_name_only_shipped_alerts():
+    inhibit = yaml.safe_load(
+        (ROOT / "prometheus" / "alertmanager" / "inhibit-rules.yml").read_text()
+    )
+    names = {rule["alert"] for rule in ALERT_RULES}
+    assert inhibit["inhibit_rules"]
+    for rule in inhibit["inhibit_rules"]:
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            pattern = matcher.split("=", 1)[1].lstrip("~").strip('"')
+            matched = {n for n in names if re.fullmatch(pattern, n)}
+            assert matched, matcher
+        assert rule["equal"] == ["account"]
+    down_silences_stale = [
+        r
+        for r in inhibit["inhibit_rules"]
+        if r["source_matchers"] == ['alertname="MimecastAccountDown"']
+        and r["target_matchers"] == ['alertname="MimecastDataStale"']
+    ]
+    assert down_silences_stale  # an account that is down silences its own stale-data alert
