@@ -223,12 +223,14 @@ def test_every_alert_selects_the_exporter_job_exactly():
 
 def test_the_generated_files_are_up_to_date():
     import _jsonnet  # noqa: F401 - a dev dependency: the check must run
+
     out = run([sys.executable, "scripts/generate_mixin.py", "--check"], cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_the_mixin_is_configurable():
     import _jsonnet
+
     snippet = """
       local m = (import 'mixin/mixin.libsonnet') + { _config+:: {
         exporterSelector: 'job="mail", team="ops"',
