@@ -85,6 +85,8 @@ def substitute(
     *,
     account: str = ".*",
     queue: str = ".*",
+    job: str = "mimecast-exporter",
+    instance: str = ".*",
     rate_interval: str = "1m",
     interval: str = "1m",
     time_range: str = "6h",
@@ -97,6 +99,8 @@ def substitute(
     raises ValueError rather than reaching Prometheus.
     """
     values = {
+        "job": job,
+        "instance": instance,
         "account": account,
         "queue": queue,
         "__rate_interval": rate_interval,

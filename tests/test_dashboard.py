@@ -116,23 +116,55 @@ def test_dashboard_identity():
 
 
 def test_template_variables():
-    assert list(VARIABLES) == ["datasource", "account", "queue"]
+    assert list(VARIABLES) == ["datasource", "job", "instance", "account", "queue"]
     datasource = VARIABLES["datasource"]
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
     assert not datasource.get("multi") and not datasource.get("includeAll")
-    expected = {
-        "account": "label_values(mimecast_up, account)",
-        "queue": 'label_values(mimecast_queue_messages{account=~"$account"}, queue)',
+    # One exporter at a time: two exporters (or replicas) are never summed together.
+    single = {
+        "job": 'label_values(mimecast_exporter_build_info{job="mimecast-exporter"}, job)',
+        "instance": 'label_values(mimecast_exporter_build_info{job="$job"}, instance)',
     }
-    for name, query in expected.items():
+    multi = {
+        "account": 'label_values(mimecast_up{job="$job", instance="$instance"}, account)',
+        "queue": 'label_values(mimecast_queue_messages{job="$job", instance="$instance",'
+        ' account=~"$account"}, queue)',
+    }
+    for name, query in {**single, **multi}.items():
         variable = VARIABLES[name]
         assert variable["type"] == "query"
         assert variable["datasource"] == DATASOURCE
         assert _query_text(variable) == query
         assert variable["definition"] == query
-        assert variable["multi"] is True and variable["includeAll"] is True
-        assert variable["allValue"] == ".*"
         assert variable["refresh"] in (1, 2)  # on load or on time range change
+        if name in single:
+            assert variable["multi"] is False and variable["includeAll"] is False
+        else:
+            assert variable["multi"] is True and variable["includeAll"] is True
+            assert variable["allValue"] == ".*"
+
+
+def test_a_top_row_of_stats_shows_the_state_at_a_glance():
+    rows = sorted(
+        (p for p in iter_panels(DASHBOARD) if p.get("type") == "row"),
+        key=lambda p: p["gridPos"]["y"],
+    )
+    assert rows[0]["title"] == "At a glance" and rows[0]["gridPos"]["y"] == 0
+    top = [p for p in PANELS if p["gridPos"]["y"] < rows[1]["gridPos"]["y"]]
+    assert len(top) >= 4 and all(p["type"] == "stat" for p in top)
+    titles = {p["title"] for p in top}
+    assert {"Accounts down", "Messages queued", "Oldest message"} <= titles
+    assert "Rate-limit headroom" in titles and "Queues counted, not read" in titles
+
+
+def test_scan_completeness_has_a_panel():
+    panel = by_title("Scan completeness")
+    assert "mimecast_queue_scan_complete" in panel["targets"][0]["expr"]
+
+
+def test_the_dashboard_links_to_the_runbook():
+    urls = [link["url"] for link in DASHBOARD["links"]]
+    assert any(url.endswith("/docs/runbook.md") for url in urls)
 
 
 def test_rows_group_queue_and_health_panels():
@@ -140,12 +172,14 @@ def test_rows_group_queue_and_health_panels():
         (p for p in iter_panels(DASHBOARD) if p.get("type") == "row"),
         key=lambda p: p["gridPos"]["y"],
     )
-    assert [r["title"] for r in rows] == ["Queue", "Exporter health"]
+    assert [r["title"] for r in rows] == ["At a glance", "Queue", "Exporter health"]
 
     def row_of(panel):
         return [r["title"] for r in rows if r["gridPos"]["y"] < panel["gridPos"]["y"]][-1]
 
     for panel in PANELS:
+        if row_of(panel) == "At a glance":
+            continue  # the stats sum up both
         exprs = " ".join(t["expr"] for t in panel["targets"])
         expected = "Queue" if "mimecast_queue_" in exprs else "Exporter health"
         assert row_of(panel) == expected, panel["title"]
@@ -244,6 +278,7 @@ def test_queries_filter_by_the_selected_account_and_queue(served):
     for title, expr in QUERIES:
         for name, matchers in selectors(expr):
             assert matchers is not None, f"{title}: {name} without a selector"
+            assert 'job="$job", instance="$instance"' in matchers, f"{title}: {name}"
             assert 'account=~"$account"' in matchers, f"{title}: {name}"
             if "queue" in served[name]:
                 assert 'queue=~"$queue"' in matchers, f"{title}: {name}"
@@ -255,7 +290,7 @@ def test_queries_use_only_defined_variables():
     defined = set(VARIABLES) | BUILTIN_VARIABLES
     for title, text in [*QUERIES, *(("variable", q) for q in VARIABLE_QUERIES)]:
         assert variable_names(text) <= defined, f"{title}: {text}"
-    # Account lists every account; queue is narrowed by the selected accounts.
+    # The job list needs nothing; each following list is narrowed by the ones before.
     assert variable_names(VARIABLE_QUERIES[0]) == set()
 
 

@@ -290,7 +290,15 @@ def test_every_dashboard_query_parses_and_returns_data(stack):
     assert queries
     missing = {}
     for title, expr in queries:
-        promql = substitute(expr, account=".*", queue=".*", rate_interval="1m", interval="5s")
+        promql = substitute(
+            expr,
+            account=".*",
+            queue=".*",
+            rate_interval="1m",
+            interval="5s",
+            job="mimecast-exporter",
+            instance=stack["exporter"].removeprefix("http://"),  # as Prometheus labels it
+        )
         try:
             wait_for_data(api, promql, timeout=20)
         except AssertionError:
