@@ -58,11 +58,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 
-# The wheel pins nothing but lower bounds; its dependencies are resolved here.
+# Reproducible: the dependencies come from requirements/image.lock, every
+# version pinned and every file's hash checked (make lock regenerates it);
+# then our wheel, which adds nothing more (--no-deps).
+COPY requirements/image.lock /tmp/image.lock
 COPY --from=build /dist /dist
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir /dist/*.whl \
-    && rm -rf /dist \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r /tmp/image.lock \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps /dist/*.whl \
+    && /opt/venv/bin/pip check \
+    && rm -rf /dist /tmp/image.lock \
     && mkdir -p /etc/mimecast-exporter
 
 # A fixed, numeric, non-root identity (65532 is the conventional "nonroot"),

@@ -13,7 +13,7 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench promtool chromium docker-compose systemd-analyze venv dist clean
+.PHONY: help demo test lint format bench lock promtool chromium docker-compose systemd-analyze venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
@@ -77,6 +77,12 @@ test: $(STAMP) promtool chromium docker-compose systemd-analyze lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/soak.py --polls 5000
+
+# The image's dependencies, pinned with hashes (the Dockerfile installs them).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links \
+	  --output-file=requirements/image.lock pyproject.toml
 
 dist: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .

@@ -181,7 +181,10 @@ def test_build_stage_builds_only_our_wheel(dockerfile):
 def test_runtime_installs_the_wheel_into_a_venv(final_stage):
     runs = " ".join(r.args for r in final_stage.all("RUN"))
     assert "python -m venv /opt/venv" in runs
-    assert re.search(r"/opt/venv/bin/pip install --no-cache-dir \S*\.whl", runs), runs
+    assert re.search(r"/opt/venv/bin/pip install --no-cache-dir --no-deps \S*\.whl", runs), runs
+    # Reproducible: every dependency from the hash-checked lock file, nothing resolved.
+    assert "--require-hashes --no-deps -r /tmp/image.lock" in runs, runs
+    assert "pip check" in runs, runs
 
 
 def test_final_user_is_numeric_and_not_root(final_stage):
@@ -310,10 +313,14 @@ def image_venv(tmp_path_factory, dockerfile) -> InstalledVenv:
     )
     wheels = sorted(dist.glob("mimecast_exporter-*.whl"))
     assert len(wheels) == 1, wheels
-    # Stage 2: python -m venv /opt/venv && /opt/venv/bin/pip install /dist/*.whl
+    # Stage 2: the lock file with its hashes, then the wheel alone, then pip check.
     venv = InstalledVenv(work / "venv")
     run([sys.executable, "-m", "venv", str(venv.root)], timeout=120)
-    run([venv.bin("pip"), "install", "--quiet", str(wheels[0])], env=pip_env, timeout=300)
+    lock = str(ROOT / "requirements" / "image.lock")
+    pip = [venv.bin("pip"), "install", "--quiet"]
+    run([*pip, "--require-hashes", "--no-deps", "-r", lock], env=pip_env, timeout=300)
+    run([*pip, "--no-deps", str(wheels[0])], env=pip_env, timeout=300)
+    run([venv.bin("pip"), "check"], env=pip_env, timeout=120)
     return venv
 
 
@@ -437,3 +444,23 @@ def test_image_healthcheck_command_passes_against_the_demo(image_venv, final_sta
     # The probe fails once nothing listens: the HEALTHCHECK really checks.
     result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
+
+
+def test_the_image_lock_pins_every_runtime_dependency_with_hashes():
+    """requirements/image.lock: each of pyproject's dependencies pinned to a
+    version its specifier allows, and every pin carries hashes."""
+    from packaging.requirements import Requirement
+
+    text = (ROOT / "requirements" / "image.lock").read_text(encoding="utf-8")
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.M))
+    assert pins, "no pins"
+    for block in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text.split("\n\n", 1)[-1]):
+        if "==" in block:
+            assert "--hash=sha256:" in block, block.splitlines()[0]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    normalized = {name.lower().replace("_", "-"): version for name, version in pins.items()}
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in normalized, f"{name} is not in requirements/image.lock (make lock)"
+        assert normalized[name] in requirement.specifier, f"{name}=={normalized[name]}"

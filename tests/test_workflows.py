@@ -36,6 +36,7 @@ def _schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_workflows_are_valid_against_the_github_schema():
     import check_jsonschema  # noqa: F401 - a dev dependency: never skipped
+
     paths = sorted(WORKFLOWS.glob("*.yml"))
     assert {p.name for p in paths} == {"ci.yml", "release.yml"}
     out = _schema_check(*paths)
@@ -44,6 +45,7 @@ def test_workflows_are_valid_against_the_github_schema():
 
 def test_the_schema_check_catches_a_broken_workflow(tmp_path):
     import check_jsonschema  # noqa: F401 - a dev dependency: never skipped
+
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  test:\n    runs-on: ubuntu-24.04\n    steps: run tests\n")
     assert _schema_check(bad).returncode != 0
