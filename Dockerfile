@@ -77,10 +77,11 @@ WORKDIR /etc/mimecast-exporter
 
 EXPOSE 9836
 
-# No curl or wget in the image: python's urllib probes the health endpoint.
-# (Adjust the port if you change --web.listen-address.)
+# No curl or wget in the image: the exporter's own probe asks /-/healthy, and
+# works with TLS and basic auth on (see exporter/healthcheck.py).
+# (Adjust --port if you change --web.listen-address.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/opt/venv/bin/python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9836/-/healthy', timeout=4).status == 200 else 1)"]
+    CMD ["/opt/venv/bin/python", "-m", "exporter.healthcheck", "--port", "9836"]
 
 ENTRYPOINT ["/opt/venv/bin/mimecast-exporter"]
 CMD ["--config.file=/etc/mimecast-exporter/config.yml"]

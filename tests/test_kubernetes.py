@@ -129,12 +129,22 @@ def test_deployment_port_and_probes(container):
     assert container["ports"] == [
         {"name": "http-metrics", "containerPort": 9836, "protocol": "TCP"}
     ]
-    liveness = container["livenessProbe"]["httpGet"]
+    # Liveness: the exporter's own probe, which works with TLS and basic auth on
+    # (tests/web/test_web_healthcheck.py runs it against both).
+    liveness = container["livenessProbe"]["exec"]["command"]
+    assert liveness[:3] == ["/opt/venv/bin/python", "-m", "exporter.healthcheck"]
+    assert liveness[liveness.index("--port") + 1] == "9836"
     readiness = container["readinessProbe"]["httpGet"]
-    assert liveness["path"] == "/-/healthy"
     assert readiness["path"] == "/-/ready"
-    assert liveness["port"] in ("http-metrics", 9836)
     assert readiness["port"] in ("http-metrics", 9836)
+
+
+def test_the_liveness_command_is_the_images(tmp_path):
+    """The module the probe runs ships in the wheel the image installs."""
+    import exporter.healthcheck
+
+    assert (ROOT / "exporter" / "healthcheck.py").exists()
+    assert exporter.healthcheck.DEFAULT_PORT == 9836
 
 
 def test_deployment_resources(container):
