@@ -343,3 +343,38 @@ def test_quotas_are_per_credential(
     with open_session(limited, "other", "other-secret") as other_session:
         assert find(other_session, limited).status_code == 200
     assert limited.requests[-1].tenant == other.name
+
+
+def test_recorded_requests_are_bounded():
+    """A simulator running for days keeps only the latest requests."""
+    from exporter.simulator.api import MAX_RECORDED_REQUESTS, MimecastApi
+    from tests.fakes import FakeClock
+
+    api = MimecastApi(
+        clock=FakeClock(),
+        token_lifetime=1800,
+        page_size_cap=100,
+        rate_limit_quota=1000,
+        rate_limit_window=60,
+        max_clock_skew=900,
+        recorded_requests=3,
+    )
+    assert api.requests.maxlen == 3
+    assert (
+        MimecastApi(
+            clock=FakeClock(),
+            token_lifetime=1800,
+            page_size_cap=100,
+            rate_limit_quota=1000,
+            rate_limit_window=60,
+            max_clock_skew=900,
+        ).requests.maxlen
+        == MAX_RECORDED_REQUESTS
+    )
+
+
+def test_the_server_records_only_the_latest_requests(sim):
+    sim.api.requests = type(sim.api.requests)(maxlen=3)
+    for _ in range(5):
+        requests.post(sim.url + FIND, json={}, timeout=5)
+    assert len(sim.requests) == 3

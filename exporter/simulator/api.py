@@ -15,6 +15,7 @@ import hmac
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
@@ -102,6 +103,10 @@ class RecordedRequest:
     response_headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+# Requests the simulator remembers for tests and /_simulator/requests.
+MAX_RECORDED_REQUESTS = 10_000
+
+
 class MimecastApi:
     """The state behind the endpoints: tenants, tokens, quotas, faults, recorded requests."""
 
@@ -115,6 +120,7 @@ class MimecastApi:
         rate_limit_window: float,
         max_clock_skew: float,
         quirks: Quirks | None = None,
+        recorded_requests: int = MAX_RECORDED_REQUESTS,
     ) -> None:
         if page_size_cap < 1:
             raise ValueError("page_size_cap must be at least 1")
@@ -128,7 +134,9 @@ class MimecastApi:
         self.limiter = RateLimiter(clock, rate_limit_quota, rate_limit_window)
         self.faults = FaultList()
         self.pages = PageTokens()
-        self.requests: list[RecordedRequest] = []
+        # The latest requests only: a simulator running for days (the demo,
+        # a fire drill) must not grow without bound.
+        self.requests: deque[RecordedRequest] = deque(maxlen=recorded_requests)
         self.quirks = quirks or Quirks()
 
     def add_tenant(self, tenant: Tenant) -> Tenant:
