@@ -1,0 +1,145 @@
+"""Why a message is stuck: its free-text ``info`` as one of a few status classes.
+
+Mimecast's ``info`` carries whatever the last attempt said: its own wording
+("Queued for Processing"), or the receiving server's SMTP reply ("451 4.7.1
+Greylisted, please try again later"). The classes are few and fixed, so the
+``status`` label stays bounded whatever the text.
+
+:data:`PATTERNS` is the one table, read top to bottom: the first pattern that
+matches decides. Words come before codes, because the same code stands for
+different causes (4.7.1 is greylisting at one site and a policy block at
+another); the reply codes (SMTP 4xx/5xx, RFC 3463 enhanced codes X.Y.Z) decide
+only when no wording did.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+STATUSES: tuple[str, ...] = (
+    "processing",
+    "connection_refused",
+    "timeout",
+    "dns_failure",
+    "tls_failure",
+    "greylisted",
+    "throttled",
+    "mailbox_full",
+    "rejected_permanent",
+    "deferred_temporary",
+    "other",
+    "none",
+)
+
+_I = re.IGNORECASE
+
+
+def _enhanced(klass: str, subject: str, detail: str) -> str:
+    """An RFC 3463 code such as 5.2.2, not a piece of an IP address or version."""
+    return rf"(?<![\d.]){klass}\.{subject}\.{detail}(?![\d.])"
+
+
+def _reply(klass: str) -> str:
+    """An SMTP reply code (550, 451): where replies stand, not any number."""
+    where = r"(?:^|said:\s*|returned\s*['\"]?|reply:\s*|response:\s*|['\"(])"
+    return where + klass + r"\d\d(?=[\s-]|$)"
+
+
+# (status, pattern): the first match wins. Words first, codes last.
+PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Mimecast's own steps. "Time out waiting for cached result" is an internal
+    # wait, not a network timeout: it must come before "timeout".
+    (
+        "processing",
+        re.compile(
+            r"queued for (processing|delivery)|time ?out waiting for cached result"
+            r"|being processed",
+            _I,
+        ),
+    ),
+    # Greylisting says "try again later" too: before throttling and deferrals.
+    ("greylisted", re.compile(r"gr[ea]ylist", _I)),
+    (
+        "throttled",
+        re.compile(
+            r"throttl|rate.?limit|too many (concurrent )?(connections|messages|recipients)"
+            r"|sending (rate|limit)|unusual rate|receiving mail at a rate"
+            r"|exceeded the (maximum|sending)|mail system congestion|unexpected volume",
+            _I,
+        ),
+    ),
+    (
+        "mailbox_full",
+        re.compile(
+            r"mailbox (is )?full|over ?quota|quota ?exceed|exceeded (the )?(storage|quota)"
+            r"|insufficient (system )?storage|out of storage|mailbox size limit",
+            _I,
+        ),
+    ),
+    ("tls_failure", re.compile(r"\btls\b|starttls|\bssl\b|certificate|handshake", _I)),
+    (
+        "dns_failure",
+        re.compile(
+            r"no mx record|\bdns\b|name or service not known|host not found|unknown host"
+            r"|nxdomain|domain (name )?not found|nonexistent domain|could not resolve"
+            r"|unable to resolve|no such domain|name service error",
+            _I,
+        ),
+    ),
+    (
+        "connection_refused",
+        re.compile(
+            r"connection refused|actively refused|unable to connect|could not connect"
+            r"|connection (was )?(reset|closed|dropped)|no route to host"
+            r"|network (is )?unreachable|host (is )?unreachable",
+            _I,
+        ),
+    ),
+    ("timeout", re.compile(r"timed? ?out|timeout", _I)),
+    # Words that say accepted-never or not-now, without naming a cause above.
+    (
+        "rejected_permanent",
+        re.compile(
+            r"rejected|user unknown|does not exist|no such user|recipient not found"
+            r"|not accepted|access denied|blocked|undeliverable|unable to relay",
+            _I,
+        ),
+    ),
+    ("deferred_temporary", re.compile(r"temporar|try again|deferred|retr(y|ied)", _I)),
+    # The codes, when no wording said more. Enhanced codes by subject first.
+    ("mailbox_full", re.compile(_enhanced("[45]", "2", "2"))),
+    ("timeout", re.compile(_enhanced("[45]", "4", "[17]"))),
+    ("connection_refused", re.compile(_enhanced("[45]", "4", "2"))),
+    ("dns_failure", re.compile(_enhanced("[45]", "4", "[34]"))),
+    ("throttled", re.compile(_enhanced("[45]", "4", "5") + "|" + _enhanced("4", "7", "28"))),
+    ("rejected_permanent", re.compile(_reply("5") + "|" + _enhanced("5", r"\d{1,3}", r"\d{1,3}"))),
+    ("deferred_temporary", re.compile(_reply("4") + "|" + _enhanced("4", r"\d{1,3}", r"\d{1,3}"))),
+)
+
+# Distinct texts classified, remembered: a queue repeats the same few texts.
+_MAX_CACHED = 4096
+_cache: dict[str, str] = {}
+
+
+def classify(info: Any) -> str:
+    """The status class of one message's ``info``: one of :data:`STATUSES`."""
+    if not isinstance(info, str):
+        return "none" if info is None else "other"
+    status = _cache.get(info)
+    if status is None:
+        status = _classify(info)
+        if len(_cache) >= _MAX_CACHED:
+            _cache.clear()
+        _cache[info] = status
+    return status
+
+
+def _classify(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "none"
+    for status, pattern in PATTERNS:
+        if pattern.search(text):
+            return status
+    return "other"
