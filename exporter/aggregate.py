@@ -28,6 +28,7 @@ from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.logs import scrub_and_cut
 from exporter.mimecast.pages import NOT_A_SCALAR, Message
+from exporter.status import INDEX_CACHE, STATUSES, status_index
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class RouteSums:
     max_attempts: int
     age: Histogram  # at the time of the poll
     size: Histogram
+    by_status: tuple[int, ...] = ()  # messages per exporter.status.STATUSES, in that order
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class _RouteTotals:
         "age_counts",
         "age_sum",
         "attempts",
+        "by_status",
         "max_attempts",
         "messages",
         "oldest",
@@ -171,6 +174,7 @@ class _RouteTotals:
         self.age_counts = [0] * (len(AGE_BUCKETS) + 1)
         self.age_sum = 0.0
         self.size_counts = [0] * (len(SIZE_BUCKETS) + 1)
+        self.by_status = [0] * len(STATUSES)
 
     @property
     def oldest_created(self) -> float | None:
@@ -191,6 +195,7 @@ class _RouteTotals:
                 max_attempts=self.max_attempts,
                 age=Histogram(AGE_BUCKETS, tuple(self.age_counts), self.age_sum),
                 size=Histogram(SIZE_BUCKETS, tuple(self.size_counts), float(self.size)),
+                by_status=tuple(self.by_status),
             ),
         )
 
@@ -241,6 +246,7 @@ class QueueAggregator:
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
         newest, falls = self._newest, self._falls
+        status_cache = INDEX_CACHE
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
@@ -249,6 +255,12 @@ class QueueAggregator:
             if totals is None:
                 totals = self._totals_for(message)
             totals.messages += 1
+
+            info = message.info
+            status = status_cache.get(info) if type(info) is str else None
+            if status is None:
+                status = status_index(info)
+            totals.by_status[status] += 1
 
             size = message.size
             if type(size) is not int or not 0 <= size <= max_count:

@@ -18,6 +18,7 @@ Series, for each configured account and queue type::
     mimecast_queue_oldest_message_created_timestamp_seconds{...}      gauge (routes with messages)
     mimecast_queue_message_age_seconds{account,queue,route}           gaugehistogram
     mimecast_queue_message_size_bytes{account,queue,route}            gaugehistogram
+    mimecast_queue_messages_by_status{account,queue,route,status}     gauge
     mimecast_queue_scan_complete{account,queue}                       gauge
     mimecast_queue_scanned_messages{account,queue}                    gauge
     mimecast_up{account}                                              gauge
@@ -45,6 +46,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.aggregate import QueueSnapshot, RouteStats
+from exporter.status import STATUSES
 from exporter.store import SnapshotStore, StoreView
 
 QUEUE_LABELS = ["account", "queue", "route"]
@@ -162,6 +164,15 @@ class MimecastCollector(Collector):
             " complete)." + _FROM_POLL,
             labels=["account", "queue"],
         )
+        by_status = GaugeMetricFamily(
+            "mimecast_queue_messages_by_status",
+            "Messages in the queue by why they are stuck: Mimecast's info text as one of a"
+            " few classes (processing, connection_refused, timeout, dns_failure, tls_failure,"
+            " greylisted, throttled, mailbox_full, rejected_permanent, deferred_temporary,"
+            " other, none); every class served, 0 when empty. Only when the poll read the"
+            " whole queue (mimecast_queue_scan_complete 1).",
+            labels=[*QUEUE_LABELS, "status"],
+        )
         for account, queue, snapshot in self._fresh_snapshots(view, now):
             complete.add_metric([account, queue], 1 if snapshot.complete else 0)
             scanned.add_metric([account, queue], snapshot.scanned)
@@ -180,8 +191,10 @@ class MimecastCollector(Collector):
                     max_attempts.add_metric(labels, sums.max_attempts)
                     age_hist.add_metric(labels, sums.age.cumulative(), sums.age.total)
                     size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
+                    for status, count in zip(STATUSES, sums.by_status, strict=True):
+                        by_status.add_metric([*labels, status], count)
         yield from (messages, size, attempts, max_attempts, oldest_age, oldest_created)
-        yield from (age_hist, size_hist, complete, scanned)
+        yield from (age_hist, size_hist, by_status, complete, scanned)
 
     def _health_metrics(self, view: StoreView) -> Iterator[Metric]:
         up = GaugeMetricFamily(

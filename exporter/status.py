@@ -117,22 +117,29 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("deferred_temporary", re.compile(_reply("4") + "|" + _enhanced("4", r"\d{1,3}", r"\d{1,3}"))),
 )
 
-# Distinct texts classified, remembered: a queue repeats the same few texts.
+STATUS_INDEX: dict[str, int] = {status: i for i, status in enumerate(STATUSES)}
+# Distinct texts classified, remembered as their index in STATUSES: a queue
+# repeats the same few texts. The aggregator's loop reads it directly.
 _MAX_CACHED = 4096
-_cache: dict[str, str] = {}
+INDEX_CACHE: dict[str, int] = {}
 
 
 def classify(info: Any) -> str:
     """The status class of one message's ``info``: one of :data:`STATUSES`."""
+    return STATUSES[status_index(info)]
+
+
+def status_index(info: Any) -> int:
+    """:func:`classify`, as an index into :data:`STATUSES`."""
     if not isinstance(info, str):
-        return "none" if info is None else "other"
-    status = _cache.get(info)
-    if status is None:
-        status = _classify(info)
-        if len(_cache) >= _MAX_CACHED:
-            _cache.clear()
-        _cache[info] = status
-    return status
+        return STATUS_INDEX["none" if info is None else "other"]
+    index = INDEX_CACHE.get(info)
+    if index is None:
+        index = STATUS_INDEX[_classify(info)]
+        if len(INDEX_CACHE) >= _MAX_CACHED:
+            INDEX_CACHE.clear()
+        INDEX_CACHE[info] = index
+    return index
 
 
 def _classify(text: str) -> str:

@@ -224,3 +224,29 @@ def test_distributions_are_gauge_histograms_in_both_formats(env):
             assert f"{name}_gcount{{" in exposition and f"{name}_gsum{{" in exposition
             assert f"{name}_count{{" not in exposition and f"{name}_sum{{" not in exposition
             assert f"{name}_bucket{{" in exposition
+
+
+def test_messages_by_status_zero_filled_and_only_for_complete_scans(env):
+    from exporter.status import STATUSES
+
+    clock, store, registry = env
+    now = clock.time()
+    messages = [
+        {**msg(), "info": "host mx.partner.example said: 550 5.1.1 User unknown"},
+        {**msg(), "info": "connect to mx.partner.example:25: Connection refused"},
+        {**msg(), "info": "Connection refused"},
+        {**msg(route="inbound"), "info": "Queued for Processing"},
+        msg(route="inbound"),  # no info at all
+    ]
+    store.record_success("acme", "processing", snapshot(now, *messages), now, 0.5)
+    labels = {"account": "acme", "queue": "processing"}
+    name = "mimecast_queue_messages_by_status"
+    outbound = {**labels, "route": "outbound"}
+    assert value(registry, name, status="connection_refused", **outbound) == 2
+    assert value(registry, name, status="rejected_permanent", **outbound) == 1
+    inbound = {**labels, "route": "inbound"}
+    assert value(registry, name, status="processing", **inbound) == 1
+    assert value(registry, name, status="none", **inbound) == 1
+    for route in ("inbound", "outbound", "internal", "external"):
+        total = sum(value(registry, name, status=s, route=route, **labels) for s in STATUSES)
+        assert total == value(registry, "mimecast_queue_messages", route=route, **labels)

@@ -12,6 +12,7 @@ import time
 from types import MappingProxyType
 
 import pytest
+from prometheus_client import generate_latest
 
 from exporter.aggregate import Prefix
 from exporter.mimecast.pages import Message, Page
@@ -144,6 +145,9 @@ def test_a_huge_queue_is_counted_exactly_in_six_requests(sim, clock):
     # Sums over part of a queue would be wrong: they are not served.
     for name in ("size_bytes", "attempts", "max_attempts", "message_age_seconds_gcount"):
         assert served(registry, f"mimecast_queue_{name}", "outbound") is None
+    # ... nor are the counts by status, sums over messages too.
+    text = generate_latest(registry).decode()
+    assert "mimecast_queue_messages_by_status{" not in text
     # 1 page, 4 route counts (pageSize 1, one route each), 1 closing total.
     assert len(calls) == 6
     criteria = [c.json["data"][0] for c in calls]

@@ -42,6 +42,7 @@ class Message(msgspec.Struct, gc=False):
     size: Scalar = None
     attempts: Scalar = None
     created: Scalar = None
+    info: Scalar = None  # why it is stuck, in words (exporter.status classifies it)
 
 
 class _NotAScalar:
@@ -114,6 +115,7 @@ class _LooseMessage(msgspec.Struct, gc=False):
     size: msgspec.Raw = msgspec.Raw(b"null")
     attempts: msgspec.Raw = msgspec.Raw(b"null")
     created: msgspec.Raw = msgspec.Raw(b"null")
+    info: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _FAST = msgspec.json.Decoder(_FastEnvelope)
@@ -228,6 +230,7 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
                 _scalar(loose.size),
                 _scalar(loose.attempts),
                 _scalar(loose.created),
+                _scalar(loose.info),
             )
         )
     return messages
