@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
 from prometheus_client.utils import floatToGoString
 
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
@@ -98,6 +99,8 @@ class RouteSums:
     age: Histogram  # at the time of the poll
     size: Histogram
     by_status: tuple[int, ...] = ()  # messages per exporter.status.STATUSES, in that order
+    locked: int | None = None  # None: a message did not say whether it is locked
+    retry_overdue: int | None = None  # None: a message did not say when its next try is
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,11 @@ def _count(value: Any) -> int | None:
 
 
 _NOTHING: Any = object()  # matches no date text
+# What a field absent from a message's JSON object stands for, when not None.
+_MISSING: dict[str, Any] = {"nextAttempt": msgspec.UNSET, "lockedUntil": msgspec.UNSET}
+# A retry whose time passed longer ago than this is overdue: retries are not
+# happening (mimecast_queue_retry_overdue_messages).
+RETRY_OVERDUE_SECONDS = 900.0
 
 
 def _scalar(value: Any) -> Any:
@@ -156,9 +164,13 @@ class _RouteTotals:
         "age_sum",
         "attempts",
         "by_status",
+        "lock_unknown",
+        "locked",
         "max_attempts",
         "messages",
         "oldest",
+        "overdue",
+        "retry_unknown",
         "size",
         "size_counts",
         "undated",
@@ -175,6 +187,10 @@ class _RouteTotals:
         self.age_sum = 0.0
         self.size_counts = [0] * (len(SIZE_BUCKETS) + 1)
         self.by_status = [0] * len(STATUSES)
+        self.locked = 0  # lockedUntil after the poll's time
+        self.overdue = 0  # nextAttempt passed by more than RETRY_OVERDUE_SECONDS
+        self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
+        self.retry_unknown = 0  # nextAttempt absent or not a date
 
     @property
     def oldest_created(self) -> float | None:
@@ -196,6 +212,8 @@ class _RouteTotals:
                 age=Histogram(AGE_BUCKETS, tuple(self.age_counts), self.age_sum),
                 size=Histogram(SIZE_BUCKETS, tuple(self.size_counts), float(self.size)),
                 by_status=tuple(self.by_status),
+                locked=None if self.lock_unknown else self.locked,
+                retry_overdue=None if self.retry_unknown else self.overdue,
             ),
         )
 
@@ -236,7 +254,14 @@ class QueueAggregator:
             if not isinstance(item, dict):
                 self._skip("message is not an object", type(item).__name__)
                 continue
-            messages.append(Message(*(_scalar(item.get(f)) for f in Message.__struct_fields__)))
+            messages.append(
+                Message(
+                    *(
+                        _scalar(item[key]) if key in item else _MISSING.get(key)
+                        for key in Message.__struct_encode_fields__
+                    )
+                )
+            )
         self.add(messages)
         return len(messages)
 
@@ -247,6 +272,7 @@ class QueueAggregator:
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
+        overdue_before = now - RETRY_OVERDUE_SECONDS
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
@@ -261,6 +287,22 @@ class QueueAggregator:
             if status is None:
                 status = status_index(info)
             totals.by_status[status] += 1
+
+            # Retry state, as the console's Locked / Delayed: null means none.
+            locked_until = message.locked_until
+            if locked_until is not None:
+                until = dates(locked_until)
+                if until is None:
+                    totals.lock_unknown += 1  # absent (UNSET) or not a date
+                elif until > now:
+                    totals.locked += 1
+            next_attempt = message.next_attempt
+            if next_attempt is not None:
+                when = dates(next_attempt)
+                if when is None:
+                    totals.retry_unknown += 1
+                elif when < overdue_before:
+                    totals.overdue += 1
 
             size = message.size
             if type(size) is not int or not 0 <= size <= max_count:

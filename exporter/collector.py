@@ -19,6 +19,8 @@ Series, for each configured account and queue type::
     mimecast_queue_message_age_seconds{account,queue,route}           gaugehistogram
     mimecast_queue_message_size_bytes{account,queue,route}            gaugehistogram
     mimecast_queue_messages_by_status{account,queue,route,status}     gauge
+    mimecast_queue_locked_messages{account,queue,route}               gauge
+    mimecast_queue_retry_overdue_messages{account,queue,route}        gauge
     mimecast_queue_scan_complete{account,queue}                       gauge
     mimecast_queue_scanned_messages{account,queue}                    gauge
     mimecast_up{account}                                              gauge
@@ -173,6 +175,19 @@ class MimecastCollector(Collector):
             " whole queue (mimecast_queue_scan_complete 1).",
             labels=[*QUEUE_LABELS, "status"],
         )
+        locked = _queue_gauge(
+            "mimecast_queue_locked_messages",
+            "Messages whose lockedUntil was after the time of the poll (the console's"
+            " Locked). Only when the poll read the whole queue, and absent when a message"
+            " of the route did not say (no lockedUntil, or not a date).",
+        )
+        overdue = _queue_gauge(
+            "mimecast_queue_retry_overdue_messages",
+            "Messages whose nextAttempt had passed by more than 15 minutes at the time of"
+            " the poll: retries are not happening. Only when the poll read the whole queue,"
+            " and absent when a message of the route did not say (no nextAttempt, or not a"
+            " date).",
+        )
         for account, queue, snapshot in self._fresh_snapshots(view, now):
             complete.add_metric([account, queue], 1 if snapshot.complete else 0)
             scanned.add_metric([account, queue], snapshot.scanned)
@@ -193,8 +208,12 @@ class MimecastCollector(Collector):
                     size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
                     for status, count in zip(STATUSES, sums.by_status, strict=True):
                         by_status.add_metric([*labels, status], count)
+                    if sums.locked is not None:
+                        locked.add_metric(labels, sums.locked)
+                    if sums.retry_overdue is not None:
+                        overdue.add_metric(labels, sums.retry_overdue)
         yield from (messages, size, attempts, max_attempts, oldest_age, oldest_created)
-        yield from (age_hist, size_hist, by_status, complete, scanned)
+        yield from (age_hist, size_hist, by_status, locked, overdue, complete, scanned)
 
     def _health_metrics(self, view: StoreView) -> Iterator[Metric]:
         up = GaugeMetricFamily(

@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -250,3 +251,46 @@ def test_messages_by_status_zero_filled_and_only_for_complete_scans(env):
     for route in ("inbound", "outbound", "internal", "external"):
         total = sum(value(registry, name, status=s, route=route, **labels) for s in STATUSES)
         assert total == value(registry, "mimecast_queue_messages", route=route, **labels)
+
+
+def test_locked_and_retry_overdue_messages(env):
+    clock, store, registry = env
+    now = clock.time()  # 2026-11-24T00:00:00Z
+
+    def at(offset):
+        return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now + offset))
+
+    def m(locked=None, next_attempt=None, **extra):
+        return {**msg(**extra), "lockedUntil": locked, "nextAttempt": next_attempt}
+
+    messages = [
+        m(locked=at(600), next_attempt=at(60)),  # locked, retry soon
+        m(locked=at(-600), next_attempt=at(-3600)),  # lock over; retry an hour overdue
+        m(next_attempt=at(-600)),  # 10 min late: within the grace
+        m(route="inbound"),  # nulls: neither locked nor delayed
+    ]
+    store.record_success("acme", "processing", snapshot(now, *messages), now, 0.5)
+    labels = {"account": "acme", "queue": "processing"}
+    assert value(registry, "mimecast_queue_locked_messages", route="outbound", **labels) == 1
+    assert value(registry, "mimecast_queue_retry_overdue_messages", route="outbound", **labels) == 1
+    assert value(registry, "mimecast_queue_locked_messages", route="inbound", **labels) == 0
+    assert value(registry, "mimecast_queue_locked_messages", route="internal", **labels) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},  # the answer does not carry the fields at all
+        {"lockedUntil": "soon", "nextAttempt": "later"},
+        {"lockedUntil": 12, "nextAttempt": ["x"]},
+    ],
+)
+def test_retry_state_absent_when_a_message_does_not_say(env, bad):
+    clock, store, registry = env
+    now = clock.time()
+    good = {**msg(), "lockedUntil": None, "nextAttempt": None}
+    store.record_success("acme", "processing", snapshot(now, good, {**msg(), **bad}), now, 0.5)
+    labels = {"account": "acme", "queue": "processing", "route": "outbound"}
+    assert value(registry, "mimecast_queue_locked_messages", **labels) is None
+    assert value(registry, "mimecast_queue_retry_overdue_messages", **labels) is None
+    assert value(registry, "mimecast_queue_messages", **labels) == 2  # still counted

@@ -166,3 +166,20 @@ def test_route_filter_keeps_the_users_other_filters():
     assert route_filter(user, None) == [dict(item) for item in user]
     assert route_filter(None, "inbound") == [{"route": "inbound"}]
     assert route_filter(None, None) is None
+
+
+def test_retry_fields_absent_null_or_bad_stay_apart():
+    """Absent (UNSET: the server did not say), null (none) and not-a-date differ."""
+    import msgspec
+
+    from exporter.mimecast.pages import NOT_A_SCALAR
+
+    fast = b'{"data":[{"messages":[{"lockedUntil":null,"nextAttempt":"x"},{}]}]}'
+    first, second = decode(fast).messages
+    assert first.locked_until is None and first.next_attempt == "x"
+    assert second.locked_until is msgspec.UNSET and second.next_attempt is msgspec.UNSET
+    # A container sends the page down the tolerant path: the same distinctions.
+    tolerant = b'{"data":[{"messages":[{"lockedUntil":{"a":1}},{"nextAttempt":null}]}]}'
+    first, second = decode(tolerant).messages
+    assert first.locked_until is NOT_A_SCALAR and first.next_attempt is msgspec.UNSET
+    assert second.next_attempt is None and second.locked_until is msgspec.UNSET

@@ -43,6 +43,14 @@ class Message(msgspec.Struct, gc=False):
     attempts: Scalar = None
     created: Scalar = None
     info: Scalar = None  # why it is stuck, in words (exporter.status classifies it)
+    # UNSET when the answer does not carry the field at all: then whether the
+    # message is locked or its retry overdue is not known (never "no").
+    next_attempt: Scalar | msgspec.UnsetType = msgspec.field(
+        default=msgspec.UNSET, name="nextAttempt"
+    )
+    locked_until: Scalar | msgspec.UnsetType = msgspec.field(
+        default=msgspec.UNSET, name="lockedUntil"
+    )
 
 
 class _NotAScalar:
@@ -69,9 +77,11 @@ class Page:
 # Memory the decoded array elements of one answer may take, in multiples of
 # poll.max_response_bytes (see _Bound).
 ELEMENTS_FACTOR = 2
-# What one decoded array element can cost at most: a Message (48 bytes), its list
-# slot and four short field values, or on the tolerant path also a msgspec.Raw.
-COST_PER_ELEMENT = 320
+# What one decoded array element can cost at most: a Message (72 bytes: seven
+# fields), its list slot, and the object headers of its string values (49 bytes
+# each; their characters are counted with the answer's size); on the tolerant
+# path also a msgspec.Raw.
+COST_PER_ELEMENT = 400
 # fail[] is tiny in every real answer; a larger one is not read into objects.
 _MAX_FAIL_BYTES = 64 * 1024
 _MAX_TOTAL_COUNT = 2**53
@@ -116,6 +126,12 @@ class _LooseMessage(msgspec.Struct, gc=False):
     attempts: msgspec.Raw = msgspec.Raw(b"null")
     created: msgspec.Raw = msgspec.Raw(b"null")
     info: msgspec.Raw = msgspec.Raw(b"null")
+    next_attempt: msgspec.Raw | msgspec.UnsetType = msgspec.field(
+        default=msgspec.UNSET, name="nextAttempt"
+    )
+    locked_until: msgspec.Raw | msgspec.UnsetType = msgspec.field(
+        default=msgspec.UNSET, name="lockedUntil"
+    )
 
 
 _FAST = msgspec.json.Decoder(_FastEnvelope)
@@ -231,6 +247,8 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
                 _scalar(loose.attempts),
                 _scalar(loose.created),
                 _scalar(loose.info),
+                _unset_or_scalar(loose.next_attempt),
+                _unset_or_scalar(loose.locked_until),
             )
         )
     return messages
@@ -252,6 +270,10 @@ def _scalar(raw: msgspec.Raw) -> Any:
         return _ANY.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return NOT_A_SCALAR
+
+
+def _unset_or_scalar(raw: Any) -> Any:
+    return msgspec.UNSET if raw is msgspec.UNSET else _scalar(raw)
 
 
 def _first_byte(raw: Any) -> bytes:
