@@ -19,6 +19,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -273,6 +274,8 @@ class QueueAggregator:
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
         overdue_before = now - RETRY_OVERDUE_SECONDS
+        now_dt = datetime.fromtimestamp(now, UTC)
+        overdue_dt = datetime.fromtimestamp(overdue_before, UTC)
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
@@ -289,20 +292,30 @@ class QueueAggregator:
             totals.by_status[status] += 1
 
             # Retry state, as the console's Locked / Delayed: null means none.
+            # msgspec decoded well-formed dates (in C); anything else came down the
+            # tolerant path as it was, and is parsed or found unusable here.
             locked_until = message.locked_until
             if locked_until is not None:
-                until = dates(locked_until)
-                if until is None:
-                    totals.lock_unknown += 1  # absent (UNSET) or not a date
-                elif until > now:
-                    totals.locked += 1
+                if type(locked_until) is datetime:
+                    if locked_until > now_dt:
+                        totals.locked += 1
+                else:
+                    until = dates(locked_until)  # None: absent (UNSET) or not a date
+                    if until is None:
+                        totals.lock_unknown += 1
+                    elif until > now:
+                        totals.locked += 1
             next_attempt = message.next_attempt
             if next_attempt is not None:
-                when = dates(next_attempt)
-                if when is None:
-                    totals.retry_unknown += 1
-                elif when < overdue_before:
-                    totals.overdue += 1
+                if type(next_attempt) is datetime:
+                    if next_attempt < overdue_dt:
+                        totals.overdue += 1
+                else:
+                    when = dates(next_attempt)
+                    if when is None:
+                        totals.retry_unknown += 1
+                    elif when < overdue_before:
+                        totals.overdue += 1
 
             size = message.size
             if type(size) is not int or not 0 <= size <= max_count:

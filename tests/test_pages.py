@@ -183,3 +183,27 @@ def test_retry_fields_absent_null_or_bad_stay_apart():
     first, second = decode(tolerant).messages
     assert first.locked_until is NOT_A_SCALAR and first.next_attempt is msgspec.UNSET
     assert second.next_attempt is None and second.locked_until is msgspec.UNSET
+
+
+def test_retry_dates_count_the_same_on_the_fast_and_the_json_path():
+    """msgspec's dates (fast path) and the aggregator's own parse (json path) agree."""
+    now = 1_795_478_400.0  # 2026-11-24T00:00:00Z
+    messages = [
+        {"routing": "outbound", "created": "2026-11-23T20:00:00+0000",
+         "lockedUntil": "2026-11-24T00:10:00+0000", "nextAttempt": "2026-11-23T22:00:00+0000"},
+        {"routing": "outbound", "created": "2026-11-23T21:00:00+0000",
+         "lockedUntil": "2026-11-23T23:00:00+00:00", "nextAttempt": "2026-11-24T00:05:00Z"},
+        {"routing": "outbound", "created": "2026-11-23T21:30:00+0000",
+         "lockedUntil": None, "nextAttempt": "2026-11-23T23:50:00.5+0000"},
+        {"routing": "inbound", "created": "2026-11-23T22:00:00+0000",
+         "lockedUntil": "2026-11-24T01:00:00+0100", "nextAttempt": None},
+    ]  # fmt: skip
+    body = json.dumps({"data": [{"messages": messages}]}).encode()
+    fast = QueueAggregator(now)
+    fast.add(decode(body).messages)
+    slow = QueueAggregator(now)
+    slow.add_json(json.loads(body)["data"][0]["messages"])
+    fast_sums = {r: s.sums for r, s in fast.snapshot().routes.items()}
+    assert fast_sums == {r: s.sums for r, s in slow.snapshot().routes.items()}
+    assert fast_sums["outbound"].locked == 1 and fast_sums["outbound"].retry_overdue == 1
+    assert fast_sums["inbound"].locked == 0  # 01:00+01:00 is midnight UTC: not after now

@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,6 +34,7 @@ from exporter.mimecast.errors import PollError
 from exporter.mimecast.responses import fail_errors
 
 Scalar = str | int | float | bool | None
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Message(msgspec.Struct, gc=False):
@@ -44,11 +46,14 @@ class Message(msgspec.Struct, gc=False):
     created: Scalar = None
     info: Scalar = None  # why it is stuck, in words (exporter.status classifies it)
     # UNSET when the answer does not carry the field at all: then whether the
-    # message is locked or its retry overdue is not known (never "no").
-    next_attempt: Scalar | msgspec.UnsetType = msgspec.field(
+    # message is locked or its retry overdue is not known (never "no"). Decoded
+    # as dates by msgspec, in C (this runs per message); a value that is not a
+    # date with a zone sends the page down the tolerant path, where it stays
+    # the string (or other value) it was.
+    next_attempt: AwareDatetime | msgspec.UnsetType | None = msgspec.field(
         default=msgspec.UNSET, name="nextAttempt"
     )
-    locked_until: Scalar | msgspec.UnsetType = msgspec.field(
+    locked_until: AwareDatetime | msgspec.UnsetType | None = msgspec.field(
         default=msgspec.UNSET, name="lockedUntil"
     )
 
@@ -247,6 +252,8 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
                 _scalar(loose.attempts),
                 _scalar(loose.created),
                 _scalar(loose.info),
+                # Not dates here (that is why this page is on this path): strings
+                # or other values, which the aggregator parses or rejects itself.
                 _unset_or_scalar(loose.next_attempt),
                 _unset_or_scalar(loose.locked_until),
             )
