@@ -397,3 +397,11 @@ def test_grafana_readme_names_the_mount_points():
     assert "/etc/grafana/provisioning" in text
     assert PROVIDER_PATH in text
     assert "Import" in text
+
+
+def test_panels_for_the_status_breakdown_and_the_retry_state():
+    status = " ".join(t["expr"] for t in by_title("Messages by status")["targets"])
+    assert "mimecast_queue_messages_by_status" in status and "by (status)" in status
+    retry = " ".join(t["expr"] for t in by_title("Locked and overdue retries")["targets"])
+    assert "mimecast_queue_locked_messages" in retry
+    assert "mimecast_queue_retry_overdue_messages" in retry
