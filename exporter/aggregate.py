@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-import msgspec
 from prometheus_client.utils import floatToGoString
 
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
@@ -147,8 +146,11 @@ def _count(value: Any) -> int | None:
 
 
 _NOTHING: Any = object()  # matches no date text
-# What a field absent from a message's JSON object stands for, when not None.
-_MISSING: dict[str, Any] = {"nextAttempt": msgspec.UNSET, "lockedUntil": msgspec.UNSET}
+# What a field absent from a message's JSON object stands for: the default the
+# page decoder gives it (None, or UNSET for the retry fields).
+_MISSING: dict[str, Any] = dict(
+    zip(Message.__struct_encode_fields__, Message.__struct_defaults__, strict=True)
+)
 # A retry whose time passed longer ago than this is overdue: retries are not
 # happening (mimecast_queue_retry_overdue_messages).
 RETRY_OVERDUE_SECONDS = 900.0
@@ -258,7 +260,7 @@ class QueueAggregator:
             messages.append(
                 Message(
                     *(
-                        _scalar(item[key]) if key in item else _MISSING.get(key)
+                        _scalar(item[key]) if key in item else _MISSING[key]
                         for key in Message.__struct_encode_fields__
                     )
                 )

@@ -47,7 +47,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.aggregate import QueueSnapshot, RouteStats
+from exporter.aggregate import RETRY_OVERDUE_SECONDS, QueueSnapshot, RouteStats
 from exporter.status import STATUSES
 from exporter.store import SnapshotStore, StoreView
 
@@ -183,7 +183,8 @@ class MimecastCollector(Collector):
         )
         overdue = _queue_gauge(
             "mimecast_queue_retry_overdue_messages",
-            "Messages whose nextAttempt had passed by more than 15 minutes at the time of"
+            "Messages whose nextAttempt had passed by more than"
+            f" {RETRY_OVERDUE_SECONDS / 60:g} minutes at the time of"
             " the poll: retries are not happening. Only when the poll read the whole queue,"
             " and absent when a message of the route did not say (no nextAttempt, or not a"
             " date).",

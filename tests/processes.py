@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,3 +100,16 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 def sample(samples: dict, name: str, **labels: str) -> float | None:
     """One value from :func:`scrape`'s result, or None when the series is absent."""
     return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def debian_binary(name: str, package: str) -> str:
+    """The path of a tool `make test` installs from Debian's ``package``: skipped
+    where it is missing, except in CI, where a missing tool is a failure."""
+    import pytest
+
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} missing in CI: `make test` installs Debian's {package} package")
+        pytest.skip(f"{name} not installed (make test installs Debian's {package} package)")
+    return found

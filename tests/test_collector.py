@@ -1,7 +1,5 @@
 """Snapshots into metric families: zero-fill, freshness, histograms, health series."""
 
-import os
-import shutil
 import subprocess
 import time
 
@@ -13,6 +11,7 @@ from exporter.collector import MimecastCollector
 from exporter.mimecast.errors import REASONS
 from exporter.store import SnapshotStore
 from tests.fakes import FakeClock
+from tests.processes import debian_binary
 
 STALE_AFTER = 300.0
 
@@ -192,11 +191,7 @@ def test_api_request_counters_and_rate_limit(env):
 
 
 def test_exposition_passes_promtool(env, tmp_path):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = debian_binary("promtool", "prometheus")
     clock, store, registry = env
     now = clock.time()
     store.record_success("acme", "processing", snapshot(now, msg(), msg(route="weird")), now, 0.5)

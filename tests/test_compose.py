@@ -8,7 +8,6 @@ container sees it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,18 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.processes import debian_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "compose" / "prometheus.yml"
 
 
 def binary(name: str, package: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} missing in CI: `make test` installs Debian's {package} package")
-        pytest.skip(f"{name} not installed (make test installs Debian's {package} package)")
-    return found
+    return debian_binary(name, package)
 
 
 @pytest.fixture(scope="module")

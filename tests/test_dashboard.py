@@ -3,9 +3,7 @@ structure, layout, and that every query asks only for what the exporter serves."
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 
@@ -27,6 +25,7 @@ from tests.dashboard import (
     variable_names,
 )
 from tests.fakes import EPOCH
+from tests.processes import debian_binary
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 METRIC = re.compile(r"mimecast_[a-z_]+")
@@ -349,11 +348,7 @@ def test_substitute_refuses_unknown_variables():
 
 
 def test_substituted_queries_parse_with_promtool(tmp_path):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
-        pytest.skip("promtool not installed (make test installs it)")
+    promtool = debian_binary("promtool", "prometheus")
     rules = [
         {"record": f"dashboard:query_{i}", "expr": substitute(expr)}
         for i, (_, expr) in enumerate(QUERIES)

@@ -18,9 +18,7 @@ behaviour itself is covered by ``promtool test rules`` (tests/test_rules.py).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -31,7 +29,7 @@ import yaml
 
 from exporter.simulator.server import SimulatorServer
 from tests.dashboard import load_dashboard, panel_queries, substitute
-from tests.processes import Daemon, wait_for
+from tests.processes import Daemon, debian_binary, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = [
@@ -118,12 +116,7 @@ PROMQL_WORDS = {
 
 
 def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} missing in CI: `make test` installs Debian's prometheus package")
-        pytest.skip(f"{name} not installed (make test installs Debian's prometheus package)")
-    return path
+    return debian_binary(name, "prometheus")
 
 
 def free_port() -> int:

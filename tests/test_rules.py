@@ -3,15 +3,15 @@ follow the monitoring-mixin conventions (names, severity, annotations, runbooks)
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.processes import debian_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "prometheus"
@@ -53,12 +53,7 @@ def github_anchor(heading: str) -> str:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
-        pytest.skip("promtool not installed (make test installs it)")
-    return path
+    return debian_binary("promtool", "prometheus")
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

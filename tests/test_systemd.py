@@ -3,27 +3,18 @@ its ExecStart is a command the exporter accepts."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.processes import run_exporter
+from tests.processes import debian_binary, run_exporter
 
 UNIT = Path(__file__).parents[1] / "deploy" / "systemd" / "mimecast-exporter.service"
 
 
 def _analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze missing in CI: `make test` installs Debian's systemd")
-        pytest.skip("systemd-analyze not installed (make test installs it)")
-    return found
+    return debian_binary("systemd-analyze", "systemd")
 
 
 def _local_copy(tmp_path: Path) -> Path:
