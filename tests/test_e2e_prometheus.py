@@ -36,6 +36,12 @@ RULE_FILES = [
     p for p in (ROOT / "prometheus/alerts.yml", ROOT / "prometheus/rules.yml") if p.exists()
 ]
 SPEED = 600.0
+# Fire-drill scenario -> the alert it must raise (beside the outage and backlog ones).
+FIRE_DRILL = {
+    "rate_limited": "MimecastRateLimited",
+    "auth_expired": "MimecastAuthFailing",
+    "slow": "MimecastAccountDown",
+}
 
 # PromQL words that are not metric names.
 PROMQL_WORDS = {
@@ -140,10 +146,28 @@ def stack(tmp_path_factory):
     prometheus = binary("prometheus")
     tmp = tmp_path_factory.mktemp("e2e")
     outage = SimulatorServer("127.0.0.1", 0, scenario="outage", speed=SPEED, seed=11).start()
-    healthy = SimulatorServer("127.0.0.1", 0, scenario="steady", speed=SPEED, seed=12).start()
+    healthy = SimulatorServer("127.0.0.1", 0, scenario="healthy", speed=SPEED, seed=12).start()
     backlog = SimulatorServer("127.0.0.1", 0, scenario="backlog", seed=13).start()
+    # The rest of the fire drill (docs/simulator.md), one simulator each.
+    drills = {
+        name: SimulatorServer("127.0.0.1", 0, scenario=name, seed=14).start()
+        for name in FIRE_DRILL
+    }
     creds = outage.default_credentials()["oauth2"]
     hmac = healthy.default_credentials()["hmac"]
+    drill_accounts = [
+        {
+            "name": f"{name}-{scheme}",
+            "base_url": sim.url,
+            scheme: (
+                {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+                if scheme == "oauth2"
+                else {k: hmac[k] for k in ("app_id", "app_key", "access_key", "secret_key")}
+            ),
+        }
+        for name, sim in drills.items()
+        for scheme in ("oauth2", "hmac")
+    ]
     config = tmp / "config.yml"
     config.write_text(
         yaml.safe_dump(
@@ -173,6 +197,7 @@ def stack(tmp_path_factory):
                             "client_secret": creds["client_secret"],
                         },
                     },
+                    *drill_accounts,
                 ],
             }
         )
@@ -226,6 +251,8 @@ def stack(tmp_path_factory):
         outage.stop()
         healthy.stop()
         backlog.stop()
+        for sim in drills.values():
+            sim.stop()
 
 
 def fast_copy(path: Path) -> Path:
@@ -376,3 +403,33 @@ def test_a_million_message_backlog_is_counted_exactly_and_alerts(stack):
         firing = wait_for(lambda a=alert: "firing" in (alert_states(a + "ForTest") or ()), 60)
         assert firing
         assert alert_states(alert) & {"pending", "firing"}
+
+
+def firing_alerts(api: str) -> list[dict]:
+    alerts = requests.get(api + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    return [a for a in alerts if a["state"] == "firing"]
+
+
+@pytest.mark.parametrize("scenario", sorted(FIRE_DRILL))
+@pytest.mark.parametrize("scheme", ["oauth2", "hmac"])
+def test_fire_drill_scenario_fires_its_alert(stack, scenario, scheme):
+    """docs/simulator.md's fire drill: each scenario raises the alert it promises."""
+    api, account, alert = stack["api"], f"{scenario}-{scheme}", FIRE_DRILL[scenario]
+
+    def fired():
+        names = {
+            a["labels"]["alertname"]
+            for a in firing_alerts(api)
+            if a["labels"].get("account") == account
+        }
+        return names if alert + "ForTest" in names else None
+
+    names = wait_for(fired, timeout=90)
+    # Its data problem is not mistaken for a mail problem.
+    assert not {n for n in names if n.startswith("MimecastQueue")}, names
+    assert query(api, f'mimecast_up{{account="{account}"}} == 0')
+
+
+def test_healthy_fires_nothing(stack):
+    wait_for(lambda: query(stack["api"], 'mimecast_up{account="healthy"} == 1'), timeout=60)
+    assert not [a for a in firing_alerts(stack["api"]) if a["labels"].get("account") == "healthy"]

@@ -40,6 +40,7 @@ from exporter.simulator.query import (
 )
 from exporter.simulator.ratelimit import RateLimiter
 from exporter.simulator.responses import Response, json_response, mimecast_error, oauth_error
+from exporter.simulator.scenarios import ApiBehaviour
 from exporter.simulator.tenants import Tenant
 
 
@@ -121,6 +122,7 @@ class MimecastApi:
         max_clock_skew: float,
         quirks: Quirks | None = None,
         recorded_requests: int = MAX_RECORDED_REQUESTS,
+        behaviour: ApiBehaviour | None = None,
     ) -> None:
         if page_size_cap < 1:
             raise ValueError("page_size_cap must be at least 1")
@@ -138,6 +140,7 @@ class MimecastApi:
         # a fire drill) must not grow without bound.
         self.requests: deque[RecordedRequest] = deque(maxlen=recorded_requests)
         self.quirks = quirks or Quirks()
+        self.behaviour = behaviour or ApiBehaviour()
 
     def add_tenant(self, tenant: Tenant) -> Tenant:
         with self.lock:
@@ -163,8 +166,11 @@ class MimecastApi:
             outcome = self._admit(req, allowed=decision.allowed)
         fault = outcome if isinstance(outcome, Fault) else None
         response = outcome if isinstance(outcome, Response) else None
-        if fault is not None and fault.kind == "delay":  # the only real sleep in the simulator
+        # The only real sleeps in the simulator: a delay fault, a slow scenario.
+        if fault is not None and fault.kind == "delay":
             time.sleep(fault.seconds)
+        if req.path == FIND_PATH and self.behaviour.answer_delay and response is None:
+            time.sleep(self.behaviour.answer_delay)
         if response is None:
             with self.lock:
                 response = self._answer(req, tenant)
@@ -221,12 +227,23 @@ class MimecastApi:
                 self._authenticate(req)
             except AuthError as err:
                 return mimecast_error(err.status, err.code, err.message)
+            if self.behaviour.credentials_expired:
+                return self._credentials_expired(req)
         page = page_of(req.json, self.pages) if req.path == FIND_PATH else None
         route = route_asked(req.json) if req.path == FIND_PATH else None
         fault = self.faults.take(req.path, page, route)
         if fault is None:
             return None
         return fault if fault.kind in PASS_THROUGH else fault.response()
+
+    @staticmethod
+    def _credentials_expired(req: Incoming) -> Response:
+        """What a lapsed credential gets once its signature or token checked out."""
+        if bearer_token(req.header("Authorization")):
+            return mimecast_error(401, "token_expired", "the access token is no longer valid")
+        return mimecast_error(
+            418, "err_xdk_binding_expired", "the access key binding has expired"
+        )
 
     def _authenticate(self, req: Incoming) -> Tenant:
         auth = req.header("Authorization")
@@ -277,6 +294,8 @@ class MimecastApi:
             or not hmac.compare_digest(secret.encode(), (tenant.client_secret or "").encode())
         ):
             return oauth_error(401, "invalid_client", "unknown client or wrong secret")
+        if self.behaviour.credentials_expired:
+            return oauth_error(401, "invalid_client", "the client credentials have expired")
         token = self.tokens.issue(tenant)
         return json_response(
             200,

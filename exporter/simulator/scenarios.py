@@ -4,6 +4,11 @@ A scenario says how fast mail arrives per route and queue, how long a message
 waits before its first delivery attempt, which destination domains refuse mail
 and when, when inbound bursts happen, and what the queue holds at start.
 `model.py` turns these settings into queue dynamics.
+
+Some scenarios are about the API rather than the mail (:class:`ApiBehaviour`):
+an exhausted rate limit, expired credentials, slow answers. With them a user
+points a staging exporter at the simulator and watches their own alert routing
+fire end to end (the fire drill, docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -43,6 +48,21 @@ class Burst:
         if offset < self.offset:
             return 1.0
         return self.factor if (offset - self.offset) % self.period < self.duration else 1.0
+
+
+@dataclass(frozen=True)
+class ApiBehaviour:
+    """How the API itself misbehaves, from start to stop, for every tenant."""
+
+    # The credentials were revoked or lapsed: the token endpoint answers 401
+    # invalid_client, bearer tokens 401 token_expired, and API 1.0 keys 418
+    # err_xdk_binding_expired (an access key binding past its TTL).
+    credentials_expired: bool = False
+    # Seconds every find-processing-messages answer takes (a real sleep).
+    answer_delay: float = 0.0
+    # (requests, window seconds) per credential and endpoint, instead of
+    # --rate-limit: a quota that another integration has all but spent.
+    rate_limit: tuple[int, float] | None = None
 
 
 def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -86,6 +106,7 @@ class Scenario:
     # created over the backlog_span before start (see backlog.py). None: live.
     backlog: int | None = None
     backlog_span: float = 3 * 86400.0
+    api: ApiBehaviour = ApiBehaviour()
 
     def rate(self, queue: str, route: str, offset: float) -> float:
         """Arrivals per second for (queue, route) at ``offset`` s of model time after start."""
@@ -118,6 +139,38 @@ _STEADY = Scenario(
 SCENARIOS: Mapping[str, Scenario] = _frozen(
     {
         "steady": _STEADY,
+        "healthy": replace(
+            _STEADY,
+            name="healthy",
+            description="as steady: mail flows, queues stay small; no alert should fire",
+        ),
+        "rate_limited": replace(
+            _STEADY,
+            name="rate_limited",
+            description=(
+                "queues as steady, but the API quota is nearly spent: 2 requests per "
+                "credential and endpoint an hour, then 429 with X-RateLimit-Reset"
+            ),
+            api=ApiBehaviour(rate_limit=(2, 3600.0)),
+        ),
+        "auth_expired": replace(
+            _STEADY,
+            name="auth_expired",
+            description=(
+                "the credentials have lapsed: OAuth token requests get 401 invalid_client, "
+                "bearer tokens 401 token_expired, API 1.0 keys 418 binding expired"
+            ),
+            api=ApiBehaviour(credentials_expired=True),
+        ),
+        "slow": replace(
+            _STEADY,
+            name="slow",
+            description=(
+                "queues as steady, but every queue answer takes 40 s, longer than the "
+                "exporter's default poll.timeout (30 s): polls time out"
+            ),
+            api=ApiBehaviour(answer_delay=40.0),
+        ),
         "empty": replace(
             _STEADY,
             name="empty",

@@ -72,6 +72,8 @@ class SimulatorServer:
         self.clock = clock
         self.model_clock = ModelClock(clock, speed)
         self.seed = seed
+        if self.scenario.api.rate_limit is not None:  # the scenario's quota wins
+            rate_limit_quota, rate_limit_window = self.scenario.api.rate_limit
         self.api = MimecastApi(
             clock=clock,
             token_lifetime=token_lifetime,
@@ -80,6 +82,7 @@ class SimulatorServer:
             rate_limit_window=rate_limit_window,
             max_clock_skew=max_clock_skew,
             quirks=quirks,
+            behaviour=self.scenario.api,
         )
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
