@@ -12,6 +12,7 @@ from exporter import __version__
 from exporter.clock import Clock
 from exporter.collector import MimecastCollector
 from exporter.config import Config
+from exporter.exposition import MetricsPage
 from exporter.poller import Poller
 from exporter.store import SnapshotStore
 from exporter.web.server import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
@@ -86,11 +87,16 @@ class Exporter:
             self.store, config.poll.stale_after, clock.time, clock.monotonic
         )
         self.registry.register(self.collector)
-        self.registry.register(self.reloads)
-        if process_metrics:
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+        # Everything but the Mimecast series, which /metrics takes from its part cache.
+        self.others = CollectorRegistry(auto_describe=True)
+        for registry in (self.registry, self.others):
+            registry.register(self.reloads)
+            if process_metrics:
+                ProcessCollector(registry=registry)
+                PlatformCollector(registry=registry)
+                GCCollector(registry=registry)
+        self.page = MetricsPage(self.collector, self.others)
+        self.store.listen(self.page.changed)  # polls format what they change
         self.status = StoreStatus(self.store, config, clock)
         self.web: WebServer | None = None
 
@@ -113,6 +119,7 @@ class Exporter:
             version=__version__,
             web_config=web_config,
             max_connections=max_connections,
+            page=self.page,
         )
         self.web.start()
         self.poller.start()

@@ -16,6 +16,7 @@ from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, describe, load_config
 from exporter.logs import LEVELS, add_secrets, configure_logging
+from exporter.shard import ALL, Shard
 from exporter.web.config import WebConfigError
 from exporter.web.connections import raise_open_files_limit
 from exporter.web.server import MAX_CONNECTIONS
@@ -42,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="config_check",
         action="store_true",
         help="validate the configuration, print a summary and exit (0 or 2)",
+    )
+    parser.add_argument(
+        "--accounts.shard",
+        dest="shard",
+        type=_shard,
+        default=ALL,
+        metavar="i/n",
+        help="poll only shard i (from 0) of n of the configured accounts, by a stable hash "
+        "of their names: run n replicas with the same configuration, 0/n to n-1/n "
+        "(default: 0/1, every account)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -97,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mimecast-exporter {__version__}")
     return parser
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -169,8 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: invalid configuration in {args.config_file}: {error}", file=sys.stderr)
         return EXIT_CONFIG
     add_secrets(config.secrets())
+    configured = len(config.accounts)
+    config = args.shard.select(config)
     if args.config_check:
         print(describe(config))
+        if args.shard != ALL:
+            print(_shard_line(args.shard, config, configured))
         print(f"configuration file {args.config_file} is valid")
         if args.web_config_file:
             print(f"web configuration file {args.web_config_file} is valid")
@@ -184,7 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         web_config=web_config,
         max_connections=args.max_connections,
         config_file=args.config_file,
+        shard=args.shard,
     )
+
+
+def _shard_line(shard: Shard, config: Config, configured: int) -> str:
+    names = ", ".join(a.name for a in config.accounts) or "none"
+    return f"shard {shard}: polls {len(config.accounts)} of {configured} accounts ({names})"
 
 
 def run_once(config: Config) -> int:
@@ -206,13 +234,15 @@ def serve(
     web_config: WebConfigWatcher | None = None,
     max_connections: int = MAX_CONNECTIONS,
     config_file: str | None = None,
+    shard: Shard = ALL,
 ) -> int:
     """Run until SIGTERM or SIGINT; exit 0 on a clean stop.
 
     ``web_config`` (``--web.config.file``) adds TLS and basic auth to the endpoints.
     SIGHUP re-reads ``config_file`` (and the secret files it names) and, if it
     is valid, runs it from then on; an invalid one is refused with a log line
-    and the running configuration stays.
+    and the running configuration stays. ``config`` is already ``shard``'s part
+    of the file; a reloaded file is cut the same way.
     """
     stopping = threading.Event()
     # Before anything starts or says it has: a signal from then on is handled.
@@ -229,9 +259,15 @@ def serve(
         extra={
             "version": __version__,
             "listen": web.url + telemetry_path,
-            "accounts": ",".join(a.name for a in config.accounts),
+            "accounts": ",".join(a.name for a in config.accounts) or "none",
+            "shard": str(shard),
         },
     )
+    if not config.accounts:
+        log.warning(
+            f"shard {shard} has no accounts to poll: every configured account hashes to"
+            " another shard (fewer accounts than replicas?)"
+        )
     if on_ready is not None:
         on_ready(web.url)
     while True:
@@ -240,14 +276,17 @@ def serve(
         if stopping.is_set():
             break
         if signals.take_reload():
-            _reload(exporter, config_file, web_config)
+            _reload(exporter, config_file, web_config, shard)
     log.info("shutting down")
     exporter.stop()
     return EXIT_OK
 
 
 def _reload(
-    exporter: Exporter, config_file: str | None, web_config: WebConfigWatcher | None
+    exporter: Exporter,
+    config_file: str | None,
+    web_config: WebConfigWatcher | None,
+    shard: Shard = ALL,
 ) -> None:
     if web_config is not None:
         web_config.check_now()  # as when its files change; keeps the old one if invalid
@@ -264,6 +303,7 @@ def _reload(
         )
         return
     add_secrets(config.secrets())
+    config = shard.select(config)
     before = {a.name: a for a in exporter.config.accounts}
     after = {a.name: a for a in config.accounts}
     exporter.reload(config)

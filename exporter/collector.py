@@ -1,7 +1,9 @@
-"""Every metric the exporter serves, built fresh at each scrape from the store.
+"""Every metric the exporter serves, built from the store.
 
 This is the only place metric names live. Nothing here does I/O: a scrape
-reads the latest snapshots, so it is fast and never calls Mimecast.
+reads the latest snapshots, so it is fast and never calls Mimecast. /metrics
+formats each (account, queue) only when it changed (:meth:`MimecastCollector.parts`,
+:mod:`exporter.exposition`); only the oldest ages are computed at every scrape.
 
 A figure is exact or absent. Message counts and oldest ages are exact at any
 backlog size (where Mimecast honours sortOrder, filterBy and sends
@@ -34,9 +36,9 @@ Series, for each configured account and queue type::
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
-from types import MappingProxyType
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -44,12 +46,13 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.aggregate import RETRY_OVERDUE_SECONDS, QueueSnapshot, RouteStats
+from exporter.exposition import Part, Parted
 from exporter.status import STATUSES
-from exporter.store import SnapshotStore, StoreView
+from exporter.store import ApiStats, QueueState, SnapshotStore
 
 QUEUE_LABELS = ["account", "queue", "route"]
 _FROM_POLL = (
@@ -63,7 +66,10 @@ def _queue_gauge(name: str, what: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, what + _FROM_POLL, labels=QUEUE_LABELS)
 
 
-class MimecastCollector(Collector):
+class MimecastCollector(Parted):
+    """The Mimecast series, for the registry (``collect``) and, cut into parts
+    whose text is kept until they change, for /metrics (:meth:`parts`)."""
+
     def __init__(
         self,
         store: SnapshotStore,
@@ -79,94 +85,192 @@ class MimecastCollector(Collector):
     def describe(self) -> list[Metric]:
         # The families without samples: lets the registry know every name
         # (for ?name[]= filtering) without reading the store.
-        empty = StoreView(MappingProxyType({}), MappingProxyType({}), (), (), False)
-        return [*self._queue_metrics(empty, 0.0), *self._health_metrics(empty), self._build_info()]
+        return [
+            *_QueueFamilies().all(),
+            _oldest_age_family(),
+            *_HealthFamilies().all(),
+            _build_info(),
+        ]
 
     def collect(self) -> Iterator[Metric]:
         view = self.store.view()
-        now = self.now()
-        yield from self._queue_metrics(view, now)
-        yield from self._health_metrics(view)
-        yield self._build_info()
-
-    def _build_info(self) -> Metric:
-        build = GaugeMetricFamily(
-            "mimecast_exporter_build_info",
-            "A metric with a constant '1' value labelled by the exporter's version.",
-            labels=["version"],
-        )
-        build.add_metric([__version__], 1)
-        return build
-
-    def _fresh_snapshots(
-        self, view: StoreView, now: float
-    ) -> Iterator[tuple[str, str, QueueSnapshot]]:
+        now, monotonic = self.now(), self.monotonic()
+        queues, health = _QueueFamilies(), _HealthFamilies()
+        oldest_age = _oldest_age_family()
         for (account, queue), state in view.queues.items():
-            snapshot = state.fresh_snapshot(self.monotonic(), self.stale_after)
+            snapshot = state.fresh_snapshot(monotonic, self.stale_after)
             if snapshot is not None:
-                yield account, queue, snapshot
+                queues.add(account, queue, snapshot)
+                for route, stats in snapshot.routes.items():
+                    if stats.oldest_known:
+                        oldest_age.add_metric([account, queue, route], _oldest_age(stats, now))
+        for account in view.accounts:
+            health.add_account(account, view.account_up(account), view.api[account])
+            for queue in view.queue_types:
+                health.add_queue(account, queue, view.queues[(account, queue)])
+        yield from queues.all()
+        yield oldest_age
+        yield from health.all()
+        yield _build_info()
 
-    def _queue_metrics(self, view: StoreView, now: float) -> Iterator[Metric]:
-        messages = _queue_gauge(
+    def parts(self, only: Iterable[Hashable] | None = None) -> list[Part]:
+        """The same series as :meth:`collect` but the ages, as parts for the
+        page's cache (:mod:`exporter.exposition`)."""
+        view = self.store.view()
+        monotonic = self.monotonic()
+        wanted = None if only is None else set(only)
+        parts = []
+        for (account, queue), state in view.queues.items():
+            key = ("queue", account, queue)
+            if wanted is None or key in wanted:
+                snapshot = state.fresh_snapshot(monotonic, self.stale_after)
+                parts.append(
+                    Part(
+                        key,
+                        (state, snapshot is not None),
+                        functools.partial(_queue_part, account, queue, state, snapshot),
+                    )
+                )
+        for account in view.accounts:
+            key = ("account", account)
+            if wanted is None or key in wanted:
+                up, api = view.account_up(account), view.api[account]
+                parts.append(
+                    Part(key, (up, api), functools.partial(_account_part, account, up, api))
+                )
+        if wanted is None or ("build",) in wanted:
+            parts.append(Part(("build",), (), lambda: [_build_info()]))
+        return parts
+
+    def scrape_samples(self) -> dict[str, bytes]:
+        """The oldest messages' ages, which move with the clock: formatted at every
+        scrape, from label prefixes made once."""
+        view = self.store.view()
+        now, monotonic = self.now(), self.monotonic()
+        lines = []
+        for (account, queue), state in view.queues.items():
+            snapshot = state.fresh_snapshot(monotonic, self.stale_after)
+            if snapshot is None:
+                continue
+            for route, stats in snapshot.routes.items():
+                if stats.oldest_known:
+                    lines.append(_age_prefix(account, queue, route))
+                    lines.append(floatToGoString(_oldest_age(stats, now)))  # type: ignore[no-untyped-call]
+                    lines.append("\n")
+        return {OLDEST_AGE: "".join(lines).encode()}
+
+
+OLDEST_AGE = "mimecast_queue_oldest_message_age_seconds"
+
+
+@functools.lru_cache(maxsize=65536)
+def _age_prefix(account: str, queue: str, route: str) -> str:
+    labels = ",".join(
+        f'{name}="{_escape(value)}"'
+        for name, value in zip(QUEUE_LABELS, (account, queue, route), strict=True)
+    )
+    return f"{OLDEST_AGE}{{{labels}}} "
+
+
+def _escape(value: str) -> str:
+    """A label value as both exposition formats write it."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _queue_part(
+    account: str, queue: str, state: QueueState, snapshot: QueueSnapshot | None
+) -> list[Metric]:
+    queues, health = _QueueFamilies(), _HealthFamilies()
+    if snapshot is not None:
+        queues.add(account, queue, snapshot)
+    health.add_queue(account, queue, state)
+    return [*queues.all(), *health.all()]
+
+
+def _account_part(account: str, up: bool, api: ApiStats) -> list[Metric]:
+    health = _HealthFamilies()
+    health.add_account(account, up, api)
+    return health.all()
+
+
+def _build_info() -> Metric:
+    build = GaugeMetricFamily(
+        "mimecast_exporter_build_info",
+        "A metric with a constant '1' value labelled by the exporter's version.",
+        labels=["version"],
+    )
+    build.add_metric([__version__], 1)
+    return build
+
+
+def _oldest_age_family() -> GaugeMetricFamily:
+    """The one figure read at scrape time: the age moves with the clock."""
+    return _queue_gauge(
+        OLDEST_AGE,
+        "Seconds since the oldest queued message was created, computed at scrape time;"
+        " 0 when the route is empty. Exact at any backlog size; absent when it is not"
+        " certain (a message without a usable date, or answers not oldest first).",
+    )
+
+
+class _QueueFamilies:
+    """What polls found in the queues: every family built from snapshots."""
+
+    def __init__(self) -> None:
+        self.messages = _queue_gauge(
             "mimecast_queue_messages",
             "Messages in the processing queue. Exact at any backlog size: read message by"
             " message, or counted by Mimecast (totalCount) when the queue is too large to read"
             " within poll.max_pages; absent when Mimecast's answers cannot be trusted for it.",
         )
-        size = _queue_gauge(
-            "mimecast_queue_size_bytes",
-            "Sum of the sizes of queued messages. Only when the poll read the whole queue"
-            " (mimecast_queue_scan_complete 1).",
-        )
-        attempts = _queue_gauge(
-            "mimecast_queue_attempts",
-            "Sum of the processing attempts of queued messages. Only when the poll read the"
-            " whole queue (mimecast_queue_scan_complete 1).",
-        )
-        max_attempts = _queue_gauge(
-            "mimecast_queue_max_attempts",
-            "Highest processing attempt count of a queued message. Only when the poll read the"
-            " whole queue (mimecast_queue_scan_complete 1).",
-        )
-        oldest_age = _queue_gauge(
-            "mimecast_queue_oldest_message_age_seconds",
-            "Seconds since the oldest queued message was created, computed at scrape time;"
-            " 0 when the route is empty. Exact at any backlog size; absent when it is not"
-            " certain (a message without a usable date, or answers not oldest first).",
-        )
-        oldest_created = _queue_gauge(
+        self.oldest_created = _queue_gauge(
             "mimecast_queue_oldest_message_created_timestamp_seconds",
             "Creation time (Unix seconds) of the oldest queued message; only for routes"
             " with messages. Exact at any backlog size; absent when it is not certain.",
         )
+        self.size = _queue_gauge(
+            "mimecast_queue_size_bytes",
+            "Sum of the sizes of queued messages. Only when the poll read the whole queue"
+            " (mimecast_queue_scan_complete 1).",
+        )
+        self.attempts = _queue_gauge(
+            "mimecast_queue_attempts",
+            "Sum of the processing attempts of queued messages. Only when the poll read the"
+            " whole queue (mimecast_queue_scan_complete 1).",
+        )
+        self.max_attempts = _queue_gauge(
+            "mimecast_queue_max_attempts",
+            "Highest processing attempt count of a queued message. Only when the poll read the"
+            " whole queue (mimecast_queue_scan_complete 1).",
+        )
         # Gauge histograms: a snapshot of the queue, not events counted since start
         # (_gcount and _gsum, no _count or _sum; never rate() them).
-        age_hist = GaugeHistogramMetricFamily(
+        self.age_hist = GaugeHistogramMetricFamily(
             "mimecast_queue_message_age_seconds",
             "Age of queued messages at the time of the poll: a snapshot rebuilt at every"
             " poll, not accumulated. Only when the poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
-        size_hist = GaugeHistogramMetricFamily(
+        self.size_hist = GaugeHistogramMetricFamily(
             "mimecast_queue_message_size_bytes",
             "Size of queued messages: a snapshot rebuilt at every poll, not accumulated. Only"
             " when the poll read the whole queue." + _FROM_POLL,
             labels=QUEUE_LABELS,
         )
-        complete = GaugeMetricFamily(
+        self.complete = GaugeMetricFamily(
             "mimecast_queue_scan_complete",
             "1 when the latest poll read every message of the queue, so that every figure,"
             " sums and histograms included, is served; 0 when the queue was too large for"
             " poll.max_pages and only counts and oldest ages are." + _FROM_POLL,
             labels=["account", "queue"],
         )
-        scanned = GaugeMetricFamily(
+        self.scanned = GaugeMetricFamily(
             "mimecast_queue_scanned_messages",
             "Messages the latest poll read one by one (all of them when the scan is"
             " complete)." + _FROM_POLL,
             labels=["account", "queue"],
         )
-        by_status = GaugeMetricFamily(
+        self.by_status = GaugeMetricFamily(
             "mimecast_queue_messages_by_status",
             "Messages in the queue by why they are stuck: Mimecast's info text as one of a"
             " few classes (processing, connection_refused, timeout, dns_failure, tls_failure,"
@@ -175,13 +279,13 @@ class MimecastCollector(Collector):
             " whole queue (mimecast_queue_scan_complete 1).",
             labels=[*QUEUE_LABELS, "status"],
         )
-        locked = _queue_gauge(
+        self.locked = _queue_gauge(
             "mimecast_queue_locked_messages",
             "Messages whose lockedUntil was after the time of the poll (the console's"
             " Locked). Only when the poll read the whole queue, and absent when a message"
             " of the route did not say (no lockedUntil, or not a date).",
         )
-        overdue = _queue_gauge(
+        self.overdue = _queue_gauge(
             "mimecast_queue_retry_overdue_messages",
             "Messages whose nextAttempt had passed by more than"
             f" {RETRY_OVERDUE_SECONDS / 60:g} minutes at the time of"
@@ -189,81 +293,107 @@ class MimecastCollector(Collector):
             " and absent when a message of the route did not say (no nextAttempt, or not a"
             " date).",
         )
-        for account, queue, snapshot in self._fresh_snapshots(view, now):
-            complete.add_metric([account, queue], 1 if snapshot.complete else 0)
-            scanned.add_metric([account, queue], snapshot.scanned)
-            for route, stats in snapshot.routes.items():
-                labels = [account, queue, route]
-                if stats.messages is not None:
-                    messages.add_metric(labels, stats.messages)
-                if stats.oldest_known:
-                    oldest_age.add_metric(labels, _oldest_age(stats, now))
-                    if stats.oldest_created is not None:
-                        oldest_created.add_metric(labels, stats.oldest_created)
-                sums = stats.sums
-                if sums is not None:
-                    size.add_metric(labels, sums.size_bytes)
-                    attempts.add_metric(labels, sums.attempts)
-                    max_attempts.add_metric(labels, sums.max_attempts)
-                    age_hist.add_metric(labels, sums.age.cumulative(), sums.age.total)
-                    size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
-                    for status, count in zip(STATUSES, sums.by_status, strict=True):
-                        by_status.add_metric([*labels, status], count)
-                    if sums.locked is not None:
-                        locked.add_metric(labels, sums.locked)
-                    if sums.retry_overdue is not None:
-                        overdue.add_metric(labels, sums.retry_overdue)
-        yield from (messages, size, attempts, max_attempts, oldest_age, oldest_created)
-        yield from (age_hist, size_hist, by_status, locked, overdue, complete, scanned)
 
-    def _health_metrics(self, view: StoreView) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
+    def add(self, account: str, queue: str, snapshot: QueueSnapshot) -> None:
+        self.complete.add_metric([account, queue], 1 if snapshot.complete else 0)
+        self.scanned.add_metric([account, queue], snapshot.scanned)
+        for route, stats in snapshot.routes.items():
+            labels = [account, queue, route]
+            if stats.messages is not None:
+                self.messages.add_metric(labels, stats.messages)
+            if stats.oldest_known and stats.oldest_created is not None:
+                self.oldest_created.add_metric(labels, stats.oldest_created)
+            sums = stats.sums
+            if sums is not None:
+                self.size.add_metric(labels, sums.size_bytes)
+                self.attempts.add_metric(labels, sums.attempts)
+                self.max_attempts.add_metric(labels, sums.max_attempts)
+                self.age_hist.add_metric(labels, sums.age.cumulative(), sums.age.total)
+                self.size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
+                for status, count in zip(STATUSES, sums.by_status, strict=True):
+                    self.by_status.add_metric([*labels, status], count)
+                if sums.locked is not None:
+                    self.locked.add_metric(labels, sums.locked)
+                if sums.retry_overdue is not None:
+                    self.overdue.add_metric(labels, sums.retry_overdue)
+
+    def all(self) -> list[Metric]:
+        return [
+            self.messages,
+            self.oldest_created,
+            self.size,
+            self.attempts,
+            self.max_attempts,
+            self.age_hist,
+            self.size_hist,
+            self.by_status,
+            self.locked,
+            self.overdue,
+            self.complete,
+            self.scanned,
+        ]
+
+
+class _HealthFamilies:
+    """How the polls and API requests went."""
+
+    def __init__(self) -> None:
+        self.up = GaugeMetricFamily(
             "mimecast_up",
             "1 when the latest background poll of every queue of the account succeeded, else 0.",
             labels=["account"],
         )
-        last_success = GaugeMetricFamily(
+        self.last_success = GaugeMetricFamily(
             "mimecast_last_success_timestamp_seconds",
             "When (Unix seconds) the latest successful background poll of the queue finished.",
             labels=["account", "queue"],
         )
-        duration = GaugeMetricFamily(
+        self.duration = GaugeMetricFamily(
             "mimecast_poll_duration_seconds",
             "How long the latest background poll of the queue took, all pages and retries.",
             labels=["account", "queue"],
         )
-        errors = CounterMetricFamily(
+        self.errors = CounterMetricFamily(
             "mimecast_poll_errors",
             "Background polls of the queue that failed, by reason.",
             labels=["account", "queue", "reason"],
         )
-        requests = CounterMetricFamily(
+        self.requests = CounterMetricFamily(
             "mimecast_api_requests",
             "HTTP requests made to the Mimecast API by background polls, by endpoint (token:"
             " OAuth token requests; find-processing-messages: the queue) and status code.",
             labels=["account", "endpoint", "code"],
         )
-        remaining = GaugeMetricFamily(
+        self.remaining = GaugeMetricFamily(
             "mimecast_api_rate_limit_remaining",
             "X-RateLimit-Remaining of the latest Mimecast answer to a background poll.",
             labels=["account"],
         )
-        for account in view.accounts:
-            up.add_metric([account], 1 if view.account_up(account) else 0)
-            for queue in view.queue_types:
-                state = view.queues[(account, queue)]
-                if state.last_success is not None:
-                    last_success.add_metric([account, queue], state.last_success)
-                if state.last_duration is not None:
-                    duration.add_metric([account, queue], state.last_duration)
-                for reason, count in state.errors.items():
-                    errors.add_metric([account, queue, reason], count)
-            api = view.api[account]
-            for (endpoint, code), count in sorted(api.requests.items()):
-                requests.add_metric([account, endpoint, code], count)
-            if api.rate_limit_remaining is not None:
-                remaining.add_metric([account], api.rate_limit_remaining)
-        yield from (up, last_success, duration, errors, requests, remaining)
+
+    def add_account(self, account: str, up: bool, api: ApiStats) -> None:
+        self.up.add_metric([account], 1 if up else 0)
+        for (endpoint, code), count in sorted(api.requests.items()):
+            self.requests.add_metric([account, endpoint, code], count)
+        if api.rate_limit_remaining is not None:
+            self.remaining.add_metric([account], api.rate_limit_remaining)
+
+    def add_queue(self, account: str, queue: str, state: QueueState) -> None:
+        if state.last_success is not None:
+            self.last_success.add_metric([account, queue], state.last_success)
+        if state.last_duration is not None:
+            self.duration.add_metric([account, queue], state.last_duration)
+        for reason, count in state.errors.items():
+            self.errors.add_metric([account, queue, reason], count)
+
+    def all(self) -> list[Metric]:
+        return [
+            self.up,
+            self.last_success,
+            self.duration,
+            self.errors,
+            self.requests,
+            self.remaining,
+        ]
 
 
 def _oldest_age(stats: RouteStats, now: float) -> float:

@@ -1,8 +1,10 @@
 """When to poll, and what one poll of one (account, queue) does.
 
-The first poll runs at start, then every ``poll.interval`` plus a small fixed
-offset per account, so that many accounts do not hit Mimecast in the same
-second. Polls run on a bounded pool; a poll still running when its next turn
+The first poll runs at start, then every ``poll.interval`` at a fixed phase
+per account: the accounts' phases are spread evenly over the whole interval
+(:func:`account_offsets`), so that two hundred accounts make a steady trickle
+of requests rather than a burst every interval. Polls run on a bounded pool
+(``poll.concurrency``); a poll still running when its next turn
 comes is skipped, never run twice. A failed poll publishes nothing: the store
 keeps the last complete snapshot, and one account's failure touches no other.
 
@@ -15,8 +17,8 @@ while a poll hangs, and its result, should it ever come, is dropped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
@@ -40,12 +42,14 @@ OVERDUE_GRACE_SECONDS = 1.0
 Key = tuple[str, str]  # (account, queue)
 
 
-def account_offsets(
-    accounts: Iterable[str], interval: float, rng: random.Random
-) -> dict[str, float]:
-    """A fixed offset per account within the first tenth of the interval (at most 10 s)."""
-    spread = min(interval / 10.0, 10.0)
-    return {name: rng.uniform(0.0, spread) for name in accounts}
+def account_offsets(accounts: Iterable[str], interval: float) -> dict[str, float]:
+    """Each account's offset from the nominal turn times, spread evenly over one
+    interval and centred on them: -interval/2 < offset < interval/2; 0 for one
+    account. The order is a stable hash of the names, so an account keeps its
+    phase across restarts (and replicas agree on it)."""
+    names = sorted(set(accounts), key=lambda n: hashlib.sha256(n.encode()).digest())
+    middle = (len(names) - 1) / 2
+    return {name: (rank - middle) * interval / len(names) for rank, name in enumerate(names)}
 
 
 class Poller:
@@ -55,7 +59,6 @@ class Poller:
         store: SnapshotStore,
         clock: Clock,
         *,
-        rng: random.Random | None = None,
         previous: Poller | None = None,
     ) -> None:
         """``previous``: the poller of the configuration this one replaces; its
@@ -93,10 +96,7 @@ class Poller:
         self._completed: set[Key] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        rng = rng or random.Random()
-        self._offsets = account_offsets(
-            (a.name for a in config.accounts), config.poll.interval, rng
-        )
+        self._offsets = account_offsets((a.name for a in config.accounts), config.poll.interval)
 
     def _response_hook(self, account: AccountConfig) -> Callable[[str, int, float | None], None]:
         def hook(endpoint: str, status: int, remaining: float | None) -> None:
@@ -244,6 +244,8 @@ class Poller:
 
     def run_cycle(self) -> bool:
         """Poll every queue of every account once and wait; True if all succeeded."""
+        if not self._scans:
+            self.store.mark_first_cycle_done()
         futures = [f for f in (self.submit(*key) for key in self._scans) if f is not None]
         wait(futures)
         return all(not f.cancelled() and f.result() for f in futures)
@@ -275,6 +277,9 @@ class Poller:
         return min(self._turn_time(a, started, t) for a, t in turns.items())
 
     def start(self) -> None:
+        if not self._scans:  # a shard with no account: nothing to wait for
+            self.store.mark_first_cycle_done()
+            return
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -77,12 +76,20 @@ class SnapshotStore:
         self._accounts = tuple(accounts)
         self._queue_types = tuple(queue_types)
         self._queues = {(a, q): QueueState() for a in self._accounts for q in self._queue_types}
-        # account -> (endpoint, status code) -> answers
-        self._api_requests: dict[str, Counter[tuple[str, str]]] = {
-            a: Counter() for a in self._accounts
-        }
-        self._rate_limit_remaining: dict[str, float | None] = dict.fromkeys(self._accounts)
+        # Replaced, never changed in place: a scrape's copy stays as it was, and
+        # /metrics re-formats an account only when its object is a new one.
+        self._api: dict[str, ApiStats] = {a: ApiStats() for a in self._accounts}
         self._first_cycle_done = False
+        # Called with ("queue", account, queue) or ("account", account) after a
+        # change, in the writer's thread (a poll): /metrics formats the part then.
+        self._listeners: list[Callable[[tuple[str, ...]], None]] = []
+
+    def listen(self, listener: Callable[[tuple[str, ...]], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self, *key: str) -> None:
+        for listener in self._listeners:
+            listener(key)
 
     def record_success(
         self,
@@ -105,6 +112,8 @@ class SnapshotStore:
                 last_error=None,
                 last_duration=duration,
             )
+        self._changed("queue", account, queue)
+        self._changed("account", account)  # up may have changed
 
     def record_failure(self, account: str, queue: str, reason: str, duration: float) -> None:
         """A failed poll: count it, keep the last complete snapshot untouched."""
@@ -121,6 +130,8 @@ class SnapshotStore:
                 last_duration=duration,
                 errors=MappingProxyType(errors),
             )
+        self._changed("queue", account, queue)
+        self._changed("account", account)  # up may have changed
 
     def reconfigure(self, accounts: Iterable[str], queue_types: Iterable[str]) -> None:
         """After a configuration reload: keep the state (and so the series) of every
@@ -133,20 +144,23 @@ class SnapshotStore:
                 for a in self._accounts
                 for q in self._queue_types
             }
-            self._api_requests = {a: self._api_requests.get(a, Counter()) for a in self._accounts}
-            self._rate_limit_remaining = {
-                a: self._rate_limit_remaining.get(a) for a in self._accounts
-            }
+            self._api = {a: self._api.get(a, ApiStats()) for a in self._accounts}
 
     def record_response(
         self, account: str, endpoint: str, status: int, remaining: float | None
     ) -> None:
         with self._lock:
-            if account not in self._api_requests:
+            api = self._api.get(account)
+            if api is None:
                 return  # no longer configured
-            self._api_requests[account][(endpoint, str(status))] += 1
-            if remaining is not None:
-                self._rate_limit_remaining[account] = remaining
+            requests = dict(api.requests)
+            key = (endpoint, str(status))
+            requests[key] = requests.get(key, 0) + 1
+            self._api[account] = ApiStats(
+                MappingProxyType(requests),
+                api.rate_limit_remaining if remaining is None else remaining,
+            )
+        self._changed("account", account)
 
     def mark_first_cycle_done(self) -> None:
         with self._lock:
@@ -156,15 +170,7 @@ class SnapshotStore:
         with self._lock:
             return StoreView(
                 queues=MappingProxyType(dict(self._queues)),
-                api=MappingProxyType(
-                    {
-                        a: ApiStats(
-                            MappingProxyType(dict(self._api_requests[a])),
-                            self._rate_limit_remaining[a],
-                        )
-                        for a in self._accounts
-                    }
-                ),
+                api=MappingProxyType(dict(self._api)),
                 accounts=self._accounts,
                 queue_types=self._queue_types,
                 first_cycle_done=self._first_cycle_done,

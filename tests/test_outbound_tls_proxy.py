@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 
 import pytest
 import trustme
@@ -64,7 +63,7 @@ def clean_proxy_env(monkeypatch):
 def poll(account, clock):
     config = Config(poll_config(queues=("processing",)), (account,))
     store = SnapshotStore([account.name], config.poll.queues)
-    poller = Poller(config, store, clock, rng=random.Random(1))
+    poller = Poller(config, store, clock)
     try:
         ok = poller.poll_queue(account.name, "processing")
     finally:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import random
+import itertools
 import threading
 
 from prometheus_client import CollectorRegistry
 
 from exporter.collector import MimecastCollector
 from exporter.config import Config
-from exporter.poller import Poller
+from exporter.poller import Poller, account_offsets
 from exporter.simulator.faults import Fault
 from exporter.store import SnapshotStore
 from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
@@ -22,7 +22,7 @@ def build(sim, clock, accounts, **poll):
     registry.register(
         MimecastCollector(store, config.poll.stale_after, clock.time, clock.monotonic)
     )
-    poller = Poller(config, store, clock, rng=random.Random(1))
+    poller = Poller(config, store, clock)
     return poller, store, registry
 
 
@@ -161,21 +161,65 @@ def test_schedule_first_at_start_then_every_interval_with_account_offset(sim, cl
     try:
         turns = {a.name: 0 for a in accounts}
         assert sorted(poller.due_accounts(0.0, 0.0, turns)) == ["a0", "a1", "a2"]
-        assert poller.due_accounts(0.0, 59.9, turns) == []
+        assert poller.due_accounts(0.0, 39.9, turns) == []
         wakeup = poller.next_wakeup(0.0, turns)
-        assert 60.0 <= wakeup <= 66.0  # offset within a tenth of the interval
+        assert wakeup == 40.0  # the first of three phases 20 s apart, centred on 60 s
         due_times = {}
-        for t in range(600, 6601):  # step through a minute in 10 ms steps
+        for t in range(3000, 9001):  # step through a minute in 10 ms steps
             for account in poller.due_accounts(0.0, t / 100, turns):
                 due_times.setdefault(account, []).append(t / 100)
-        for account, times in due_times.items():
-            assert len(times) == 1 and 60.0 <= times[0] <= 66.0, (account, times)
-        offsets = {times[0] for times in due_times.values()}
-        assert len(offsets) == 3  # accounts are spread, not polled in the same instant
+        assert sorted(t for times in due_times.values() for t in times) == [40.0, 60.0, 80.0]
         # a host suspended for ten intervals skips the missed turns
         assert sorted(poller.due_accounts(0.0, 700.0, turns)) == ["a0", "a1", "a2"]
         assert poller.due_accounts(0.0, 700.0, turns) == []
         assert poller.next_wakeup(0.0, turns) > 700.0
+    finally:
+        poller.stop()
+
+
+def test_two_hundred_accounts_are_spread_evenly_over_the_whole_interval():
+    names = [f"tenant-{i:03d}" for i in range(200)]
+    offsets = account_offsets(names, 60.0)
+    phases = sorted(offsets.values())
+    assert phases[0] > -30.0 and phases[-1] < 30.0  # centred on the nominal turn times
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(phases)}
+    assert gaps == {0.3}  # one account every 0.3 s: a trickle, never a burst
+    assert account_offsets(reversed(names), 60.0) == offsets  # stable: by name, not order
+    assert account_offsets(["only"], 60.0) == {"only": 0.0}
+
+
+def test_concurrency_stays_bounded_with_many_accounts(sim, clock):
+    accounts = [hmac_account(sim.url, name=f"t{i}") for i in range(40)]
+    poller, store, registry = build(sim, clock, accounts, concurrency=3)
+    running, most, lock = 0, 0, threading.Lock()
+    real_poll = poller.poll_queue
+
+    def counted(account, queue):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real_poll(account, queue)
+        finally:
+            with lock:
+                running -= 1
+
+    poller.poll_queue = counted
+    try:
+        assert poller.run_cycle()
+    finally:
+        poller.stop()
+    assert 1 < most <= 3  # concurrent, and never more than poll.concurrency
+    assert store.view().first_cycle_done
+
+
+def test_no_accounts_is_ready_at_once(sim, clock):
+    poller, store, registry = build(sim, clock, [])
+    try:
+        poller.start()
+        assert store.view().first_cycle_done
+        assert poller.run_cycle()
     finally:
         poller.stop()
 

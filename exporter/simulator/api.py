@@ -241,9 +241,7 @@ class MimecastApi:
         """What a lapsed credential gets once its signature or token checked out."""
         if bearer_token(req.header("Authorization")):
             return mimecast_error(401, "token_expired", "the access token is no longer valid")
-        return mimecast_error(
-            418, "err_xdk_binding_expired", "the access key binding has expired"
-        )
+        return mimecast_error(418, "err_xdk_binding_expired", "the access key binding has expired")
 
     def _authenticate(self, req: Incoming) -> Tenant:
         auth = req.header("Authorization")

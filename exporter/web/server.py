@@ -46,6 +46,7 @@ from exporter.web.landing import StatusSource, render_index
 from exporter.web.listen import bind, parse_listen_address
 
 if TYPE_CHECKING:
+    from exporter.exposition import MetricsPage
     from exporter.web.auth import WebSecurity
     from exporter.web.watch import WebConfigWatcher
 
@@ -80,7 +81,10 @@ class WebServer:
         version: str = "",
         web_config: WebConfigWatcher | None = None,
         max_connections: int = MAX_CONNECTIONS,
+        page: MetricsPage | None = None,
     ) -> None:
+        """``page`` renders /metrics from cached parts; without it (and for
+        ``?name[]=`` filters) the whole ``registry`` is formatted at every scrape."""
         if max_connections < 1:
             raise ValueError(f"max connections {max_connections}: must be at least 1")
         if not telemetry_path.startswith("/") or any(c in telemetry_path for c in "?# \t\r\n"):
@@ -89,6 +93,7 @@ class WebServer:
             )
         self._host, self._port = parse_listen_address(listen_address)
         self.registry = registry
+        self.page = page
         self.status = status
         self.telemetry_path = telemetry_path
         self.version = version
@@ -393,7 +398,10 @@ class _Handler(BaseHTTPRequestHandler):
         if names:
             registry = registry.restricted_registry(names)
         try:
-            output = encoder(registry)
+            if app.page is not None and not names:
+                output = app.page.render(encoder, content_type)
+            else:
+                output = encoder(registry)
         except Exception as err:
             # A broken collector must cost one scrape, not the server.
             logger.error("collecting metrics failed", exc_info=True)
