@@ -46,7 +46,6 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.aggregate import RETRY_OVERDUE_SECONDS, QueueSnapshot, RouteStats
@@ -81,6 +80,8 @@ class MimecastCollector(Parted):
         self.stale_after = stale_after
         self.now = now  # wall clock: message ages
         self.monotonic = monotonic  # staleness: the store's successes are stamped on it
+        # id(snapshot) -> (snapshot, its age prefixes), for the snapshots last served
+        self._prefixes: dict[int, tuple[QueueSnapshot, tuple[tuple[str, float | None], ...]]] = {}
 
     def describe(self) -> list[Metric]:
         # The families without samples: lets the registry know every name
@@ -143,37 +144,49 @@ class MimecastCollector(Parted):
         return parts
 
     def scrape_samples(self) -> dict[str, bytes]:
-        """The oldest messages' ages, which move with the clock: formatted at every
-        scrape, from label prefixes made once."""
+        """The oldest messages' ages, which move with the clock: computed at every
+        scrape, from each snapshot's label prefixes made once."""
         view = self.store.view()
         now, monotonic = self.now(), self.monotonic()
+        previous, kept = self._prefixes, {}
         lines = []
         for (account, queue), state in view.queues.items():
             snapshot = state.fresh_snapshot(monotonic, self.stale_after)
             if snapshot is None:
                 continue
-            for route, stats in snapshot.routes.items():
-                if stats.oldest_known:
-                    lines.append(_age_prefix(account, queue, route))
-                    lines.append(floatToGoString(_oldest_age(stats, now)))  # type: ignore[no-untyped-call]
-                    lines.append("\n")
+            entry = previous.get(id(snapshot))
+            if entry is None or entry[0] is not snapshot:
+                entry = (snapshot, _age_prefixes(account, queue, snapshot))
+            kept[id(snapshot)] = entry
+            for prefix, created in entry[1]:
+                age = now - created if created is not None and created < now else 0.0
+                lines.append(f"{prefix}{age:.3f}\n")  # to the millisecond: 2x faster than repr
+        self._prefixes = kept  # one assignment: a concurrent scrape sees either
         return {OLDEST_AGE: "".join(lines).encode()}
 
 
 OLDEST_AGE = "mimecast_queue_oldest_message_age_seconds"
 
 
-@functools.lru_cache(maxsize=65536)
-def _age_prefix(account: str, queue: str, route: str) -> str:
-    labels = ",".join(
-        f'{name}="{_escape(value)}"'
-        for name, value in zip(QUEUE_LABELS, (account, queue, route), strict=True)
+def _age_prefixes(
+    account: str, queue: str, snapshot: QueueSnapshot
+) -> tuple[tuple[str, float | None], ...]:
+    """(sample name and labels, oldest creation time) of each route with an age."""
+    return tuple(
+        (f"{OLDEST_AGE}{{{_labels(account, queue, route)}}} ", stats.oldest_created)
+        for route, stats in snapshot.routes.items()
+        if stats.oldest_known
     )
-    return f"{OLDEST_AGE}{{{labels}}} "
+
+
+def _labels(*values: str) -> str:
+    """Label values as both exposition formats write them."""
+    return ",".join(
+        f'{name}="{_escape(value)}"' for name, value in zip(QUEUE_LABELS, values, strict=True)
+    )
 
 
 def _escape(value: str) -> str:
-    """A label value as both exposition formats write it."""
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 

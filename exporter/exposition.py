@@ -78,48 +78,68 @@ def split_families(text: bytes) -> tuple[list[str], dict[str, bytes], dict[str, 
 
 
 class PartCache:
-    """The formatted chunks of every part, in both exposition formats."""
+    """The formatted chunks of every part, in both exposition formats.
+
+    Kept family by family (format -> family -> part key -> samples), so that a
+    scrape joins each family's chunks of every part at C speed.
+    """
 
     def __init__(self, describe: Callable[[], Sequence[Metric]]) -> None:
         self._lock = threading.Lock()
         self._order: dict[str, list[str]] = {}
         self._headers: dict[str, dict[str, bytes]] = {}
+        self._families: dict[str, dict[str, dict[Hashable, bytes]]] = {}
         for fmt, encode in FORMATS.items():
             order, headers, _ = split_families(encode(_Families(describe())))
             self._order[fmt], self._headers[fmt] = order, headers
-        # key -> (token, {format: {family: samples}})
-        self._chunks: dict[Hashable, tuple[tuple[object, ...], dict[str, dict[str, bytes]]]] = {}
+            self._families[fmt] = {family: {} for family in order}
+        self._tokens: dict[Hashable, tuple[object, ...]] = {}
 
-    def refresh(self, part: Part) -> dict[str, dict[str, bytes]]:
-        """The part's chunks, formatted anew unless its token is unchanged."""
-        cached = self._chunks.get(part.key)
-        if cached is not None and _same(cached[0], part.token):
-            return cached[1]
+    def refresh(self, part: Part) -> None:
+        """Format the part anew, unless its token is unchanged."""
+        token = self._tokens.get(part.key)
+        if token is not None and _same(token, part.token):
+            return
         families = list(part.build())
-        chunks = {}
+        formatted = {}
         for fmt, encode in FORMATS.items():
-            order, headers, chunks[fmt] = split_families(encode(_Families(families)))
-            with self._lock:
-                self._learn(fmt, order, headers)
+            formatted[fmt] = split_families(encode(_Families(families)))
         with self._lock:
-            self._chunks[part.key] = (part.token, chunks)
-        return chunks
+            for fmt, (order, headers, chunks) in formatted.items():
+                self._learn(fmt, order, headers)
+                for family, by_part in self._families[fmt].items():
+                    if chunks.get(family):
+                        by_part[part.key] = chunks[family]
+                    else:
+                        by_part.pop(part.key, None)
+            self._tokens[part.key] = part.token
 
-    def render(self, parts: Iterable[Part], fmt: str, extra: dict[str, bytes]) -> bytes:
+    def render(
+        self, parts: Iterable[Part], fmt: str, extra: dict[str, bytes], tail: bytes = b""
+    ) -> bytes:
         """Every family, in the order of ``describe``, each header once; ``extra``
-        holds the samples of families formatted at the scrape (none of a part)."""
-        parts = list(parts)
-        rendered = [self.refresh(part)[fmt] for part in parts]
-        with self._lock:  # forget accounts and queues no longer served
-            for key in self._chunks.keys() - {part.key for part in parts}:
-                del self._chunks[key]
-            order, headers = list(self._order[fmt]), dict(self._headers[fmt])
+        holds the samples of families formatted at the scrape (none of a part);
+        ``tail`` goes last. One join: the page can be megabytes."""
+        live = set()
+        for part in parts:
+            live.add(part.key)
+            self.refresh(part)
         out: list[bytes] = []
-        for family in order:
-            out.append(headers[family])
-            if family in extra:
-                out.append(extra[family])
-            out.extend(chunks[family] for chunks in rendered if family in chunks)
+        with self._lock:
+            gone = self._tokens.keys() - live
+            for key in gone:  # accounts and queues no longer served
+                del self._tokens[key]
+            for by_format in self._families.values():
+                for by_part in by_format.values():
+                    for key in gone:
+                        by_part.pop(key, None)
+            headers, families = self._headers[fmt], self._families[fmt]
+            for family in self._order[fmt]:
+                out.append(headers[family])
+                if family in extra:
+                    out.append(extra[family])
+                out.extend(families[family].values())
+        out.append(tail)
         return b"".join(out)
 
     def _learn(self, fmt: str, order: list[str], headers: dict[str, bytes]) -> None:
@@ -130,9 +150,9 @@ class PartCache:
         for family in order:
             if family not in known:
                 known[family] = headers[family]
-                at = (
-                    known_order.index(previous) + 1 if previous in known_order else len(known_order)
-                )
+                self._families[fmt][family] = {}
+                after = previous in known_order
+                at = known_order.index(previous) + 1 if after else len(known_order)
                 known_order.insert(at, family)
             previous = family
 
@@ -171,6 +191,5 @@ class MetricsPage:
     def render(self, encoder: Encoder, content_type: str) -> bytes:
         fmt = "openmetrics" if content_type.startswith("application/openmetrics-text") else "text"
         extra = self.parted.scrape_samples()
-        ours = self.cache.render(self.parted.parts(), fmt, extra)
         # The rest last: the OpenMetrics encoder ends its output with "# EOF".
-        return ours + encoder(self.rest)
+        return self.cache.render(self.parted.parts(), fmt, extra, encoder(self.rest))

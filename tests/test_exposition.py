@@ -123,7 +123,14 @@ def test_stale_and_removed_series_go_from_the_page(env):
     store.reconfigure(["acme"], ["processing"])
     text = page.render(generate_latest, "text/plain").decode()
     assert 'account="legacy"' not in text
-    assert all(key == ("build",) or key[1] == "acme" for key in page.cache._chunks)
+    assert all(key == ("build",) or key[1] == "acme" for key in page.cache._tokens)
+    for by_format in page.cache._families.values():  # nothing kept of legacy
+        assert all(
+            key[1] == "acme"
+            for by_part in by_format.values()
+            for key in by_part
+            if key != ("build",)
+        )
 
 
 def test_split_families_cuts_at_help_lines():

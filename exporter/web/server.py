@@ -69,6 +69,12 @@ _TEXT = "text/plain; charset=utf-8"
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
+def _gzip_level(size: int) -> int:
+    """6 as usual (9 costs CPU for next to nothing); 1 for pages of megabytes
+    (hundreds of accounts): five times faster, a quarter larger."""
+    return 6 if size < 1 << 20 else 1
+
+
 class WebServer:
     """Serves the endpoints on ``listen_address`` from a daemon thread or the caller's."""
 
@@ -410,7 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = [("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(self.headers.get("Accept-Encoding") or ""):
-            output = gzip.compress(output, compresslevel=6)  # 9 costs CPU for ~nothing
+            output = gzip.compress(output, compresslevel=_gzip_level(len(output)))
             headers.append(("Content-Encoding", "gzip"))
         self._send(200, output, content_type, head, headers)
 
