@@ -357,3 +357,43 @@ def test_configmap_config_refuses_the_unreplaced_placeholders(tmp_path):
     result = run_exporter("--config.file", str(config), "--config.check", cwd=str(ROOT))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "secret_key" in result.stderr
+
+
+# --- the sharded StatefulSet (hundreds of accounts) -------------------------------------
+
+SHARDED = K8S / "sharded"
+
+
+def test_sharded_manifests_pass_strict_schema_validation():
+    files = sorted(SHARDED.glob("*.yaml"))
+    result = subprocess.run(
+        [kubernetes_validate(), "--strict", "--no-warn", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("passed") == len(files) == 2, output
+
+
+def test_each_pod_polls_the_shard_of_its_ordinal(deployment, pod, container, service):
+    statefulset = yaml.safe_load((SHARDED / "statefulset.yaml").read_text())
+    spec = statefulset["spec"]
+    box = spec["template"]["spec"]["containers"][0]
+    shard_args = [a for a in box["args"] if a.startswith("--accounts.shard=")]
+    assert shard_args == [f"--accounts.shard=$(POD_INDEX)/{spec['replicas']}"]
+    env = {e["name"]: e for e in box["env"]}
+    field = env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # Everything else is the Deployment's pod, so the two cannot drift apart.
+    ours = {k: v for k, v in box.items() if k not in ("env", "args")}
+    theirs = container
+    assert ours == {k: v for k, v in theirs.items() if k != "args"}
+    assert [a for a in box["args"] if a not in shard_args] == theirs["args"]
+    pod_spec = {k: v for k, v in spec["template"]["spec"].items() if k != "containers"}
+    assert pod_spec == {k: v for k, v in pod.items() if k != "containers"}
+    assert spec["selector"] == deployment["spec"]["selector"]
+    headless = yaml.safe_load((SHARDED / "service-headless.yaml").read_text())
+    assert spec["serviceName"] == headless["metadata"]["name"]
+    assert headless["spec"]["selector"] == service["spec"]["selector"]
