@@ -25,10 +25,12 @@ from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
+from exporter import recipients
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.logs import scrub_and_cut
-from exporter.mimecast.pages import NOT_A_SCALAR, Message
+from exporter.mimecast.pages import NOT_A_SCALAR, RAW_FIELDS, Message
+from exporter.recipients import OldMessage
 from exporter.status import INDEX_CACHE, STATUSES, status_index
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,10 @@ class RouteSums:
     by_status: tuple[int, ...] = ()  # messages per exporter.status.STATUSES, in that order
     locked: int | None = None  # None: a message did not say whether it is locked
     retry_overdue: int | None = None  # None: a message did not say when its next try is
+    # With top_domains K: the K recipient domains with the most messages, then
+    # "other"; (domain, messages, oldest creation time or None when not certain).
+    # None: not asked for, or too many distinct domains to count exactly.
+    by_domain: tuple[tuple[str, int, float | None], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,9 @@ class QueueSnapshot:
     routes: Mapping[str, RouteStats]  # the four ROUTES, plus "unknown" when seen
     complete: bool = True  # the scan read every message of the queue
     scanned: int = 0  # messages read by the scan
+    # The oldest messages, oldest first (at most OLDEST_MESSAGES); None when
+    # not certain (a scan that stopped early on a server not sorting as asked).
+    oldest_messages: tuple[OldMessage, ...] | None = None
 
     @property
     def messages(self) -> int | None:
@@ -154,6 +163,21 @@ _MISSING: dict[str, Any] = dict(
 # A retry whose time passed longer ago than this is overdue: retries are not
 # happening (mimecast_queue_retry_overdue_messages).
 RETRY_OVERDUE_SECONDS = 900.0
+# The oldest messages a snapshot keeps, for the status page.
+OLDEST_MESSAGES = 10
+# Distinct recipient domains counted per queue (top_domains). More cannot be
+# ranked exactly within bounded memory: the domain series are then left out.
+MAX_DOMAINS = 10_000
+OTHER_DOMAIN = "other"  # never a domain: those have a dot (exporter.recipients)
+NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
+# (account, queue) already warned of too many domains: once per process, not per poll.
+_WARNED_DOMAINS: set[tuple[str, ...]] = set()
+
+
+def _timestamp(value: Any, dates: DateParser) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return dates(value)
 
 
 def _scalar(value: Any) -> Any:
@@ -167,6 +191,7 @@ class _RouteTotals:
         "age_sum",
         "attempts",
         "by_status",
+        "domains",
         "lock_unknown",
         "locked",
         "max_attempts",
@@ -194,6 +219,7 @@ class _RouteTotals:
         self.overdue = 0  # nextAttempt passed by more than RETRY_OVERDUE_SECONDS
         self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
         self.retry_unknown = 0  # nextAttempt absent or not a date
+        self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
 
     @property
     def oldest_created(self) -> float | None:
@@ -203,7 +229,7 @@ class _RouteTotals:
     def oldest_known(self) -> bool:
         return self.messages == 0 or (self.undated == 0 and self.oldest != math.inf)
 
-    def freeze(self) -> RouteStats:
+    def freeze(self, top_domains: int) -> RouteStats:
         return RouteStats(
             messages=self.messages,
             oldest_created=self.oldest_created,
@@ -217,8 +243,27 @@ class _RouteTotals:
                 by_status=tuple(self.by_status),
                 locked=None if self.lock_unknown else self.locked,
                 retry_overdue=None if self.retry_unknown else self.overdue,
+                by_domain=self._top_domains(top_domains) if top_domains else None,
             ),
         )
+
+    def _top_domains(self, k: int) -> tuple[tuple[str, int, float | None], ...]:
+        """The k domains with the most messages (ties by name), then "other": the
+        rest, and the messages without a valid recipient domain."""
+        dated = self.undated == 0  # else no domain's oldest is certain
+
+        def oldest(created: float) -> float | None:
+            return created if dated and created != math.inf else None
+
+        named = [item for item in self.domains.items() if item[0] != NO_DOMAIN]
+        named.sort(key=lambda item: (-item[1][0], item[0]))
+        rest = [entry for _, entry in named[k:]]
+        if NO_DOMAIN in self.domains:
+            rest.append(self.domains[NO_DOMAIN])
+        top = [(domain, int(count), oldest(first)) for domain, (count, first) in named[:k]]
+        other = int(sum(count for count, _ in rest))
+        top.append((OTHER_DOMAIN, other, oldest(min((f for _, f in rest), default=math.inf))))
+        return tuple(top)
 
 
 @dataclass(frozen=True)
@@ -240,9 +285,25 @@ class Prefix:
 class QueueAggregator:
     """Feed pages with :meth:`add`, then take the :meth:`snapshot`."""
 
-    def __init__(self, now: float, context: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        now: float,
+        context: Mapping[str, str] | None = None,
+        *,
+        top_domains: int = 0,
+        details: bool = False,
+    ) -> None:
+        """``top_domains``: rank recipient domains (K, 0 for off); ``details``: keep
+        subjects, addresses and info texts of the oldest messages."""
         self.now = now
         self._context = dict(context or {})
+        self.top_domains = top_domains
+        self.details = details
+        self._domain_count = 0
+        self._domains_overflow = False
+        # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
+        self._oldest: list[tuple[float, int, OldMessage]] = []
+        self._cut = math.inf  # a message older than this is among the oldest
         self._routes = {route: _RouteTotals() for route in ROUTES}
         self._dates = DateParser()
         self.scanned = 0
@@ -260,7 +321,9 @@ class QueueAggregator:
             messages.append(
                 Message(
                     *(
-                        _scalar(item[key]) if key in item else _MISSING[key]
+                        (item[key] if key in RAW_FIELDS else _scalar(item[key]))
+                        if key in item
+                        else _MISSING[key]
                         for key in Message.__struct_encode_fields__
                     )
                 )
@@ -281,6 +344,8 @@ class QueueAggregator:
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
+        cut, candidates = self._cut, []
+        count_domains = self.top_domains > 0 and not self._domains_overflow
         for message in messages:
             totals = routes.get(message.routing)  # type: ignore[arg-type]
             if totals is None:
@@ -346,12 +411,16 @@ class QueueAggregator:
                     age = now - created if created < now else 0.0
                     bucket = bisect_left(age_bounds, age)
                 last_text = text
+            if count_domains:
+                count_domains = self._count_domains(totals, message, created)
             if created is None:
                 totals.undated += 1
                 self._skip("created missing or not a date", text)
                 continue
             if created < totals.oldest:
                 totals.oldest = created
+            if created < cut:
+                candidates.append((created, self.scanned + len(candidates), message))
             if created >= newest:
                 newest = created
             else:
@@ -359,7 +428,77 @@ class QueueAggregator:
             totals.age_sum += age
             totals.age_counts[bucket] += 1
         self._newest, self._falls = newest, falls
+        if candidates:
+            self._keep_oldest(candidates)
         self.scanned += len(messages)
+
+    def _keep_oldest(self, candidates: list[tuple[float, int, Message]]) -> None:
+        """The OLDEST_MESSAGES oldest of those kept and this page's candidates;
+        only the new ones among them are described (a few per page at most)."""
+        pool: list[tuple[float, int, Any]] = [*self._oldest, *candidates]
+        pool.sort(key=lambda entry: (entry[0], entry[1]))
+        self._oldest = [
+            (created, seen, item if isinstance(item, OldMessage) else self._describe(item, created))
+            for created, seen, item in pool[:OLDEST_MESSAGES]
+        ]
+        if len(self._oldest) == OLDEST_MESSAGES:
+            self._cut = self._oldest[-1][0]
+
+    def _describe(self, message: Message, created: float) -> OldMessage:
+        route = message.routing
+        key = route.strip().lower() if isinstance(route, str) else None
+        to = recipients.addresses(message.to)
+        domain = next((d for d in map(recipients.domain_of, to) if d is not None), None)
+        detail: dict[str, Any] = {}
+        if self.details:
+            detail = {
+                "subject": recipients.text(message.subject, recipients.SUBJECT_CHARS),
+                "sender": recipients.sender(message.from_env),
+                "to": tuple(to[:5]),
+                "info": recipients.text(message.info, recipients.INFO_CHARS),
+            }
+        return OldMessage(
+            created=created,
+            route=key if key in ROUTES else UNKNOWN_ROUTE,
+            status=STATUSES[status_index(message.info)],
+            attempts=_count(message.attempts),
+            domain=domain,
+            recipients=len(to),
+            next_attempt=_timestamp(message.next_attempt, self._dates),
+            locked_until=_timestamp(message.locked_until, self._dates),
+            **detail,
+        )
+
+    def _count_domains(self, totals: _RouteTotals, message: Message, created: float | None) -> bool:
+        """Count the message under each of its recipient domains; False once there
+        are too many distinct domains to count (the domain series are then absent)."""
+        found = recipients.domains(message.to) or {NO_DOMAIN}
+        for domain in found:
+            entry = totals.domains.get(domain)
+            if entry is None:
+                self._domain_count += 1
+                if self._domain_count > MAX_DOMAINS:
+                    self._domains_too_many()
+                    return False
+                entry = totals.domains[domain] = [0, math.inf]
+            entry[0] += 1
+            if created is not None and created < entry[1]:
+                entry[1] = created
+        return True
+
+    def _domains_too_many(self) -> None:
+        self._domains_overflow = True
+        for totals in self._routes.values():
+            totals.domains.clear()
+        key = tuple(sorted(self._context.items()))
+        if key not in _WARNED_DOMAINS:
+            _WARNED_DOMAINS.add(key)
+            log.warning(
+                f"more than {MAX_DOMAINS} distinct recipient domains in the queue: "
+                "mimecast_queue_messages_by_domain is not served for it (it could not be "
+                "ranked exactly); said once",
+                extra=self._context,
+            )
 
     def _totals_for(self, message: Message) -> _RouteTotals:
         route = message.routing
@@ -409,8 +548,16 @@ class QueueAggregator:
         return QueueSnapshot(
             taken_at=self.now,
             routes=MappingProxyType(
-                {route: totals.freeze() for route, totals in self._routes.items()}
+                {
+                    route: totals.freeze(0 if self._domains_overflow else self.top_domains)
+                    for route, totals in self._routes.items()
+                }
             ),
             complete=True,
             scanned=self.scanned,
+            oldest_messages=self.oldest_messages(),
         )
+
+    def oldest_messages(self) -> tuple[OldMessage, ...]:
+        """The oldest messages seen so far, oldest first."""
+        return tuple(item for _, _, item in self._oldest)

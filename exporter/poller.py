@@ -30,7 +30,7 @@ from exporter.mimecast.client import MimecastClient
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.ratelimit import RateLimitGate
 from exporter.scan import QueueScan, WarnOnce
-from exporter.store import SnapshotStore
+from exporter.store import Failure, SnapshotStore
 from exporter.workers import DaemonPool
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,15 @@ class Poller:
             duration = self.clock.monotonic() - started
             if self._finish_overdue(account, queue, duration) or self._stopping.is_set():
                 return False
-            self.store.record_failure(account, queue, error.reason, duration)
+            failure = Failure(
+                error.reason,
+                error.message,
+                self.clock.time(),
+                error.status,
+                error.code,
+                error.request_id,
+            )
+            self.store.record_failure(account, queue, error.reason, duration, failure)
             log.warning(
                 f"poll failed: {error.message}",
                 extra={**context, **error.log_fields(), "duration_seconds": round(duration, 3)},
@@ -131,7 +139,10 @@ class Poller:
             duration = self.clock.monotonic() - started
             if self._finish_overdue(account, queue, duration) or self._stopping.is_set():
                 return False
-            self.store.record_failure(account, queue, "bad_response", duration)
+            failure = Failure(
+                "bad_response", f"unexpected {type(error).__name__}", self.clock.time()
+            )
+            self.store.record_failure(account, queue, "bad_response", duration, failure)
             log.error(
                 f"poll failed unexpectedly: {type(error).__name__}: {error}",
                 extra={**context, "reason": "bad_response"},
@@ -146,7 +157,10 @@ class Poller:
             # of the old configuration found (old credentials) is not published.
             return False
         if duration > self.config.poll.interval + OVERDUE_GRACE_SECONDS:
-            self.store.record_failure(account, queue, "timeout", duration)
+            failure = Failure(
+                "timeout", "finished after its deadline (poll.interval)", self.clock.time()
+            )
+            self.store.record_failure(account, queue, "timeout", duration, failure)
             log.warning(
                 "poll failed: finished after its deadline (poll.interval); result dropped",
                 extra={**context, "reason": "timeout", "duration_seconds": round(duration, 3)},
@@ -198,7 +212,10 @@ class Poller:
                     next_check = due if next_check is None else min(next_check, due)
         for (account, queue), deadline in newly:
             running_for = now - deadline + self.config.poll.interval
-            self.store.record_failure(account, queue, "timeout", running_for)
+            failure = Failure(
+                "timeout", "still running past its deadline (poll.interval)", self.clock.time()
+            )
+            self.store.record_failure(account, queue, "timeout", running_for, failure)
             log.warning(
                 "poll failed: still running past its deadline (poll.interval); counted as "
                 "a timeout, its result will be dropped",

@@ -103,7 +103,13 @@ class QueueScan:
         """One poll; raises PollError when it fails (and then publishes nothing)."""
         budget = RequestBudget(self.poll.max_pages)
         start, end = self.client.window()
-        aggregator = QueueAggregator(now, self.context)
+        account = self.client.account
+        aggregator = QueueAggregator(
+            now,
+            self.context,
+            top_domains=account.top_domains,
+            details=account.expose_message_details,
+        )
         try:
             total = self._scan(
                 Query(queue, start, end, self.poll.page_size), aggregator, budget, deadline
@@ -225,6 +231,8 @@ class QueueScan:
             routes=MappingProxyType(self._route_stats(prefix, probes, counts)),
             complete=False,
             scanned=prefix.scanned,
+            # What was read is the oldest part of the queue only when it came oldest first.
+            oldest_messages=aggregator.oldest_messages() if prefix.ascending else None,
         )
 
     def _route_counts(

@@ -18,6 +18,19 @@ from exporter.mimecast.errors import REASONS
 
 
 @dataclass(frozen=True)
+class Failure:
+    """The latest failed poll of a queue, for the status page: what to quote to
+    Mimecast support. ``message`` is already scrubbed of secrets and cut."""
+
+    reason: str
+    message: str
+    at: float  # Unix seconds
+    status: int | None = None  # HTTP status of Mimecast's answer
+    code: str | None = None  # Mimecast's error code
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
 class QueueState:
     snapshot: QueueSnapshot | None = None  # the last complete one
     last_success: float | None = None  # epoch seconds a successful poll finished
@@ -27,6 +40,7 @@ class QueueState:
     last_success_monotonic: float | None = None
     last_poll_ok: bool | None = None  # None: never polled
     last_error: str | None = None  # reason of the latest poll, if it failed
+    last_failure: Failure | None = None  # the latest failure, kept after a success
     last_duration: float | None = None
     errors: Mapping[str, int] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(REASONS, 0))
@@ -115,7 +129,14 @@ class SnapshotStore:
         self._changed("queue", account, queue)
         self._changed("account", account)  # up may have changed
 
-    def record_failure(self, account: str, queue: str, reason: str, duration: float) -> None:
+    def record_failure(
+        self,
+        account: str,
+        queue: str,
+        reason: str,
+        duration: float,
+        failure: Failure | None = None,
+    ) -> None:
         """A failed poll: count it, keep the last complete snapshot untouched."""
         with self._lock:
             state = self._queues.get((account, queue))
@@ -127,6 +148,7 @@ class SnapshotStore:
                 state,
                 last_poll_ok=False,
                 last_error=reason,
+                last_failure=failure or state.last_failure,
                 last_duration=duration,
                 errors=MappingProxyType(errors),
             )

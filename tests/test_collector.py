@@ -6,7 +6,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.aggregate import QueueAggregator
+from exporter.aggregate import QueueAggregator, parse_mimecast_date
 from exporter.collector import MimecastCollector
 from exporter.mimecast.errors import REASONS
 from exporter.store import SnapshotStore
@@ -289,3 +289,39 @@ def test_retry_state_absent_when_a_message_does_not_say(env, bad):
     assert value(registry, "mimecast_queue_locked_messages", **labels) is None
     assert value(registry, "mimecast_queue_retry_overdue_messages", **labels) is None
     assert value(registry, "mimecast_queue_messages", **labels) == 2  # still counted
+
+
+def test_messages_by_domain_and_their_ages_only_with_top_domains_and_complete_scans(env):
+    from dataclasses import replace
+
+    clock, store, registry = env
+    now = clock.time()
+    agg = QueueAggregator(now, top_domains=1)
+    agg.add_json(
+        [
+            {**msg(created="2026-11-23T20:00:00Z"), "to": [{"emailAddress": "a@slow.example"}]},
+            {**msg(), "to": [{"emailAddress": "b@slow.example"}]},
+            {**msg(created="2026-11-23T22:00:00Z"), "to": [{"emailAddress": "c@fine.example"}]},
+        ]
+    )
+    store.record_success("acme", "processing", agg.snapshot(), now, 0.5)
+    labels = {"account": "acme", "queue": "processing", "route": "outbound"}
+    name = "mimecast_queue_messages_by_domain"
+    assert value(registry, name, domain="slow.example", **labels) == 2
+    assert value(registry, name, domain="other", **labels) == 1
+    assert value(registry, name, domain="fine.example", **labels) is None  # K=1: in other
+    age = "mimecast_queue_domain_oldest_message_age_seconds"
+    before = value(registry, age, domain="slow.example", **labels)
+    assert before == now - parse_mimecast_date("2026-11-23T20:00:00Z")
+    clock.advance(60)  # computed at scrape time
+    assert value(registry, age, domain="slow.example", **labels) == before + 60
+    assert value(registry, age, domain="other", **labels) == before + 60 - 7200
+    # The same queue, but the scan stopped early: no domain series at all.
+    partial = replace(
+        agg.snapshot(),
+        complete=False,
+        routes={route: replace(stats, sums=None) for route, stats in agg.snapshot().routes.items()},
+    )
+    store.record_success("acme", "processing", partial, now, 0.5)
+    text = generate_latest(registry).decode()
+    assert "mimecast_queue_messages_by_domain{" not in text and age + "{" not in text

@@ -127,6 +127,14 @@ ERROR_CASES: dict[str, tuple[str, str]] = {
     "tls_ca_missing.yaml": ("accounts[0].tls_config.ca_file", "No such file"),
     "tls_ca_not_pem.yaml": ("accounts[0].tls_config.ca_file", "holds no PEM certificate"),
     "tls_unknown_key.yaml": ("accounts[0].tls_config.insecure_skip_verify", "unknown key"),
+    # top_domains, expose_message_details
+    "top_domains_too_many.yaml": (
+        "accounts[0].top_domains",
+        "from 0 (off) to 50 (each queue and route gets top_domains + 1 series); found 51",
+    ),
+    "top_domains_not_int.yaml": ("accounts[0].top_domains", "expected an integer from 0"),
+    "top_domains_bool.yaml": ("accounts[0].top_domains", "found the boolean true"),
+    "expose_details_not_bool.yaml": ("accounts[0].expose_message_details", "expected true or false"),
     "tls_no_ca.yaml": ("accounts[0].tls_config.ca_file", "is required"),
     "poll_max_response_bytes_small.yaml": ("poll.max_response_bytes", "1024"),
     # search_by / filter_by
@@ -265,6 +273,15 @@ def test_minimal_config_uses_every_default(tmp_path: Path) -> None:
             credentials=OAuth2Credentials("acme-client-id", Secret("acme-client-secret-value")),
         ),
     )
+
+
+def test_top_domains_and_message_details_per_account() -> None:
+    raw = yaml.safe_load(MINIMAL)
+    raw["accounts"][0].update(top_domains=10, expose_message_details=True)
+    (account,) = parse_config(raw, environ={}).accounts
+    assert (account.top_domains, account.expose_message_details) == (10, True)
+    text = describe(parse_config(raw, environ={}))
+    assert "top_domains: 10" in text and "expose_message_details: true" in text
 
 
 def test_empty_poll_section_means_defaults() -> None:

@@ -23,7 +23,7 @@ FORMATS = [
 
 
 def snapshot(now, *routes):
-    agg = QueueAggregator(now)
+    agg = QueueAggregator(now, top_domains=2)  # the domain series and their ages too
     agg.add_json(
         [
             {
@@ -34,6 +34,7 @@ def snapshot(now, *routes):
                 "info": "451 4.7.1 greylisted",
                 "nextAttempt": None,
                 "lockedUntil": None,
+                "to": [{"emailAddress": f"u@d{i % 3}.example"}],
             }
             for i, r in enumerate(routes)
         ]
@@ -156,3 +157,15 @@ def test_label_values_are_escaped_as_the_registry_does():
     for _, encoder, content_type, parse in FORMATS:
         served = page.render(encoder, content_type).decode()
         assert samples(served, parse) == samples(encoder(registry).decode(), parse)
+
+
+def test_the_domain_series_and_their_ages_are_on_the_page(env):
+    clock, store, collector, registry, page = env
+    text = page.render(generate_latest, "text/plain").decode()
+    for name in (
+        "mimecast_queue_messages_by_domain",
+        "mimecast_queue_domain_oldest_message_age_seconds",
+    ):
+        lines = [line for line in text.splitlines() if line.startswith(name + "{")]
+        assert any('domain="d0.example"' in line and 'route="outbound"' in line for line in lines)
+        assert any('domain="other"' in line for line in lines)

@@ -398,3 +398,25 @@ def test_a_failed_route_count_fails_the_poll_and_publishes_nothing(sim, clock):
         reason="http_4xx",
     )
     assert errors == 1
+
+
+@pytest.mark.parametrize("ignore_sort_order", [False, True])
+def test_the_oldest_messages_of_a_huge_queue_only_when_read_oldest_first(
+    sim, clock, ignore_sort_order
+):
+    messages, _ = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(ignore_sort_order=ignore_sort_order)
+    account = hmac_account(sim.url)
+    poller, store, registry = build(sim, clock, [account], queues=("processing",))
+    try:
+        assert poller.poll_queue(account.name, "processing")
+    finally:
+        poller.stop()
+    snapshot = store.view().queues[(account.name, "processing")].snapshot
+    assert not snapshot.complete
+    if ignore_sort_order:
+        assert snapshot.oldest_messages is None  # the newest were read: not the oldest
+    else:
+        base = EPOCH - 2 * 86400
+        assert [m.created for m in snapshot.oldest_messages] == [base + 10 * i for i in range(10)]

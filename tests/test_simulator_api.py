@@ -70,7 +70,7 @@ def message(i: int, created: float, **fields) -> dict:
         "id": f"msg-{i:03d}",
         "fromEnv": {"emailAddress": f"sender{i}@example.net", "displayableName": "Sender"},
         "fromHeader": {"emailAddress": f"sender{i}@example.net", "displayableName": "Sender"},
-        "to": {"emailAddress": f"user{i}@acme.example", "displayableName": "User"},
+        "to": [{"emailAddress": f"user{i}@acme.example", "displayableName": "User"}],
         "subject": f"Subject {i}",
         "attachment": False,
         "routing": "inbound",

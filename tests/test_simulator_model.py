@@ -69,7 +69,7 @@ def test_outage_grows_the_outbound_queue_over_model_time() -> None:
                 stuck = [
                     m
                     for m in fetch_all(sim, session, **outbound)
-                    if m["to"]["emailAddress"].endswith("@partner.example")
+                    if m["to"][0]["emailAddress"].endswith("@partner.example")
                 ]
                 oldest = min(parse_mc_date(m["created"]) for m in stuck)
                 samples.append((len(stuck), max(m["attempts"] for m in stuck), clock.now - oldest))
@@ -171,8 +171,10 @@ def test_messages_carry_the_documented_fields() -> None:
         assert set(msg) == FIELDS
         for name in ("created", "nextAttempt", "lockedUntil"):
             assert DATE_RE.match(msg[name])
-        for name in ("fromEnv", "fromHeader", "to"):
+        for name in ("fromEnv", "fromHeader"):
             assert set(msg[name]) == {"emailAddress", "displayableName"}
+        (recipient,) = msg["to"]  # a list of address objects, as the reference says
+        assert set(recipient) == {"emailAddress", "displayableName"}
         assert msg["routing"] in ROUTES
         assert isinstance(msg["size"], int)
         assert 900 <= msg["size"] <= 30_000_000
@@ -201,5 +203,5 @@ def test_queue_size_is_capped() -> None:
 
 
 def test_unknown_scenario_is_refused() -> None:
-    with pytest.raises(ValueError, match="known: backlog, burst, demo"):
+    with pytest.raises(ValueError, match="known: auth_expired, backlog, burst, demo"):
         SimulatorServer(scenario="chaos")

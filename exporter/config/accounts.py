@@ -25,7 +25,7 @@ from exporter.config.expand import (
     required,
     string_value,
 )
-from exporter.config.model import AccountConfig, ConfigError, Credentials
+from exporter.config.model import MAX_TOP_DOMAINS, AccountConfig, ConfigError, Credentials
 
 SEARCH_FIELDS: tuple[str, ...] = ("ALL", "fromAddress", "toAddress", "subject", "info", "remoteIp")
 
@@ -39,6 +39,8 @@ _ACCOUNT_KEYS = (
     "search_by",
     "filter_by",
     "tls_config",
+    "top_domains",
+    "expose_message_details",
 )
 _TLS_KEYS = ("ca_file",)
 _SEARCH_BY_KEYS = ("field_name", "value")
@@ -84,7 +86,36 @@ def _parse_account(raw: Any, path: str, ctx: Context) -> AccountConfig:
         search_by=None if search_by is None else _parse_search_by(search_by, path, ctx),
         filter_by=None if filter_by is None else _parse_filter_by(filter_by, path, ctx),
         ca_file=_parse_tls_config(account.get("tls_config"), path, ctx),
+        top_domains=_parse_top_domains(account.get("top_domains", 0), join(path, "top_domains")),
+        expose_message_details=_parse_flag(
+            account.get("expose_message_details", False), join(path, "expose_message_details")
+        ),
     )
+
+
+def _parse_top_domains(value: Any, path: str) -> int:
+    """K, from 0 (off) to MAX_TOP_DOMAINS: each queue and route gets K+1 series."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            path, f"expected an integer from 0 (off) to {MAX_TOP_DOMAINS}; found {found(value)}"
+        )
+    if not 0 <= value <= MAX_TOP_DOMAINS:
+        raise ConfigError(
+            path,
+            f"expected an integer from 0 (off) to {MAX_TOP_DOMAINS} (each queue and route gets"
+            f" top_domains + 1 series); found {value}",
+        )
+    return value
+
+
+def _parse_flag(value: Any, path: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false; found {found(value)}")
+    return value
 
 
 def _parse_tls_config(raw: Any, path: str, ctx: Context) -> str | None:

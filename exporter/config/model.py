@@ -113,6 +113,13 @@ class AccountConfig:
     search_by: dict[str, Any] | None = None
     filter_by: tuple[dict[str, Any], ...] | None = None
     ca_file: str | None = None  # extra CA bundle for verifying Mimecast (or a proxy)
+    # Rank the K recipient domains with the most queued messages (0: off).
+    top_domains: int = 0
+    # Show subjects, addresses and info texts of the oldest messages on the status page.
+    expose_message_details: bool = False
+
+
+MAX_TOP_DOMAINS = 50  # K+1 series per queue and route: a bound on label cardinality
 
 
 @dataclass(frozen=True)

@@ -89,4 +89,10 @@ def _describe_account(account: AccountConfig) -> list[str]:
     filters = ", ".join(str(f) for f in account.filter_by) if account.filter_by else "none"
     lines.append(f"    filter_by: {filters}")
     lines.append(f"    tls_config.ca_file: {account.ca_file or 'system default'}")
+    lines.append(f"    top_domains: {account.top_domains or 'off'}")
+    details = "shown on the status page" if account.expose_message_details else "hidden"
+    lines.append(
+        f"    expose_message_details: {str(account.expose_message_details).lower()}"
+        f" (subjects and addresses {details})"
+    )
     return lines

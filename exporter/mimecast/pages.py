@@ -34,11 +34,12 @@ from exporter.mimecast.errors import PollError
 from exporter.mimecast.responses import fail_errors
 
 Scalar = str | int | float | bool | None
+RAW_NULL = msgspec.Raw(b"null")
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Message(msgspec.Struct, gc=False):
-    """The four fields of one queued message that the exporter aggregates."""
+    """The fields of one queued message that the exporter reads."""
 
     routing: Scalar = None
     size: Scalar = None
@@ -56,6 +57,15 @@ class Message(msgspec.Struct, gc=False):
     locked_until: AwareDatetime | msgspec.UnsetType | None = msgspec.field(
         default=msgspec.UNSET, name="lockedUntil"
     )
+    # Kept undecoded (a slice of the answer, no parsing): read only for the few
+    # messages that need it, the oldest ones and, with top_domains, every one.
+    to: msgspec.Raw = RAW_NULL
+    from_env: msgspec.Raw = msgspec.field(default=RAW_NULL, name="fromEnv")
+    subject: msgspec.Raw = RAW_NULL
+
+
+# The fields of Message held as raw JSON (any JSON value, containers included).
+RAW_FIELDS = ("to", "fromEnv", "subject")
 
 
 class _NotAScalar:
@@ -82,11 +92,12 @@ class Page:
 # Memory the decoded array elements of one answer may take, in multiples of
 # poll.max_response_bytes (see _Bound).
 ELEMENTS_FACTOR = 2
-# What one decoded array element can cost at most: a Message (72 bytes: seven
-# fields), its list slot, and the object headers of its string values (49 bytes
-# each; their characters are counted with the answer's size); on the tolerant
-# path also a msgspec.Raw.
-COST_PER_ELEMENT = 400
+# What one decoded array element can cost at most: a Message (96 bytes: ten
+# fields), its list slot, its three msgspec.Raw (48 bytes each), two datetimes
+# (48 each) and the object headers of its string values (49 bytes each; their
+# characters are counted with the answer's size); on the tolerant path also a
+# msgspec.Raw per message.
+COST_PER_ELEMENT = 560
 # fail[] is tiny in every real answer; a larger one is not read into objects.
 _MAX_FAIL_BYTES = 64 * 1024
 _MAX_TOTAL_COUNT = 2**53
@@ -137,6 +148,9 @@ class _LooseMessage(msgspec.Struct, gc=False):
     locked_until: msgspec.Raw | msgspec.UnsetType = msgspec.field(
         default=msgspec.UNSET, name="lockedUntil"
     )
+    to: msgspec.Raw = RAW_NULL
+    from_env: msgspec.Raw = msgspec.field(default=RAW_NULL, name="fromEnv")
+    subject: msgspec.Raw = RAW_NULL
 
 
 _FAST = msgspec.json.Decoder(_FastEnvelope)
@@ -256,6 +270,9 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
                 # or other values, which the aggregator parses or rejects itself.
                 _unset_or_scalar(loose.next_attempt),
                 _unset_or_scalar(loose.locked_until),
+                loose.to,
+                loose.from_env,
+                loose.subject,
             )
         )
     return messages

@@ -82,10 +82,12 @@ class Backlog:
             "id": f"eNoBacklog{index:09d}",
             "fromEnv": dict(sender),
             "fromHeader": sender,
-            "to": {
-                "emailAddress": f"user{mix % 991}@{recipient_domain}",
-                "displayableName": "Recipient",
-            },
+            "to": [
+                {
+                    "emailAddress": f"user{mix % 991}@{recipient_domain}",
+                    "displayableName": "Recipient",
+                }
+            ],
             "subject": f"Backlogged message {index}",
             "attachment": mix % 3 == 0,
             "routing": route,

@@ -112,7 +112,7 @@ class SimMessage:
             "id": self.id,
             "fromEnv": dict(sender),
             "fromHeader": sender,
-            "to": {"emailAddress": self.recipient[0], "displayableName": self.recipient[1]},
+            "to": [{"emailAddress": self.recipient[0], "displayableName": self.recipient[1]}],
             "subject": self.subject,
             "attachment": self.attachment,
             "routing": self.route,

@@ -226,6 +226,13 @@ def _address(msg: dict[str, Any], key: str) -> str:
     return _text(value.get("emailAddress")) if isinstance(value, dict) else ""
 
 
+def _addresses(msg: dict[str, Any], key: str) -> list[str]:
+    """``to`` is a list of address objects (one object accepted too)."""
+    value = msg.get(key)
+    items = value if isinstance(value, list) else [value]
+    return [_text(i.get("emailAddress")) for i in items if isinstance(i, dict)] or [""]
+
+
 def _text(value: Any) -> str:
     return "" if value is None or isinstance(value, dict | list) else str(value).lower()
 
@@ -233,7 +240,7 @@ def _text(value: Any) -> str:
 def _search_texts(msg: dict[str, Any], field_name: str) -> list[str]:
     fields: dict[str, Callable[[], list[str]]] = {
         "fromAddress": lambda: [_address(msg, "fromEnv"), _address(msg, "fromHeader")],
-        "toAddress": lambda: [_address(msg, "to")],
+        "toAddress": lambda: _addresses(msg, "to"),
         "subject": lambda: [_text(msg.get("subject"))],
         "info": lambda: [_text(msg.get("info"))],
         "remoteIp": lambda: [_text(msg.get("remoteIp"))],
