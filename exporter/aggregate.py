@@ -171,7 +171,7 @@ MAX_DOMAINS = 10_000
 OTHER_DOMAIN = "other"  # never a domain: those have a dot (exporter.recipients)
 NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
 # (account, queue) already warned of too many domains: once per process, not per poll.
-_WARNED_DOMAINS: set[tuple[str, ...]] = set()
+_WARNED_DOMAINS: set[tuple[tuple[str, str], ...]] = set()
 
 
 def _timestamp(value: Any, dates: DateParser) -> float | None:
@@ -344,7 +344,8 @@ class QueueAggregator:
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
-        cut, candidates = self._cut, []
+        cut = self._cut
+        candidates: list[tuple[float, int, Message]] = []
         count_domains = self.top_domains > 0 and not self._domains_overflow
         for message in messages:
             totals = routes.get(message.routing)  # type: ignore[arg-type]

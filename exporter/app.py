@@ -33,6 +33,7 @@ class StoreStatus:
     def account_statuses(self) -> Sequence[AccountStatus]:
         view = self.store.view()
         now = self.clock.monotonic()
+        details = {a.name: a.expose_message_details for a in self.config.accounts}
         statuses = []
         for account in view.accounts:
             queues = []
@@ -45,9 +46,19 @@ class StoreStatus:
                         last_success=state.last_success,
                         last_error=state.last_error,
                         messages=snapshot.messages if snapshot is not None else None,
+                        failure=state.last_failure,
+                        snapshot=snapshot,
                     )
                 )
-            statuses.append(AccountStatus(account, view.account_up(account), tuple(queues)))
+            statuses.append(
+                AccountStatus(
+                    account,
+                    view.account_up(account),
+                    tuple(queues),
+                    rate_limit_remaining=view.api[account].rate_limit_remaining,
+                    details=details.get(account, False),
+                )
+            )
         return statuses
 
 
@@ -106,6 +117,7 @@ class Exporter:
         telemetry_path: str = "/metrics",
         web_config: WebConfigWatcher | None = None,
         max_connections: int = MAX_CONNECTIONS,
+        dashboard_url: str | None = None,
     ) -> WebServer:
         """Bind the HTTP server (raises OSError if the address is taken) and start polling.
 
@@ -120,6 +132,7 @@ class Exporter:
             web_config=web_config,
             max_connections=max_connections,
             page=self.page,
+            dashboard_url=dashboard_url,
         )
         self.web.start()
         self.poller.start()

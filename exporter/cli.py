@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         "re-read when it changes (default: none, plain HTTP)",
     )
     parser.add_argument(
+        "--web.dashboard-url",
+        dest="dashboard_url",
+        default=None,
+        help="URL of your Grafana dashboard, linked from the status page at / "
+        "(default: none; the page links to the dashboard's JSON to import)",
+    )
+    parser.add_argument(
         "--web.max-connections",
         dest="max_connections",
         type=_positive_int,
@@ -177,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 web_config=web_config,
                 max_connections=args.max_connections,
+                dashboard_url=args.dashboard_url,
             )
         finally:
             demo.stop()
@@ -207,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_connections=args.max_connections,
         config_file=args.config_file,
         shard=args.shard,
+        dashboard_url=args.dashboard_url,
     )
 
 
@@ -235,6 +244,7 @@ def serve(
     max_connections: int = MAX_CONNECTIONS,
     config_file: str | None = None,
     shard: Shard = ALL,
+    dashboard_url: str | None = None,
 ) -> int:
     """Run until SIGTERM or SIGINT; exit 0 on a clean stop.
 
@@ -250,7 +260,9 @@ def serve(
     add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
-        web = exporter.serve(listen_address, telemetry_path, web_config, max_connections)
+        web = exporter.serve(
+            listen_address, telemetry_path, web_config, max_connections, dashboard_url
+        )
     except (OSError, ValueError) as error:
         log.error(f"cannot listen on {listen_address}: {error}")
         return EXIT_DOWN

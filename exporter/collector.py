@@ -141,11 +141,11 @@ class MimecastCollector(Parted):
                     )
                 )
         for account in view.accounts:
-            key = ("account", account)
-            if wanted is None or key in wanted:
+            account_key = ("account", account)
+            if wanted is None or account_key in wanted:
                 up, api = view.account_up(account), view.api[account]
                 parts.append(
-                    Part(key, (up, api), functools.partial(_account_part, account, up, api))
+                    Part(account_key, (up, api), functools.partial(_account_part, account, up, api))
                 )
         if wanted is None or ("build",) in wanted:
             parts.append(Part(("build",), (), lambda: [_build_info()]))

@@ -146,13 +146,15 @@ class PartCache:
         """Families only seen with samples (a gauge histogram's _gcount and _gsum in
         the classic format): placed after the family they follow in ``order``."""
         known_order, known = self._order[fmt], self._headers[fmt]
-        previous = None
+        previous: str | None = None
         for family in order:
             if family not in known:
                 known[family] = headers[family]
                 self._families[fmt][family] = {}
-                after = previous in known_order
-                at = known_order.index(previous) + 1 if after else len(known_order)
+                if previous is not None and previous in known_order:
+                    at = known_order.index(previous) + 1
+                else:
+                    at = len(known_order)
                 known_order.insert(at, family)
             previous = family
 
@@ -164,6 +166,10 @@ def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
 class Parted(Collector):
     """A collector that can also give its series as parts, and the few that move
     with the clock as ready-made sample lines."""
+
+    def describe(self) -> Iterable[Metric]:
+        """Every family, without samples: the page's order and headers."""
+        raise NotImplementedError
 
     def parts(self, only: Iterable[Hashable] | None = None) -> list[Part]:
         """Every part (``only``: just those keys), as of now."""

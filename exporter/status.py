@@ -46,6 +46,10 @@ def _reply(klass: str) -> str:
     return where + klass + r"\d\d(?=[\s-]|$)"
 
 
+# Verdict words: no, without saying whether for good.
+_VERDICT = r"rejected|not accepted|access denied|blocked|refused"
+_ENHANCED_4 = _enhanced("4", r"\d{1,3}", r"\d{1,3}")
+
 # (status, pattern): the first match wins. Words first, codes last.
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # Mimecast's own steps. "Time out waiting for cached result" is an internal
@@ -97,16 +101,28 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("timeout", re.compile(r"timed? ?out|timeout", _I)),
-    # Words that say accepted-never or not-now, without naming a cause above.
+    # Words that can only mean never, without naming a cause above.
     (
         "rejected_permanent",
         re.compile(
-            r"rejected|user unknown|does not exist|no such user|recipient not found"
-            r"|not accepted|access denied|blocked|undeliverable|unable to relay",
+            r"user unknown|does not exist|no such user|recipient not found"
+            r"|undeliverable|unable to relay",
             _I,
         ),
     ),
-    ("deferred_temporary", re.compile(r"temporar|try again|deferred|retr(y|ied)", _I)),
+    # A verdict ("rejected") says no, not whether for good: the reply's class
+    # does. "450 4.7.1 Client host rejected" is a deferral; "550 5.4.1 Recipient
+    # address rejected" (a code that RFC 3463 gives to no-answer) is final.
+    (
+        "deferred_temporary",
+        # Anchored: the verdict is looked for once, from the start, not from every
+        # position of the text (that would be quadratic in its length).
+        re.compile(
+            r"\A(?=.*?(?:" + _VERDICT + r")).*?(?:" + _reply("4") + "|" + _ENHANCED_4 + ")",
+            _I | re.S,
+        ),
+    ),
+    ("rejected_permanent", re.compile(_VERDICT, _I)),
     # The codes, when no wording said more. Enhanced codes by subject first.
     ("mailbox_full", re.compile(_enhanced("[45]", "2", "2"))),
     ("timeout", re.compile(_enhanced("[45]", "4", "[17]"))),
@@ -115,6 +131,8 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("throttled", re.compile(_enhanced("[45]", "4", "5") + "|" + _enhanced("4", "7", "28"))),
     ("rejected_permanent", re.compile(_reply("5") + "|" + _enhanced("5", r"\d{1,3}", r"\d{1,3}"))),
     ("deferred_temporary", re.compile(_reply("4") + "|" + _enhanced("4", r"\d{1,3}", r"\d{1,3}"))),
+    # Not-now words, when no code said more.
+    ("deferred_temporary", re.compile(r"temporar|try again|deferred|retr(y|ied)", _I)),
 )
 
 STATUS_INDEX: dict[str, int] = {status: i for i, status in enumerate(STATUSES)}

@@ -15,6 +15,12 @@ CASES = [
     ("No MX records are available", "dns_failure"),
     ("Unable to connect to the remote host", "connection_refused"),
     ("451 Internal resource is temporarily unavailable", "deferred_temporary"),
+    # A verdict with a 4xx reply is a deferral, whatever the words (Postfix)
+    (
+        "450 4.7.1 <unknown[203.0.113.9]>: Client host rejected: cannot find your hostname",
+        "deferred_temporary",
+    ),
+    ("Remote server refused: 421 4.7.0 Try again later", "deferred_temporary"),
     # Postfix
     (
         "host mx.partner.example[203.0.113.7] said: 550 5.1.1 <bob@partner.example>: "

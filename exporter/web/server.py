@@ -88,6 +88,7 @@ class WebServer:
         web_config: WebConfigWatcher | None = None,
         max_connections: int = MAX_CONNECTIONS,
         page: MetricsPage | None = None,
+        dashboard_url: str | None = None,
     ) -> None:
         """``page`` renders /metrics from cached parts; without it (and for
         ``?name[]=`` filters) the whole ``registry`` is formatted at every scrape."""
@@ -100,6 +101,7 @@ class WebServer:
         self._host, self._port = parse_listen_address(listen_address)
         self.registry = registry
         self.page = page
+        self.dashboard_url = dashboard_url  # linked from the status page
         self.status = status
         self.telemetry_path = telemetry_path
         self.version = version
