@@ -109,7 +109,7 @@ def _when(epoch: float | None, now: float) -> str:
         return '<span class="muted">-</span>'
     delta = now - epoch
     relative = f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"
-    return f'<span title="{_e(_utc(epoch))}">{_e(relative)}</span>'
+    return f'<span class="when" title="{_e(_utc(epoch))}">{_e(relative)}</span>'
 
 
 def _oldest_route_age(stats: RouteStats, now: float) -> float | None:
@@ -199,7 +199,7 @@ def _account_section(account: AccountStatus, now: float) -> str:
         f"<span>last success {_when(last_success, now) if last_success else 'never'}</span>"
         f"<span>rate limit remaining {_e(headroom)}</span></p>",
     ]
-    parts += [_failure(q, now) for q in account.queues if q.failure is not None]
+    parts += _failures(account, now)
     parts.append(_depth_table(account, now))
     for q in account.queues:
         parts.append(_oldest_table(account, q, now))
@@ -207,23 +207,37 @@ def _account_section(account: AccountStatus, now: float) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _failure(q: QueueStatus, now: float) -> str:
-    failure = q.failure
+def _failures(account: AccountStatus, now: float) -> list[str]:
+    """One box per distinct failure; queues failing the same way share it."""
+    boxes: dict[tuple[object, ...], list[QueueStatus]] = {}
+    for q in account.queues:
+        f = q.failure
+        if f is not None:
+            key = (q.last_error is not None, f.reason, f.message, f.status, f.code)
+            boxes.setdefault(key, []).append(q)
+    return [_failure(queues, now) for queues in boxes.values()]
+
+
+def _failure(queues: list[QueueStatus], now: float) -> str:
+    failure = queues[0].failure
     assert failure is not None
-    current = q.last_error is not None
-    facts = [f"at {_when(failure.at, now)}"]
+    current = queues[0].last_error is not None
+    facts = [_when(failure.at, now)]
     if failure.status is not None:
         facts.append(f"HTTP {_e(failure.status)}")
     if failure.code:
         facts.append(f"code <code>{_e(failure.code)}</code>")
-    if failure.request_id:
-        facts.append(f'request id <code class="copy">{_e(failure.request_id)}</code>')
+    ids = [q.failure.request_id for q in queues if q.failure is not None and q.failure.request_id]
+    if ids:
+        codes = " ".join(f'<code class="copy">{_e(i)}</code>' for i in ids)
+        facts.append(f"request id{'s' if len(ids) > 1 else ''} {codes}")
     label = "Failing" if current else "Last error (recovered)"
+    names = ", ".join(q.queue for q in queues)
+    anchor = _RUNBOOK_ANCHORS.get(failure.reason, "mimecastaccountdown")
     return (
-        f'<div class="error {"current" if current else "past"}"><b>{label}: {_e(q.queue)}</b> '
-        f'<span class="reason">{_e(failure.reason)}</span> '
-        f'<a href="{RUNBOOK_URL}#{_RUNBOOK_ANCHORS.get(failure.reason, "mimecastaccountdown")}">'
-        "what to do</a>"
+        f'<div class="error {"current" if current else "past"}"><b>{label}</b> '
+        f'<span class="reason">{_e(failure.reason)}</span> <span class="muted">{_e(names)}</span> '
+        f'<a href="{RUNBOOK_URL}#{anchor}">what to do</a>'
         f'<p class="message">{_e(failure.message)}</p>'
         f'<p class="facts">{" · ".join(facts)}</p></div>'
     )
@@ -316,7 +330,7 @@ def _oldest_table(account: AccountStatus, q: QueueStatus, now: float) -> str:
         "<th>Next attempt</th><th>Locked until</th>"
     )
     if details:
-        head += "<th>Subject</th><th>From</th><th>To</th><th>Info</th>"
+        head += "<th>Subject</th><th>From</th><th>To</th>"
     rows = [_old_row(m, now, details) for m in snapshot.oldest_messages]
     return (
         f"<details open><summary>Oldest messages of {_e(q.queue)}</summary>"
@@ -330,6 +344,7 @@ def _old_row(m: OldMessage, now: float, details: bool) -> str:
     domain = m.domain or "-"
     if m.recipients > 1:
         domain += f" (+{m.recipients - 1})"
+    locked = _when(m.locked_until, now) if (m.locked_until or 0) > now else "-"
     cells = [
         f'<td class="num">{_e(duration(now - m.created))}</td>',
         f"<td>{_e(m.route)}</td>",
@@ -337,16 +352,16 @@ def _old_row(m: OldMessage, now: float, details: bool) -> str:
         f'<td><span class="status s-{_e(m.status)}">{_e(m.status)}</span></td>',
         f"<td>{_e(domain)}</td>",
         f"<td>{_when(m.next_attempt, now)}</td>",
-        f"<td>{_when(m.locked_until, now) if (m.locked_until or 0) > now else '-'}</td>",
+        f"<td>{locked}</td>",
     ]
-    if details:
-        cells += [
-            f"<td>{_e(m.subject or '')}</td>",
-            f"<td>{_e(m.sender or '')}</td>",
-            f"<td>{_e(', '.join(m.to))}</td>",
-            f'<td class="info">{_e(m.info or "")}</td>',
-        ]
-    return "<tr>" + "".join(cells) + "</tr>"
+    if not details:
+        return "<tr>" + "".join(cells) + "</tr>"
+    for value in (m.subject, m.sender, ", ".join(m.to)):
+        cells.append(f'<td class="clip" title="{_e(value or "")}">{_e(value or "")}</td>')
+    row = "<tr>" + "".join(cells) + "</tr>"
+    if m.info:  # the receiving server's words, on a line of their own
+        row += f'<tr class="sub"><td></td><td colspan="9" class="info">{_e(m.info)}</td></tr>'
+    return row
 
 
 def _footer(accounts: Sequence[AccountStatus], now: float) -> str:
@@ -399,8 +414,13 @@ th, td { border-bottom: 1px solid var(--line); padding: 0.25em 0.6em; text-align
   vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: 0.9em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.info { font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-word; }
+td.info { font-family: ui-monospace, monospace; font-size: 0.85em; color: var(--muted);
+  word-break: break-word; padding-top: 0; }
+tr.sub td { border-top: none; }
+td.clip { max-width: 16em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .muted { color: var(--muted); }
+.when { white-space: nowrap; }
+section.account { overflow-x: auto; }
 .status { display: inline-block; border-radius: 4px; padding: 0 0.4em; margin: 0 0.2em 0.1em 0;
   background: #eaeef2; white-space: nowrap; font-size: 0.9em; }
 .s-connection_refused, .s-timeout, .s-dns_failure, .s-tls_failure, .s-rejected_permanent,

@@ -19,6 +19,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from exporter.web.landing import RUNBOOK_URL
 from exporter.web.server import (
     NOT_READY_TEXT,
     AccountStatus,
@@ -187,47 +188,115 @@ def test_collector_error_is_500_and_server_survives(
 # --- landing page, health, readiness -------------------------------------------
 
 
+def landing_snapshot(now: float, details: bool):
+    from exporter.aggregate import QueueAggregator
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now - 7200))
+    agg = QueueAggregator(now, details=details, top_domains=3)
+    agg.add_json(
+        [
+            {
+                "routing": "outbound",
+                "attempts": 7,
+                "created": stamp,
+                "info": "<b>450 4.7.1</b> Client host rejected: try again later",
+                "to": [{"emailAddress": "bob@Partner.Example"}, {"emailAddress": "x@y.example"}],
+                "fromEnv": {"emailAddress": "ann@acme.example"},
+                "subject": "<script>alert('subject')</script>",
+                "nextAttempt": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now + 300)),
+                "lockedUntil": None,
+            },
+            {"routing": "inbound", "created": stamp, "info": "Connection refused"},
+        ]
+    )
+    return agg.snapshot()
+
+
 def test_landing_page(server: WebServer, status: FakeStatus) -> None:
+    from exporter.store import Failure
+
     now = time.time()
+    failure = Failure(
+        "auth",
+        "token request got HTTP 401: <i>refused</i>",
+        now - 300,
+        401,
+        "invalid_client",
+        "req-123",
+    )
+    snapshot = landing_snapshot(now, details=False)
     status.accounts = [
         AccountStatus(
             "acme",
             True,
             (
-                QueueStatus("processing", now - 42, None, 17),
-                QueueStatus("bulk_processing", None, "http_503", None),
+                QueueStatus("processing", now - 42, None, 2, snapshot=snapshot),
+                QueueStatus("bulk_processing", now - 50, None, 0),
             ),
+            rate_limit_remaining=987.0,
         ),
         AccountStatus(
-            "<script>alert(1)</script>", False, (QueueStatus("processing", None, "<b>x</b>", None),)
+            "<script>alert(1)</script>",
+            False,
+            (QueueStatus("processing", None, "auth", None, failure=failure),),
         ),
     ]
     r = requests.get(server.url + "/", timeout=5)
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "text/html; charset=utf-8"
     page = r.text
-    assert "<title>Mimecast exporter</title>" in page
-    assert "1.2.3" in page
-    for link in ("/metrics", "/-/healthy", "/-/ready"):
-        assert f'href="{link}"' in page
-    assert "acme" in page and "processing" in page and "bulk_processing" in page
-    assert ">17<" in page and "http_503" in page
-    stamp = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now - 42))
-    assert stamp in page
-    assert re.search(r"Z \(4[2-4]s ago\)<", page)
-    assert ">up<" in page and ">down<" in page
-    assert "<script>" not in page and "<b>x</b>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&lt;b&gt;x&lt;/b&gt;" in page
-    assert "src=" not in page and 'href="http' not in page  # self-contained
+    assert "<title>Mimecast exporter</title>" in page and "1.2.3" in page
+    assert '<meta http-equiv="refresh" content="30">' in page  # refreshes itself, no script
+    for link in ("/metrics", "/-/healthy", "/-/ready", RUNBOOK_URL):
+        assert f'href="{link}' in page
+    # Worst first: the down account before acme.
+    assert page.index("&lt;script&gt;alert(1)&lt;/script&gt;") < page.index(">acme ")
+    assert "1 of 2 accounts down" in page and "2 messages queued" in page
+    # The failure: reason, Mimecast's message (escaped), HTTP status, code, request id.
+    assert '<span class="reason">auth</span>' in page
+    assert "token request got HTTP 401: &lt;i&gt;refused&lt;/i&gt;" in page
+    assert "HTTP 401" in page and "invalid_client" in page and "req-123" in page
+    assert "5 min ago" in page and "#mimecastauthfailing" in page
+    # Depth, oldest age and why, by route; scan completeness; rate-limit headroom.
+    assert "rate limit remaining 987" in page
+    assert "2 h" in page and "complete, 2 read" in page
+    assert "deferred_temporary 1" in page and "connection_refused 1" in page
+    # The oldest messages: domain (+1 more recipient), attempts, next attempt.
+    assert "partner.example (+1)" in page and ">7<" in page
+    assert re.search(r">in (4 min 5\d s|5 min)<", page)  # the next attempt
+    # Without expose_message_details: no subject, address or info text.
+    for hidden in ("subject", "ann@acme.example", "bob@", "Client host rejected"):
+        assert hidden not in page
+    assert "<script>" not in page and "<b>450" not in page and "<i>refused" not in page
+    assert "src=" not in page  # self-contained
     index = requests.get(server.url + "/index.html", timeout=5)
     assert index.status_code == 200 and "acme" in index.text
+
+
+def test_landing_page_shows_details_only_when_exposed(
+    server: WebServer, status: FakeStatus
+) -> None:
+    now = time.time()
+    snapshot = landing_snapshot(now, details=True)
+    status.accounts = [
+        AccountStatus(
+            "acme",
+            True,
+            (QueueStatus("processing", now, None, 2, snapshot=snapshot),),
+            details=True,
+        )
+    ]
+    page = requests.get(server.url + "/", timeout=5).text
+    assert "&lt;script&gt;alert(&#x27;subject&#x27;)&lt;/script&gt;" in page
+    assert "ann@acme.example" in page and "bob@Partner.Example, x@y.example" in page
+    assert "&lt;b&gt;450 4.7.1&lt;/b&gt; Client host rejected" in page
+    assert "<script>" not in page
 
 
 def test_landing_page_without_accounts(server: WebServer) -> None:
     r = requests.get(server.url + "/", timeout=5)
     assert r.status_code == 200
-    assert "no accounts configured" in r.text
+    assert "No accounts configured." in r.text
 
 
 def test_landing_page_status_error_is_500(server: WebServer, status: FakeStatus) -> None:
