@@ -52,9 +52,17 @@ def served_metrics():
     """{sample name: label names} for every series the exporter serves."""
     now = EPOCH
     store = SnapshotStore(["a"], ["processing"])
-    aggregator = QueueAggregator(now)
+    aggregator = QueueAggregator(now, top_domains=3)  # every opt-in series too
     aggregator.add_json(
-        [{"routing": "outbound", "size": 10, "attempts": 1, "created": "2026-11-23T23:00:00Z"}]
+        [
+            {
+                "routing": "outbound",
+                "size": 10,
+                "attempts": 1,
+                "created": "2026-11-23T23:00:00Z",
+                "to": [{"emailAddress": "a@partner.example"}],
+            }
+        ]
     )
     store.record_success("a", "processing", aggregator.snapshot(), now, 0.5)
     store.record_response("a", "find-processing-messages", 200, 42)

@@ -177,6 +177,7 @@ def stack(tmp_path_factory):
                     {
                         "name": "outage",
                         "base_url": outage.url,
+                        "top_domains": 5,  # the dashboard's domain panels get data
                         "oauth2": {
                             "client_id": creds["client_id"],
                             "client_secret": creds["client_secret"],
