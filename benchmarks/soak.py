@@ -202,7 +202,7 @@ def soak(polls: int, seed: int, out=sys.stdout) -> bool:
     registry.register(
         MimecastCollector(store, config.poll.stale_after, clock.time, clock.monotonic)
     )
-    poller = Poller(config, store, clock, rng=random.Random(seed))
+    poller = Poller(config, store, clock)
     keys = poller.keys()
     per_cycle = len(keys)
     cycles = max(3, -(-polls // per_cycle))

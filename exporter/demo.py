@@ -39,6 +39,9 @@ def demo_config(simulator: SimulatorServer) -> Config:
                 "demo-oauth2",
                 simulator.url,
                 OAuth2Credentials(oauth2["client_id"], Secret(oauth2["client_secret"])),
+                # The demo shows everything: made-up mail has nothing to hide.
+                top_domains=5,
+                expose_message_details=True,
             ),
             AccountConfig(
                 "demo-hmac",
@@ -49,6 +52,7 @@ def demo_config(simulator: SimulatorServer) -> Config:
                     Secret(hmac["access_key"]),
                     Secret(hmac["secret_key"]),
                 ),
+                top_domains=5,
             ),
         ),
     )

@@ -77,22 +77,31 @@ def split_families(text: bytes) -> tuple[list[str], dict[str, bytes], dict[str, 
     )
 
 
+@dataclass(frozen=True)
+class _Formatted:
+    """One exposition format's families, as published to scrapes."""
+
+    order: tuple[str, ...]
+    headers: dict[str, bytes]
+    chunks: dict[str, dict[Hashable, bytes]]  # family -> part key -> samples
+
+
 class PartCache:
     """The formatted chunks of every part, in both exposition formats.
 
     Kept family by family (format -> family -> part key -> samples), so that a
-    scrape joins each family's chunks of every part at C speed.
+    scrape joins each family's chunks of every part at C speed. Published copy
+    on write: a change builds new dicts and swaps them in, so scrapes read
+    without a lock (two hundred scrapers do not queue on one) and never see a
+    dict change under them. Writers take the lock among themselves.
     """
 
     def __init__(self, describe: Callable[[], Sequence[Metric]]) -> None:
         self._lock = threading.Lock()
-        self._order: dict[str, list[str]] = {}
-        self._headers: dict[str, dict[str, bytes]] = {}
-        self._families: dict[str, dict[str, dict[Hashable, bytes]]] = {}
+        self._formats: dict[str, _Formatted] = {}
         for fmt, encode in FORMATS.items():
             order, headers, _ = split_families(encode(_Families(describe())))
-            self._order[fmt], self._headers[fmt] = order, headers
-            self._families[fmt] = {family: {} for family in order}
+            self._formats[fmt] = _Formatted(tuple(order), headers, {f: {} for f in order})
         self._tokens: dict[Hashable, tuple[object, ...]] = {}
 
     def refresh(self, part: Part) -> None:
@@ -101,18 +110,15 @@ class PartCache:
         if token is not None and _same(token, part.token):
             return
         families = list(part.build())
-        formatted = {}
-        for fmt, encode in FORMATS.items():
-            formatted[fmt] = split_families(encode(_Families(families)))
+        formatted = {
+            fmt: split_families(encode(_Families(families))) for fmt, encode in FORMATS.items()
+        }
         with self._lock:
             for fmt, (order, headers, chunks) in formatted.items():
-                self._learn(fmt, order, headers)
-                for family, by_part in self._families[fmt].items():
-                    if chunks.get(family):
-                        by_part[part.key] = chunks[family]
-                    else:
-                        by_part.pop(part.key, None)
-            self._tokens[part.key] = part.token
+                self._formats[fmt] = self._with(
+                    self._formats[fmt], part.key, order, headers, chunks
+                )
+            self._tokens = {**self._tokens, part.key: part.token}
 
     def render(
         self, parts: Iterable[Part], fmt: str, extra: dict[str, bytes], tail: bytes = b""
@@ -124,39 +130,60 @@ class PartCache:
         for part in parts:
             live.add(part.key)
             self.refresh(part)
+        gone = self._tokens.keys() - live
+        if gone:  # accounts and queues no longer served
+            self._forget(gone)
+        formatted = self._formats[fmt]  # one read: a consistent, never-changed copy
         out: list[bytes] = []
-        with self._lock:
-            gone = self._tokens.keys() - live
-            for key in gone:  # accounts and queues no longer served
-                del self._tokens[key]
-            for by_format in self._families.values():
-                for by_part in by_format.values():
-                    for key in gone:
-                        by_part.pop(key, None)
-            headers, families = self._headers[fmt], self._families[fmt]
-            for family in self._order[fmt]:
-                out.append(headers[family])
-                if family in extra:
-                    out.append(extra[family])
-                out.extend(families[family].values())
+        for family in formatted.order:
+            out.append(formatted.headers[family])
+            if family in extra:
+                out.append(extra[family])
+            out.extend(formatted.chunks[family].values())
         out.append(tail)
         return b"".join(out)
 
-    def _learn(self, fmt: str, order: list[str], headers: dict[str, bytes]) -> None:
-        """Families only seen with samples (a gauge histogram's _gcount and _gsum in
-        the classic format): placed after the family they follow in ``order``."""
-        known_order, known = self._order[fmt], self._headers[fmt]
+    def _forget(self, keys: set[Hashable]) -> None:
+        with self._lock:
+            self._tokens = {k: v for k, v in self._tokens.items() if k not in keys}
+            for fmt, formatted in self._formats.items():
+                self._formats[fmt] = _Formatted(
+                    formatted.order,
+                    formatted.headers,
+                    {
+                        family: {k: v for k, v in by_part.items() if k not in keys}
+                        for family, by_part in formatted.chunks.items()
+                    },
+                )
+
+    @staticmethod
+    def _with(
+        formatted: _Formatted,
+        key: Hashable,
+        order: list[str],
+        headers: dict[str, bytes],
+        chunks: dict[str, bytes],
+    ) -> _Formatted:
+        """``formatted`` with the part's new chunks. Families only seen with
+        samples (a gauge histogram's _gcount and _gsum in the classic format)
+        are placed after the family they follow in ``order``."""
+        known_order, known = list(formatted.order), dict(formatted.headers)
         previous: str | None = None
         for family in order:
             if family not in known:
                 known[family] = headers[family]
-                self._families[fmt][family] = {}
-                if previous is not None and previous in known_order:
-                    at = known_order.index(previous) + 1
-                else:
-                    at = len(known_order)
+                at = known_order.index(previous) + 1 if previous in known else len(known_order)
                 known_order.insert(at, family)
             previous = family
+        new_chunks = {}
+        for family in known_order:
+            by_part = formatted.chunks.get(family, {})
+            if chunks.get(family):
+                by_part = {**by_part, key: chunks[family]}
+            elif key in by_part:
+                by_part = {k: v for k, v in by_part.items() if k != key}
+            new_chunks[family] = by_part
+        return _Formatted(tuple(known_order), known, new_chunks)
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:

@@ -134,7 +134,10 @@ ERROR_CASES: dict[str, tuple[str, str]] = {
     ),
     "top_domains_not_int.yaml": ("accounts[0].top_domains", "expected an integer from 0"),
     "top_domains_bool.yaml": ("accounts[0].top_domains", "found the boolean true"),
-    "expose_details_not_bool.yaml": ("accounts[0].expose_message_details", "expected true or false"),
+    "expose_details_not_bool.yaml": (
+        "accounts[0].expose_message_details",
+        "expected true or false",
+    ),
     "tls_no_ca.yaml": ("accounts[0].tls_config.ca_file", "is required"),
     "poll_max_response_bytes_small.yaml": ("poll.max_response_bytes", "1024"),
     # search_by / filter_by

@@ -150,8 +150,7 @@ def stack(tmp_path_factory):
     backlog = SimulatorServer("127.0.0.1", 0, scenario="backlog", seed=13).start()
     # The rest of the fire drill (docs/simulator.md), one simulator each.
     drills = {
-        name: SimulatorServer("127.0.0.1", 0, scenario=name, seed=14).start()
-        for name in FIRE_DRILL
+        name: SimulatorServer("127.0.0.1", 0, scenario=name, seed=14).start() for name in FIRE_DRILL
     }
     creds = outage.default_credentials()["oauth2"]
     hmac = healthy.default_credentials()["hmac"]

@@ -125,10 +125,10 @@ def test_stale_and_removed_series_go_from_the_page(env):
     text = page.render(generate_latest, "text/plain").decode()
     assert 'account="legacy"' not in text
     assert all(key == ("build",) or key[1] == "acme" for key in page.cache._tokens)
-    for by_format in page.cache._families.values():  # nothing kept of legacy
+    for formatted in page.cache._formats.values():  # nothing kept of legacy
         assert all(
             key[1] == "acme"
-            for by_part in by_format.values()
+            for by_part in formatted.chunks.values()
             for key in by_part
             if key != ("build",)
         )

@@ -56,18 +56,25 @@ def test_auth_expired_is_a_binding_expired_for_api_1(make_sim, clock):
     assert [c.status for c in api_calls(sim)] == [418]
 
 
-def test_auth_expired_refuses_a_token_issued_before(make_sim, clock):
-    sim = make_sim(scenario="healthy")
-    creds = sim.default_credentials()["oauth2"]
-    form = {**creds, "grant_type": "client_credentials"}
-    token = requests.post(sim.url + "/oauth/token", data=form, timeout=5).json()["access_token"]
-    sim.api.behaviour = SCENARIOS["auth_expired"].api
-    answer = requests.post(
+def token_for(sim) -> str:
+    form = {**sim.default_credentials()["oauth2"], "grant_type": "client_credentials"}
+    return requests.post(sim.url + "/oauth/token", data=form, timeout=5).json()["access_token"]
+
+
+def find(sim, token: str) -> requests.Response:
+    return requests.post(
         sim.url + "/api/gateway/find-processing-messages",
         json={"data": [{"type": "processing"}]},
         headers={"Authorization": f"Bearer {token}"},
         timeout=5,
     )
+
+
+def test_auth_expired_refuses_a_token_issued_before(make_sim, clock):
+    sim = make_sim(scenario="healthy")
+    token = token_for(sim)
+    sim.api.behaviour = SCENARIOS["auth_expired"].api
+    answer = find(sim, token)
     assert answer.status_code == 401
     assert answer.json()["fail"][0]["errors"][0]["code"] == "token_expired"
 
@@ -92,18 +99,11 @@ def test_slow_answers_outlast_the_default_timeout():
 def test_slow_delays_every_queue_answer(make_sim, clock):
     sim = make_sim(scenario="healthy")
     sim.api.behaviour = replace(SCENARIOS["slow"].api, answer_delay=0.3)
-    creds = sim.default_credentials()["oauth2"]
-    form = {**creds, "grant_type": "client_credentials"}
     started = time.monotonic()
-    token = requests.post(sim.url + "/oauth/token", data=form, timeout=5).json()["access_token"]
+    token = token_for(sim)
     assert time.monotonic() - started < 0.3  # tokens are not slowed
     started = time.monotonic()
-    answer = requests.post(
-        sim.url + "/api/gateway/find-processing-messages",
-        json={"data": [{"type": "processing"}]},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=5,
-    )
+    answer = find(sim, token)
     assert answer.status_code == 200
     assert time.monotonic() - started >= 0.3
 
