@@ -22,7 +22,10 @@ from tests.conftest import (
 from tests.processes import Daemon
 from tests.rawserver import RawServer
 
-UPSTREAM_DELAY = 8.0
+# Longer than the worst queueing of 200 client threads sharing one GIL in this
+# test process (seconds, at times), so that a scrape that waited on a poll
+# stands out from a client thread that waited for its turn.
+UPSTREAM_DELAY = 20.0
 
 
 def hmac_config(tmp_path, base_url: str, interval: str, timeout: str):
@@ -74,9 +77,9 @@ def test_signal_stops_within_5s_even_mid_request(tmp_path, signum):
 def test_200_concurrent_scrapers_never_fail_nor_wait_on_a_slow_poll(tmp_path):
     with SimulatorServer("127.0.0.1", 0, scenario="steady", speed=60, seed=5) as sim:
         sim.add_hmac_key(HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
-        # Every answer takes 8 s: a poll is nearly always under way during the test.
+        # Every answer takes 20 s: a poll is nearly always under way during the test.
         sim.faults.add(Fault(kind="delay", seconds=UPSTREAM_DELAY, times=None))
-        config = hmac_config(tmp_path, sim.url, interval="10s", timeout="9s")
+        config = hmac_config(tmp_path, sim.url, interval="25s", timeout="22s")
         daemon = Daemon("--config.file", str(config))
         try:
             url = daemon.wait_for_url() + "/metrics"
@@ -90,7 +93,7 @@ def test_200_concurrent_scrapers_never_fail_nor_wait_on_a_slow_poll(tmp_path):
                 while time.monotonic() < deadline:
                     started = time.monotonic()
                     try:
-                        response = session.get(url, timeout=10)
+                        response = session.get(url, timeout=UPSTREAM_DELAY)
                         ok = response.status_code == 200 and b"mimecast_up" in response.content
                         problem = None if ok else f"HTTP {response.status_code}"
                     except requests.RequestException as error:
