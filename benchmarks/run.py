@@ -64,7 +64,6 @@ def _reset_peak() -> bool:
 
 
 def _poller(url: str, **poll):
-    import random
 
     from exporter.clock import SystemClock
     from exporter.config import AccountConfig, Config, OAuth2Credentials, PollConfig, Secret
@@ -80,7 +79,7 @@ def _poller(url: str, **poll):
         (AccountConfig("sim-oauth2", url, creds),),
     )
     store = SnapshotStore(["sim-oauth2"], ["processing"])
-    return Poller(config, store, SystemClock(), rng=random.Random(1)), store, config
+    return Poller(config, store, SystemClock()), store, config
 
 
 def _poll(url: str, *, warm: bool = True, **poll) -> tuple[float, float, int, object]:

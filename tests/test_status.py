@@ -120,11 +120,21 @@ def test_realistic_texts(info, status):
     assert classify(info) == status
 
 
+def test_every_rule_decides_its_own_example():
+    """The example beside each rule: classified as the rule says, by that rule."""
+    for index, rule in enumerate(PATTERNS):
+        deciding = next(i for i, other in enumerate(PATTERNS) if other.pattern.search(rule.example))
+        assert deciding == index, (
+            f"rule {index} ({rule.status}): its example is decided by {deciding}"
+        )
+        assert classify(rule.example) == rule.status
+
+
 def test_every_pattern_decides_at_least_one_case():
     decided = set()
     for info, _ in CASES:
         text = info.strip()
-        for index, (_, pattern) in enumerate(PATTERNS):
+        for index, (_, pattern, _) in enumerate(PATTERNS):
             if text and pattern.search(text):
                 decided.add(index)
                 break
