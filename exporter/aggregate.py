@@ -17,19 +17,20 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
 from prometheus_client.utils import floatToGoString
 
 from exporter import recipients
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.logs import scrub_and_cut
-from exporter.mimecast.pages import NOT_A_SCALAR, RAW_FIELDS, Message
+from exporter.mimecast.pages import NO_DETAILS, NOT_A_SCALAR, RAW_NULL, Details, Message
 from exporter.recipients import OldMessage
 from exporter.status import INDEX_CACHE, STATUSES, status_index
 
@@ -174,6 +175,18 @@ NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
 _WARNED_DOMAINS: set[tuple[tuple[str, str], ...]] = set()
 
 
+def _raw(value: Any) -> msgspec.Raw:
+    """A decoded JSON value as raw JSON again, as Details holds it."""
+    try:
+        return msgspec.Raw(msgspec.json.encode(value))
+    except (TypeError, ValueError, RecursionError):
+        return RAW_NULL
+
+
+def _at(details: list[Details] | None, index: int | None) -> Details:
+    return details[index] if details is not None and index is not None else NO_DETAILS
+
+
 def _timestamp(value: Any, dates: DateParser) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -313,7 +326,7 @@ class QueueAggregator:
 
     def add_json(self, objects: Iterable[Any]) -> int:
         """Count decoded JSON values (dicts) as messages; returns how many were objects."""
-        messages = []
+        messages, details = [], []
         for item in objects:
             if not isinstance(item, dict):
                 self._skip("message is not an object", type(item).__name__)
@@ -321,18 +334,23 @@ class QueueAggregator:
             messages.append(
                 Message(
                     *(
-                        (item[key] if key in RAW_FIELDS else _scalar(item[key]))
-                        if key in item
-                        else _MISSING[key]
+                        _scalar(item[key]) if key in item else _MISSING[key]
                         for key in Message.__struct_encode_fields__
                     )
                 )
             )
-        self.add(messages)
+            details.append(Details(*(_raw(item.get(k)) for k in ("to", "fromEnv", "subject"))))
+        self.add(messages, lambda: details)
         return len(messages)
 
-    def add(self, messages: list[Message]) -> None:
-        """Count one page of messages. Written for speed: this runs once per message."""
+    def add(
+        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
+    ) -> None:
+        """Count one page of messages. Written for speed: this runs once per message.
+
+        ``details`` gives the page's Details, in the order of ``messages``; it is
+        called only when they are needed (an oldest message, or top_domains).
+        """
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
@@ -346,7 +364,6 @@ class QueueAggregator:
         age, bucket = 0.0, 0
         cut = self._cut
         candidates: list[tuple[float, int, Message]] = []
-        count_domains = self.top_domains > 0 and not self._domains_overflow
         for message in messages:
             totals = routes.get(message.routing)  # type: ignore[arg-type]
             if totals is None:
@@ -412,8 +429,6 @@ class QueueAggregator:
                     age = now - created if created < now else 0.0
                     bucket = bisect_left(age_bounds, age)
                 last_text = text
-            if count_domains:
-                count_domains = self._count_domains(totals, message, created)
             if created is None:
                 totals.undated += 1
                 self._skip("created missing or not a date", text)
@@ -429,32 +444,51 @@ class QueueAggregator:
             totals.age_sum += age
             totals.age_counts[bucket] += 1
         self._newest, self._falls = newest, falls
+        page_details = (
+            details() if details is not None and (candidates or self.top_domains) else None
+        )
         if candidates:
-            self._keep_oldest(candidates)
+            self._keep_oldest(candidates, messages, page_details)
+        if self.top_domains and not self._domains_overflow and page_details:
+            self._count_domains(messages, page_details)
         self.scanned += len(messages)
 
-    def _keep_oldest(self, candidates: list[tuple[float, int, Message]]) -> None:
+    def _keep_oldest(
+        self,
+        candidates: list[tuple[float, int, Message]],
+        messages: list[Message],
+        details: list[Details] | None,
+    ) -> None:
         """The OLDEST_MESSAGES oldest of those kept and this page's candidates;
         only the new ones among them are described (a few per page at most)."""
         pool: list[tuple[float, int, Any]] = [*self._oldest, *candidates]
         pool.sort(key=lambda entry: (entry[0], entry[1]))
+        kept = pool[:OLDEST_MESSAGES]
+        new = [item for _, _, item in kept if not isinstance(item, OldMessage)]
+        where = {id(m): i for i, m in enumerate(messages)} if new and details else {}
         self._oldest = [
-            (created, seen, item if isinstance(item, OldMessage) else self._describe(item, created))
-            for created, seen, item in pool[:OLDEST_MESSAGES]
+            (
+                created,
+                seen,
+                item
+                if isinstance(item, OldMessage)
+                else self._describe(item, created, _at(details, where.get(id(item)))),
+            )
+            for created, seen, item in kept
         ]
         if len(self._oldest) == OLDEST_MESSAGES:
             self._cut = self._oldest[-1][0]
 
-    def _describe(self, message: Message, created: float) -> OldMessage:
+    def _describe(self, message: Message, created: float, details: Details) -> OldMessage:
         route = message.routing
         key = route.strip().lower() if isinstance(route, str) else None
-        to = recipients.addresses(message.to)
+        to = recipients.addresses(details.to)
         domain = next((d for d in map(recipients.domain_of, to) if d is not None), None)
         detail: dict[str, Any] = {}
         if self.details:
             detail = {
-                "subject": recipients.text(message.subject, recipients.SUBJECT_CHARS),
-                "sender": recipients.sender(message.from_env),
+                "subject": recipients.text(details.subject, recipients.SUBJECT_CHARS),
+                "sender": recipients.sender(details.from_env),
                 "to": tuple(to[:5]),
                 "info": recipients.text(message.info, recipients.INFO_CHARS),
             }
@@ -470,22 +504,26 @@ class QueueAggregator:
             **detail,
         )
 
-    def _count_domains(self, totals: _RouteTotals, message: Message, created: float | None) -> bool:
-        """Count the message under each of its recipient domains; False once there
-        are too many distinct domains to count (the domain series are then absent)."""
-        found = recipients.domains(message.to) or {NO_DOMAIN}
-        for domain in found:
-            entry = totals.domains.get(domain)
-            if entry is None:
-                self._domain_count += 1
-                if self._domain_count > MAX_DOMAINS:
-                    self._domains_too_many()
-                    return False
-                entry = totals.domains[domain] = [0, math.inf]
-            entry[0] += 1
-            if created is not None and created < entry[1]:
-                entry[1] = created
-        return True
+    def _count_domains(self, messages: list[Message], details: list[Details]) -> None:
+        """Count each message under each of its recipient domains (top_domains):
+        a pass of its own, paid for only when asked for."""
+        dates = self._dates
+        for message, detail in zip(messages, details, strict=True):
+            totals = self._routes.get(message.routing)  # type: ignore[arg-type]
+            if totals is None:
+                totals = self._totals_for(message)
+            created = dates(message.created)
+            for domain in recipients.domains(detail.to) or {NO_DOMAIN}:
+                entry = totals.domains.get(domain)
+                if entry is None:
+                    self._domain_count += 1
+                    if self._domain_count > MAX_DOMAINS:
+                        self._domains_too_many()
+                        return
+                    entry = totals.domains[domain] = [0, math.inf]
+                entry[0] += 1
+                if created is not None and created < entry[1]:
+                    entry[1] = created
 
     def _domains_too_many(self) -> None:
         self._domains_overflow = True

@@ -136,7 +136,7 @@ class QueueScan:
         while True:
             number += 1
             page = self.client.find(query, budget=budget, deadline=deadline, number=number)
-            aggregator.add(page.messages)
+            aggregator.add(page.messages, page.details)
             if page.total_count is not None:
                 total = page.total_count
             if not page.messages or not page.next_token:

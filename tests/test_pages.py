@@ -10,7 +10,13 @@ import pytest
 from exporter.aggregate import QueueAggregator
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.filters import requested_routes, route_filter
-from exporter.mimecast.pages import COST_PER_ELEMENT, ELEMENTS_FACTOR, NOT_A_SCALAR, decode_page
+from exporter.mimecast.pages import (
+    COST_PER_ELEMENT,
+    ELEMENTS_FACTOR,
+    NO_DETAILS,
+    NOT_A_SCALAR,
+    decode_page,
+)
 
 CAP = 32 * 1024 * 1024
 
@@ -207,3 +213,44 @@ def test_retry_dates_count_the_same_on_the_fast_and_the_json_path():
     assert fast_sums == {r: s.sums for r, s in slow.snapshot().routes.items()}
     assert fast_sums["outbound"].locked == 1 and fast_sums["outbound"].retry_overdue == 1
     assert fast_sums["inbound"].locked == 0  # 01:00+01:00 is midnight UTC: not after now
+
+
+# --- Details: read only when asked, aligned with the messages ----------------------------
+
+
+def test_details_are_read_on_demand_in_the_order_of_the_messages():
+    messages = [
+        {"routing": "outbound", "to": [{"emailAddress": f"u{i}@d{i}.example"}], "subject": f"s{i}"}
+        for i in range(5)
+    ]
+    page = decode(envelope(messages))
+    assert page.read_details is None  # nothing decoded until asked
+    details = page.details()
+    assert [bytes(d.to) for d in details] == [
+        f'[{{"emailAddress": "u{i}@d{i}.example"}}]'.encode() for i in range(5)
+    ]
+    assert [bytes(d.subject) for d in details] == [f'"s{i}"'.encode() for i in range(5)]
+    assert page.details() is details  # decoded once
+
+
+def test_details_stay_aligned_on_the_tolerant_path():
+    messages = [
+        {"routing": "outbound", "size": {"x": 1}, "to": [{"emailAddress": "a@one.example"}]},
+        7,  # not an object: not a message
+        {"routing": "inbound", "to": [{"emailAddress": "b@two.example"}], "subject": "hi"},
+    ]
+    page = decode(envelope(messages))
+    assert len(page.messages) == 2
+    assert [bytes(d.to) for d in page.details()] == [
+        b'[{"emailAddress": "a@one.example"}]',
+        b'[{"emailAddress": "b@two.example"}]',
+    ]
+
+
+def test_details_are_left_out_when_they_would_break_the_memory_bound():
+    # Messages of ~250 bytes: the messages fit the bound, messages and details not.
+    one = {"routing": "outbound", "info": "x" * 215, "to": []}
+    body = json.dumps(envelope([one] * 400)).encode()
+    page = decode_page(body, 1, "req", 0)  # the bound is twice the answer's own size
+    assert len(page.messages) == 400
+    assert all(d is NO_DETAILS for d in page.details())

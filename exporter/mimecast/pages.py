@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -57,15 +57,23 @@ class Message(msgspec.Struct, gc=False):
     locked_until: AwareDatetime | msgspec.UnsetType | None = msgspec.field(
         default=msgspec.UNSET, name="lockedUntil"
     )
-    # Kept undecoded (a slice of the answer, no parsing): read only for the few
-    # messages that need it, the oldest ones and, with top_domains, every one.
+
+
+class Details(msgspec.Struct, gc=False):
+    """Where a message goes and what it is, undecoded (slices of the answer).
+
+    Read only when needed: for the few oldest messages (the status page) and,
+    with top_domains, for every message. Not part of :class:`Message`, whose
+    decoding every poll pays for: three more fields there cost a fifth of
+    ``json.loads`` again.
+    """
+
     to: msgspec.Raw = RAW_NULL
     from_env: msgspec.Raw = msgspec.field(default=RAW_NULL, name="fromEnv")
     subject: msgspec.Raw = RAW_NULL
 
 
-# The fields of Message held as raw JSON (any JSON value, containers included).
-RAW_FIELDS = ("to", "fromEnv", "subject")
+NO_DETAILS = Details()
 
 
 class _NotAScalar:
@@ -87,17 +95,34 @@ class Page:
     next_token: str | None
     total_count: int | None  # meta.pagination.totalCount: the whole query's size, if sent
     request_id: str
+    # The answer, for details(); None once they were read (the tolerant path).
+    body: bytes | bytearray | None = field(default=None, repr=False)
+    max_bytes: int = 0
+    read_details: list[Details] | None = field(default=None, repr=False)
+
+    def details(self) -> list[Details]:
+        """The Details of each message, in the order of ``messages``: decoded from
+        the answer on first use. Empty Details where they cannot be had within
+        the memory bound (see :data:`COST_PER_DETAIL`)."""
+        if self.read_details is not None:
+            return self.read_details
+        details = _details(self.body, len(self.messages), self.max_bytes)
+        object.__setattr__(self, "read_details", details)
+        return details
 
 
 # Memory the decoded array elements of one answer may take, in multiples of
 # poll.max_response_bytes (see _Bound).
 ELEMENTS_FACTOR = 2
-# What one decoded array element can cost at most: a Message (96 bytes: ten
-# fields), its list slot, its three msgspec.Raw (48 bytes each), two datetimes
-# (48 each) and the object headers of its string values (49 bytes each; their
-# characters are counted with the answer's size); on the tolerant path also a
-# msgspec.Raw per message.
-COST_PER_ELEMENT = 560
+# What one decoded array element can cost at most: a Message (72 bytes: seven
+# fields), its list slot, and the object headers of its string values (49 bytes
+# each; their characters are counted with the answer's size); on the tolerant
+# path also a msgspec.Raw.
+COST_PER_ELEMENT = 400
+# What reading a message's Details adds: the struct, its list slot and three
+# msgspec.Raw. Details are read only when all the elements of the answer fit
+# the same budget with this on top.
+COST_PER_DETAIL = 224
 # fail[] is tiny in every real answer; a larger one is not read into objects.
 _MAX_FAIL_BYTES = 64 * 1024
 _MAX_TOTAL_COUNT = 2**53
@@ -153,9 +178,19 @@ class _LooseMessage(msgspec.Struct, gc=False):
     subject: msgspec.Raw = RAW_NULL
 
 
+class _DetailsItem(msgspec.Struct):
+    messages: list[Details] | None = None
+
+
+class _DetailsEnvelope(msgspec.Struct):
+    data: list[_DetailsItem] | msgspec.UnsetType = msgspec.UNSET
+
+
 _FAST = msgspec.json.Decoder(_FastEnvelope)
+_DETAILS = msgspec.json.Decoder(_DetailsEnvelope)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _MESSAGES = msgspec.json.Decoder(list[Message])
+_DETAILS_LIST = msgspec.json.Decoder(list[Details])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _DATA_ITEM = msgspec.json.Decoder(_DataItem)
@@ -179,6 +214,7 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
         fast = None  # something is off: the careful path below finds and says what
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
+    details: list[Details] | None = None
     if fast is not None and fast.data is not msgspec.UNSET:
         _raise_for_fail(fast.fail, request_id)
         if len(fast.data) == 1:  # as in every answer seen: no copy
@@ -189,13 +225,40 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     else:
         envelope = _decode_envelope(body, request_id)
         _raise_for_fail(envelope.fail, request_id)
-        messages = _careful_messages(envelope.data, bound)
+        details = []
+        messages = _careful_messages(envelope.data, bound, details)
         meta = envelope.meta
     next_token, total_count = _pagination(meta, request_id)
-    return Page(number, messages, next_token, total_count, request_id)
+    return Page(
+        number,
+        messages,
+        next_token,
+        total_count,
+        request_id,
+        body=body if details is None else None,
+        max_bytes=max_bytes,
+        read_details=details,
+    )
 
 
-def _careful_messages(data: msgspec.Raw, bound: _Bound) -> list[Message]:
+def _details(body: bytes | bytearray | None, count: int, max_bytes: int) -> list[Details]:
+    """Details of a page the fast path decoded: same arrays, same order."""
+    missing = [NO_DETAILS] * count
+    if body is None or not count:
+        return missing
+    if not _Bound(body, "", max_bytes).details_fit():
+        return missing  # the messages and their details would not fit the bound together
+    try:
+        envelope = _DETAILS.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return missing  # e.g. "to" where an object was expected: nothing is shown of them
+    if envelope.data is msgspec.UNSET:
+        return missing
+    details = [d for item in envelope.data if item.messages for d in item.messages]
+    return details if len(details) == count else missing
+
+
+def _careful_messages(data: msgspec.Raw, bound: _Bound, details: list[Details]) -> list[Message]:
     """The messages of ``data``, part by part, saying what is wrong with the envelope."""
     if _first_byte(data) != b"[":
         raise _bad("answer has no 'data' list", bound.request_id)
@@ -207,7 +270,7 @@ def _careful_messages(data: msgspec.Raw, bound: _Bound) -> list[Message]:
             continue
         if first != b"[":
             raise _bad("'data[].messages' is not a list", bound.request_id)
-        messages.extend(_messages(batch, bound))
+        messages.extend(_messages(batch, bound, details))
     return messages
 
 
@@ -245,10 +308,13 @@ def _decode(decoder: msgspec.json.Decoder[Any], raw: Any, request_id: str) -> An
         raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
 
 
-def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
+def _messages(raw: msgspec.Raw, bound: _Bound, details: list[Details]) -> list[Message]:
+    """The messages of one array; their Details appended to ``details``."""
     bound.admit_objects()
     try:
-        return _MESSAGES.decode(raw)
+        messages = _MESSAGES.decode(raw)
+        details.extend(_array_details(raw, len(messages), bound))
+        return messages
     except msgspec.ValidationError:
         pass
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -270,12 +336,20 @@ def _messages(raw: msgspec.Raw, bound: _Bound) -> list[Message]:
                 # or other values, which the aggregator parses or rejects itself.
                 _unset_or_scalar(loose.next_attempt),
                 _unset_or_scalar(loose.locked_until),
-                loose.to,
-                loose.from_env,
-                loose.subject,
             )
         )
+        details.append(Details(loose.to, loose.from_env, loose.subject))
     return messages
+
+
+def _array_details(raw: msgspec.Raw, count: int, bound: _Bound) -> list[Details]:
+    if not bound.details_fit():
+        return [NO_DETAILS] * count
+    try:
+        details = _DETAILS_LIST.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return [NO_DETAILS] * count
+    return details if len(details) == count else [NO_DETAILS] * count
 
 
 def _elements(raw: msgspec.Raw, bound: _Bound) -> list[msgspec.Raw]:
@@ -386,6 +460,13 @@ class _Bound:
     def admit_elements(self) -> None:
         """Before decoding into a list of msgspec.Raw: every element is built."""
         self._check(b",", "array elements")
+
+    def details_fit(self) -> bool:
+        """Whether every object of the answer could also have its Details read."""
+        cost = COST_PER_ELEMENT + COST_PER_DETAIL
+        if (self.size // 2 + 1) * cost <= self.budget:
+            return True
+        return self._body.count(b"{") * cost <= self.budget
 
     def _check(self, byte: bytes, what: str) -> None:
         # Every element takes at least two bytes ("{}", or "1,"): an answer this
