@@ -1,6 +1,7 @@
 """When to poll, and what one poll of one (account, queue) does.
 
-The first poll runs at start, then every ``poll.interval`` at a fixed phase
+The first polls run at start (a quarter of a second apart per account, so
+that hundreds do not queue at once), then every ``poll.interval`` at a fixed phase
 per account: the accounts' phases are spread evenly over the whole interval
 (:func:`account_offsets`), so that two hundred accounts make a steady trickle
 of requests rather than a burst every interval. Polls run on a bounded pool
@@ -42,12 +43,30 @@ OVERDUE_GRACE_SECONDS = 1.0
 Key = tuple[str, str]  # (account, queue)
 
 
+# The first polls are spread too, a quarter of a second per account (at most
+# one interval): two hundred accounts queued at once on poll.concurrency
+# workers would wait past their deadlines and count as timeouts.
+FIRST_CYCLE_SPREAD = 0.25
+
+
+def first_turns(accounts: Iterable[str], interval: float) -> dict[str, float]:
+    """When (seconds after start) each account is first polled: 0 for one
+    account; in the same order as :func:`account_offsets`."""
+    names = _by_hash(accounts)
+    span = min(interval, len(names) * FIRST_CYCLE_SPREAD)
+    return {name: rank * span / len(names) for rank, name in enumerate(names)}
+
+
+def _by_hash(accounts: Iterable[str]) -> list[str]:
+    return sorted(set(accounts), key=lambda n: hashlib.sha256(n.encode()).digest())
+
+
 def account_offsets(accounts: Iterable[str], interval: float) -> dict[str, float]:
     """Each account's offset from the nominal turn times, spread evenly over one
     interval and centred on them: -interval/2 < offset < interval/2; 0 for one
     account. The order is a stable hash of the names, so an account keeps its
     phase across restarts (and replicas agree on it)."""
-    names = sorted(set(accounts), key=lambda n: hashlib.sha256(n.encode()).digest())
+    names = _by_hash(accounts)
     middle = (len(names) - 1) / 2
     return {name: (rank - middle) * interval / len(names) for rank, name in enumerate(names)}
 
@@ -96,7 +115,9 @@ class Poller:
         self._completed: set[Key] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._offsets = account_offsets((a.name for a in config.accounts), config.poll.interval)
+        names = [a.name for a in config.accounts]
+        self._offsets = account_offsets(names, config.poll.interval)
+        self._first = first_turns(names, config.poll.interval)
 
     def _response_hook(self, account: AccountConfig) -> Callable[[str, int, float | None], None]:
         def hook(endpoint: str, status: int, remaining: float | None) -> None:
@@ -272,7 +293,7 @@ class Poller:
     def due_accounts(self, started: float, now: float, turns: dict[str, int]) -> list[str]:
         """Accounts whose next turn has come at ``now``; advances ``turns`` past now.
 
-        Turn 0 is at start; turn k at start + k*interval + the account's offset.
+        Turn 0 is at start plus the account's first turn; turn k at start + k*interval + its offset.
         Turns missed (a suspended host, a long GC) are skipped, not caught up.
         """
         due = []
@@ -287,7 +308,7 @@ class Poller:
 
     def _turn_time(self, account: str, started: float, turn: int) -> float:
         if turn == 0:
-            return started
+            return started + self._first[account]
         return float(started + turn * self.config.poll.interval + self._offsets[account])
 
     def next_wakeup(self, started: float, turns: dict[str, int]) -> float:

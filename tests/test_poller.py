@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.collector import MimecastCollector
 from exporter.config import Config
-from exporter.poller import Poller, account_offsets
+from exporter.poller import Poller, account_offsets, first_turns
 from exporter.simulator.faults import Fault
 from exporter.store import SnapshotStore
 from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
@@ -160,7 +160,9 @@ def test_schedule_first_at_start_then_every_interval_with_account_offset(sim, cl
     poller, store, registry = build(sim, clock, accounts, interval=60.0)
     try:
         turns = {a.name: 0 for a in accounts}
-        assert sorted(poller.due_accounts(0.0, 0.0, turns)) == ["a0", "a1", "a2"]
+        # The first polls at start, a quarter of a second apart.
+        assert len(poller.due_accounts(0.0, 0.0, turns)) == 1
+        assert len(poller.due_accounts(0.0, 0.5, turns)) == 2
         assert poller.due_accounts(0.0, 39.9, turns) == []
         wakeup = poller.next_wakeup(0.0, turns)
         assert wakeup == 40.0  # the first of three phases 20 s apart, centred on 60 s
@@ -186,6 +188,14 @@ def test_two_hundred_accounts_are_spread_evenly_over_the_whole_interval():
     assert gaps == {0.3}  # one account every 0.3 s: a trickle, never a burst
     assert account_offsets(reversed(names), 60.0) == offsets  # stable: by name, not order
     assert account_offsets(["only"], 60.0) == {"only": 0.0}
+
+
+def test_the_first_polls_of_many_accounts_are_spread_too():
+    names = [f"tenant-{i:03d}" for i in range(200)]
+    first = first_turns(names, 60.0)
+    assert sorted(first.values())[0] == 0.0 and max(first.values()) < 50.0
+    assert first_turns(["only"], 60.0) == {"only": 0.0}  # one account: at once
+    assert max(first_turns(names[:20], 1.0).values()) < 1.0  # never past one interval
 
 
 def test_concurrency_stays_bounded_with_many_accounts(sim, clock):
