@@ -14,6 +14,7 @@ what this aggregator knows about the part it saw (:class:`Prefix`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from bisect import bisect_left
@@ -183,8 +184,19 @@ def _raw(value: Any) -> msgspec.Raw:
         return RAW_NULL
 
 
-def _at(details: list[Details] | None, index: int | None) -> Details:
-    return details[index] if details is not None and index is not None else NO_DETAILS
+def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
+    """Oldest first; among equal dates, the first seen."""
+    return entry[0], entry[1]
+
+
+def _detail_of(message: Message, messages: list[Message], details: list[Details] | None) -> Details:
+    """The Details of ``message`` (one of ``messages``, found by identity)."""
+    if details is None:
+        return NO_DETAILS
+    for index, other in enumerate(messages):
+        if other is message:
+            return details[index]
+    return NO_DETAILS
 
 
 def _timestamp(value: Any, dates: DateParser) -> float | None:
@@ -317,6 +329,7 @@ class QueueAggregator:
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
         self._oldest: list[tuple[float, int, OldMessage]] = []
         self._cut = math.inf  # a message older than this is among the oldest
+        self._order = itertools.count()  # ties between equal dates: the first seen wins
         self._routes = {route: _RouteTotals() for route in ROUTES}
         self._dates = DateParser()
         self.scanned = 0
@@ -435,8 +448,12 @@ class QueueAggregator:
                 continue
             if created < totals.oldest:
                 totals.oldest = created
-            if created < cut:
-                candidates.append((created, self.scanned + len(candidates), message))
+            if created < cut:  # among the oldest so far: kept aside, a few at a time
+                candidates.append((created, next(self._order), message))
+                if len(candidates) >= 2 * OLDEST_MESSAGES:
+                    candidates.sort(key=_by_age)
+                    del candidates[OLDEST_MESSAGES:]
+                    cut = min(cut, candidates[-1][0])
             if created >= newest:
                 newest = created
             else:
@@ -444,35 +461,33 @@ class QueueAggregator:
             totals.age_sum += age
             totals.age_counts[bucket] += 1
         self._newest, self._falls = newest, falls
-        page_details = (
-            details() if details is not None and (candidates or self.top_domains) else None
-        )
         if candidates:
-            self._keep_oldest(candidates, messages, page_details)
-        if self.top_domains and not self._domains_overflow and page_details:
-            self._count_domains(messages, page_details)
+            self._keep_oldest(candidates, messages, details)
+        if self.top_domains and not self._domains_overflow and details is not None:
+            self._count_domains(messages, details())
         self.scanned += len(messages)
 
     def _keep_oldest(
         self,
         candidates: list[tuple[float, int, Message]],
         messages: list[Message],
-        details: list[Details] | None,
+        details: Callable[[], list[Details]] | None,
     ) -> None:
         """The OLDEST_MESSAGES oldest of those kept and this page's candidates;
-        only the new ones among them are described (a few per page at most)."""
+        only the new ones among them are described (a few per page at most),
+        and the page's Details read only if one of them is."""
         pool: list[tuple[float, int, Any]] = [*self._oldest, *candidates]
-        pool.sort(key=lambda entry: (entry[0], entry[1]))
+        pool.sort(key=_by_age)
         kept = pool[:OLDEST_MESSAGES]
-        new = [item for _, _, item in kept if not isinstance(item, OldMessage)]
-        where = {id(m): i for i, m in enumerate(messages)} if new and details else {}
+        new = any(not isinstance(item, OldMessage) for _, _, item in kept)
+        page_details = details() if new and details is not None else None
         self._oldest = [
             (
                 created,
                 seen,
                 item
                 if isinstance(item, OldMessage)
-                else self._describe(item, created, _at(details, where.get(id(item)))),
+                else self._describe(item, created, _detail_of(item, messages, page_details)),
             )
             for created, seen, item in kept
         ]
