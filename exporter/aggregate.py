@@ -31,7 +31,7 @@ from exporter import recipients
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.logs import scrub_and_cut
-from exporter.mimecast.pages import NO_DETAILS, NOT_A_SCALAR, RAW_NULL, Details, Message
+from exporter.mimecast.pages import NO_DETAILS, NOT_A_SCALAR, RAW_NULL, UNREAD, Details, Message
 from exporter.recipients import OldMessage
 from exporter.status import INDEX_CACHE, STATUSES, status_index
 
@@ -173,7 +173,7 @@ MAX_DOMAINS = 10_000
 OTHER_DOMAIN = "other"  # never a domain: those have a dot (exporter.recipients)
 NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
 # (account, queue) already warned of too many domains: once per process, not per poll.
-_WARNED_DOMAINS: set[tuple[tuple[str, str], ...]] = set()
+_WARNED_DOMAINS: set[tuple[object, ...]] = set()
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -527,6 +527,9 @@ class QueueAggregator:
             totals = self._routes.get(message.routing)  # type: ignore[arg-type]
             if totals is None:
                 totals = self._totals_for(message)
+            if detail is UNREAD:  # recipients unknown: no ranking can be exact
+                self._domains_unknown()
+                return
             created = dates(message.created)
             for domain in recipients.domains(detail.to) or {NO_DOMAIN}:
                 entry = totals.domains.get(domain)
@@ -539,6 +542,21 @@ class QueueAggregator:
                 entry[0] += 1
                 if created is not None and created < entry[1]:
                     entry[1] = created
+
+    def _domains_unknown(self) -> None:
+        """A page's recipients could not be read: the domain series are left out."""
+        self._domains_overflow = True
+        for totals in self._routes.values():
+            totals.domains.clear()
+        key = ("unread", *sorted(self._context.items()))
+        if key not in _WARNED_DOMAINS:
+            _WARNED_DOMAINS.add(key)
+            log.warning(
+                "the recipients of a page could not be read (too many objects for "
+                "poll.max_response_bytes, or not decodable): mimecast_queue_messages_by_domain "
+                "is not served for that poll; said once",
+                extra=self._context,
+            )
 
     def _domains_too_many(self) -> None:
         self._domains_overflow = True

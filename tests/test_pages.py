@@ -13,8 +13,8 @@ from exporter.mimecast.filters import requested_routes, route_filter
 from exporter.mimecast.pages import (
     COST_PER_ELEMENT,
     ELEMENTS_FACTOR,
-    NO_DETAILS,
     NOT_A_SCALAR,
+    UNREAD,
     decode_page,
 )
 
@@ -253,4 +253,15 @@ def test_details_are_left_out_when_they_would_break_the_memory_bound():
     body = json.dumps(envelope([one] * 400)).encode()
     page = decode_page(body, 1, "req", 0)  # the bound is twice the answer's own size
     assert len(page.messages) == 400
-    assert all(d is NO_DETAILS for d in page.details())
+    assert all(d is UNREAD for d in page.details())  # unread: not "no recipients"
+
+
+def test_domains_are_left_out_when_a_page_s_recipients_cannot_be_read():
+    # Two objects a message (its own and its recipient): ~530 bytes each fit, with details not.
+    one = {"routing": "outbound", "info": "x" * 450, "to": [{"emailAddress": "a@b.example"}]}
+    body = json.dumps(envelope([one] * 400)).encode()
+    page = decode_page(body, 1, "req", 0)
+    agg = QueueAggregator(0.0, top_domains=3)
+    agg.add(page.messages, page.details)
+    sums = agg.snapshot().routes["outbound"].sums
+    assert sums.by_domain is None  # absent, not "everything is other"

@@ -73,7 +73,10 @@ class Details(msgspec.Struct, gc=False):
     subject: msgspec.Raw = RAW_NULL
 
 
-NO_DETAILS = Details()
+NO_DETAILS = Details()  # a message that says nothing of these: nothing to show
+# Details that could not be read (the memory bound, a decode error): not "none".
+# Figures built from them (the domain series) are then left out, never guessed.
+UNREAD = Details()
 
 
 class _NotAScalar:
@@ -102,8 +105,8 @@ class Page:
 
     def details(self) -> list[Details]:
         """The Details of each message, in the order of ``messages``: decoded from
-        the answer on first use. Empty Details where they cannot be had within
-        the memory bound (see :data:`COST_PER_DETAIL`)."""
+        the answer on first use. :data:`UNREAD` where they cannot be had within
+        the memory bound (see :data:`COST_PER_DETAIL`) or decoded."""
         if self.read_details is not None:
             return self.read_details
         details = _details(self.body, len(self.messages), self.max_bytes)
@@ -243,8 +246,10 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
 
 def _details(body: bytes | bytearray | None, count: int, max_bytes: int) -> list[Details]:
     """Details of a page the fast path decoded: same arrays, same order."""
-    missing = [NO_DETAILS] * count
-    if body is None or not count:
+    if not count:
+        return []
+    missing = [UNREAD] * count
+    if body is None:
         return missing
     if not _Bound(body, "", max_bytes).details_fit():
         return missing  # the messages and their details would not fit the bound together
@@ -344,12 +349,12 @@ def _messages(raw: msgspec.Raw, bound: _Bound, details: list[Details]) -> list[M
 
 def _array_details(raw: msgspec.Raw, count: int, bound: _Bound) -> list[Details]:
     if not bound.details_fit():
-        return [NO_DETAILS] * count
+        return [UNREAD] * count
     try:
         details = _DETAILS_LIST.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return [NO_DETAILS] * count
-    return details if len(details) == count else [NO_DETAILS] * count
+        return [UNREAD] * count
+    return details if len(details) == count else [UNREAD] * count
 
 
 def _elements(raw: msgspec.Raw, bound: _Bound) -> list[msgspec.Raw]:
