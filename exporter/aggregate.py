@@ -163,7 +163,7 @@ _MISSING: dict[str, Any] = dict(
     zip(Message.__struct_encode_fields__, Message.__struct_defaults__, strict=True)
 )
 # A retry whose time passed longer ago than this is overdue: retries are not
-# happening (mimecast_queue_retry_overdue_messages).
+# happening (mimecast_queue_retry_overdue_messages); poll.retry_overdue_after.
 RETRY_OVERDUE_SECONDS = 900.0
 # The oldest messages a snapshot keeps, for the status page.
 OLDEST_MESSAGES = 10
@@ -241,7 +241,7 @@ class _RouteTotals:
         self.size_counts = [0] * (len(SIZE_BUCKETS) + 1)
         self.by_status = [0] * len(STATUSES)
         self.locked = 0  # lockedUntil after the poll's time
-        self.overdue = 0  # nextAttempt passed by more than RETRY_OVERDUE_SECONDS
+        self.overdue = 0  # nextAttempt passed by more than retry_overdue_after
         self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
         self.retry_unknown = 0  # nextAttempt absent or not a date
         self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
@@ -317,6 +317,7 @@ class QueueAggregator:
         *,
         top_domains: int = 0,
         details: bool = False,
+        retry_overdue_after: float = RETRY_OVERDUE_SECONDS,
     ) -> None:
         """``top_domains``: rank recipient domains (K, 0 for off); ``details``: keep
         subjects, addresses and info texts of the oldest messages."""
@@ -324,6 +325,7 @@ class QueueAggregator:
         self._context = dict(context or {})
         self.top_domains = top_domains
         self.details = details
+        self.retry_overdue_after = retry_overdue_after
         self._domain_count = 0
         self._domains_overflow = False
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
@@ -369,7 +371,7 @@ class QueueAggregator:
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
-        overdue_before = now - RETRY_OVERDUE_SECONDS
+        overdue_before = now - self.retry_overdue_after
         now_dt = datetime.fromtimestamp(now, UTC)
         overdue_dt = datetime.fromtimestamp(overdue_before, UTC)
         last_text: Any = _NOTHING

@@ -325,8 +325,8 @@ class _QueueFamilies:
         )
         self.overdue = _queue_gauge(
             "mimecast_queue_retry_overdue_messages",
-            "Messages whose nextAttempt had passed by more than"
-            f" {RETRY_OVERDUE_SECONDS / 60:g} minutes at the time of"
+            "Messages whose nextAttempt had passed by more than poll.retry_overdue_after"
+            f" ({RETRY_OVERDUE_SECONDS / 60:g} minutes by default) at the time of"
             " the poll: retries are not happening. Only when the poll read the whole queue,"
             " and absent when a message of the route did not say (no nextAttempt, or not a"
             " date).",

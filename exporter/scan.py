@@ -109,6 +109,7 @@ class QueueScan:
             self.context,
             top_domains=account.top_domains,
             details=account.expose_message_details,
+            retry_overdue_after=self.poll.retry_overdue_after,
         )
         try:
             total = self._scan(

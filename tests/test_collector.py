@@ -325,3 +325,18 @@ def test_messages_by_domain_and_their_ages_only_with_top_domains_and_complete_sc
     store.record_success("acme", "processing", partial, now, 0.5)
     text = generate_latest(registry).decode()
     assert "mimecast_queue_messages_by_domain{" not in text and age + "{" not in text
+
+
+def test_the_overdue_grace_is_poll_retry_overdue_after():
+    now = 1_795_478_400.0
+    at = lambda offset: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + offset))  # noqa: E731
+    messages = [
+        {**msg(), "nextAttempt": at(-1200), "lockedUntil": None},  # 20 min late
+        {**msg(), "nextAttempt": at(-4000), "lockedUntil": None},  # over an hour late
+    ]
+    counts = []
+    for grace in (900.0, 3600.0):
+        agg = QueueAggregator(now, retry_overdue_after=grace)
+        agg.add_json(messages)
+        counts.append(agg.snapshot().routes["outbound"].sums.retry_overdue)
+    assert counts == [2, 1]

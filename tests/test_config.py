@@ -303,6 +303,7 @@ def test_poll_settings_are_parsed(tmp_path: Path) -> None:
       queues: [bulk_processing]
       max_pages: 20
       concurrency: 64
+      retry_overdue_after: 1h
     """
     config = load_config(_write(tmp_path, textwrap.dedent(text) + MINIMAL), environ={})
     assert config.poll == PollConfig(
@@ -314,7 +315,17 @@ def test_poll_settings_are_parsed(tmp_path: Path) -> None:
         queues=("bulk_processing",),
         max_pages=20,
         concurrency=64,
+        retry_overdue_after=3600.0,
     )
+    assert "retry_overdue_after: 1h" in describe(config)
+
+
+def test_retry_overdue_after_must_be_a_positive_duration() -> None:
+    for value, error in (("0s", "must be greater than zero"), (900, "without a unit")):
+        raw = {"poll": {"retry_overdue_after": value}, **yaml.safe_load(MINIMAL)}
+        with pytest.raises(ConfigError, match=error) as info:
+            parse_config(raw, environ={})
+        assert str(info.value).startswith("poll.retry_overdue_after")
 
 
 def test_timeout_equal_to_interval_and_stale_after_equal_to_interval_are_fine() -> None:

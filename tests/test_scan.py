@@ -420,3 +420,18 @@ def test_the_oldest_messages_of_a_huge_queue_only_when_read_oldest_first(
     else:
         base = EPOCH - 2 * 86400
         assert [m.created for m in snapshot.oldest_messages] == [base + 10 * i for i in range(10)]
+
+
+@pytest.mark.parametrize(("grace", "overdue"), [(900.0, 1), (3 * 3600.0, 0)])
+def test_a_poll_counts_overdue_retries_with_poll_retry_overdue_after(sim, clock, grace, overdue):
+    late = {
+        "id": "m1",
+        "routing": "outbound",
+        "created": stamp(EPOCH - 7200),
+        "nextAttempt": stamp(EPOCH - 3600),  # an hour late
+        "lockedUntil": None,
+    }
+    sim.hmac_tenant.model.set_messages("processing", [late])
+    ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url), retry_overdue_after=grace)
+    assert ok
+    assert served(registry, "mimecast_queue_retry_overdue_messages", "outbound") == overdue

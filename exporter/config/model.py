@@ -134,6 +134,9 @@ class PollConfig:
     max_pages: int = 15
     concurrency: int = 4  # polls (account, queue) running at once
     max_response_bytes: int = 32 * 1024 * 1024  # larger answers are refused, not read
+    # A message whose nextAttempt passed longer ago than this is overdue: its
+    # retries are not happening (mimecast_queue_retry_overdue_messages).
+    retry_overdue_after: float = 900.0
 
 
 @dataclass(frozen=True)

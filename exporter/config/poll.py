@@ -114,6 +114,12 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
         raise ConfigError(
             "poll.lookback", f"must be greater than zero; found {shown('lookback', 0)}"
         )
+    retry_overdue_after = duration("retry_overdue_after")
+    if retry_overdue_after <= 0:
+        raise ConfigError(
+            "poll.retry_overdue_after",
+            f"must be greater than zero; found {shown('retry_overdue_after', 0)}",
+        )
     if stale_after < interval:
         raise ConfigError(
             "poll.stale_after",
@@ -136,6 +142,7 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
         max_pages=integer("max_pages", 1, None),
         concurrency=integer("concurrency", 1, 64),
         max_response_bytes=integer("max_response_bytes", 1024, None),
+        retry_overdue_after=retry_overdue_after,
     )
 
 

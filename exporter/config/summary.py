@@ -41,6 +41,7 @@ def describe(config: Config) -> str:
         f"{requests_per_hour(poll):,} find requests an hour per account, retries included)",
         f"  concurrency: {poll.concurrency}",
         f"  max_response_bytes: {poll.max_response_bytes}",
+        f"  retry_overdue_after: {format_duration(poll.retry_overdue_after)}",
         f"accounts: {len(config.accounts)}",
     ]
     for account in config.accounts:
