@@ -7,6 +7,7 @@ objects, never I/O, so a scrape never waits on a poll.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +16,8 @@ from types import MappingProxyType
 
 from exporter.aggregate import QueueSnapshot
 from exporter.mimecast.errors import REASONS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,10 @@ class SnapshotStore:
 
     def _changed(self, *key: str) -> None:
         for listener in self._listeners:
-            listener(key)
+            try:
+                listener(key)
+            except Exception:  # a bug there must not fail the poll that recorded this
+                log.exception("formatting a changed part of /metrics failed", extra={"part": key})
 
     def record_success(
         self,

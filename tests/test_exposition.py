@@ -169,3 +169,15 @@ def test_the_domain_series_and_their_ages_are_on_the_page(env):
         lines = [line for line in text.splitlines() if line.startswith(name + "{")]
         assert any('domain="d0.example"' in line and 'route="outbound"' in line for line in lines)
     assert 'domain="other"' in text  # zero messages: a count, and no age
+
+
+def test_a_failing_listener_does_not_fail_the_poll_that_recorded(env, caplog):
+    clock, store, collector, registry, page = env
+
+    def broken(key):
+        raise RuntimeError("formatting bug")
+
+    store.listen(broken)
+    store.record_success("legacy", "processing", snapshot(clock.time(), "internal"), 5, 1)
+    assert store.view().queues[("legacy", "processing")].last_poll_ok is True
+    assert any("formatting a changed part" in r.getMessage() for r in caplog.records)
