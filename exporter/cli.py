@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -280,6 +281,7 @@ def serve(
             f"shard {shard} has no accounts to poll: every configured account hashes to"
             " another shard (fewer accounts than replicas?)"
         )
+    _freeze_start_up_objects()
     if on_ready is not None:
         on_ready(web.url)
     while True:
@@ -292,6 +294,20 @@ def serve(
     log.info("shutting down")
     exporter.stop()
     return EXIT_OK
+
+
+def _freeze_start_up_objects() -> None:
+    """Leave what start-up built (modules, classes, configuration) out of the
+    cyclic garbage collector's full passes: they live as long as the process,
+    and walking them made the slowest scrapes of hundreds of accounts twice as
+    slow (make bench). Objects made later are collected as usual, and reference
+    counting still frees frozen ones."""
+    gc.collect()
+    gc.freeze()
+    log.debug(
+        "start-up objects frozen for the garbage collector",
+        extra={"objects": gc.get_freeze_count()},
+    )
 
 
 def _reload(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import statistics
 import threading
@@ -19,7 +20,7 @@ from tests.conftest import (
     HMAC_APP_KEY,
     HMAC_SECRET_KEY,
 )
-from tests.processes import Daemon
+from tests.processes import Daemon, wait_for
 from tests.rawserver import RawServer
 
 # Longer than the worst queueing of 200 client threads sharing one GIL in this
@@ -121,3 +122,31 @@ def test_200_concurrent_scrapers_never_fail_nor_wait_on_a_slow_poll(tmp_path):
     # A scrape that waited on a poll would take the upstream delay or more; the
     # rest of the latency is 200 clients queueing for two cores.
     assert max(latencies) < UPSTREAM_DELAY / 2, f"slowest scrape {max(latencies):.2f}s"
+
+
+def test_start_up_objects_are_frozen_for_the_garbage_collector(tmp_path):
+    """The slowest scrapes of many accounts were the collector's full passes
+    over start-up objects: once serving, those are frozen (cli.py)."""
+    with SimulatorServer("127.0.0.1", 0, scenario="empty") as sim:
+        sim.add_hmac_key(HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
+        config = hmac_config(tmp_path, sim.url, interval="10s", timeout="9s")
+        daemon = Daemon("--config.file", str(config), "--log.level", "debug")
+        try:
+            daemon.wait_for_url()
+            line = wait_for(
+                lambda: next(
+                    (s for s in _more_lines(daemon) if "frozen for the garbage collector" in s),
+                    None,
+                ),
+                timeout=20,
+            )
+        finally:
+            daemon.stop()
+    frozen = int(re.search(r"objects=(\d+)", line).group(1))
+    assert frozen > 10_000  # modules, classes, configuration: everything start-up built
+
+
+def _more_lines(daemon):
+    # wait_for_url read up to the "exporter started" line; the rest follows it.
+    daemon.lines.append(daemon.proc.stderr.readline())
+    return daemon.lines
