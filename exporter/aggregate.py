@@ -184,6 +184,12 @@ def _raw(value: Any) -> msgspec.Raw:
         return RAW_NULL
 
 
+def route_key(route: Any) -> str:
+    """One of ROUTES (any case, spaces around), else UNKNOWN_ROUTE."""
+    key = route.strip().lower() if isinstance(route, str) else None
+    return key if key in ROUTES else UNKNOWN_ROUTE
+
+
 def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
     """Oldest first; among equal dates, the first seen."""
     return entry[0], entry[1]
@@ -327,7 +333,7 @@ class QueueAggregator:
         self.details = details
         self.retry_overdue_after = retry_overdue_after
         self._domain_count = 0
-        self._domains_overflow = False
+        self._domains_dropped = False
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
         self._oldest: list[tuple[float, int, OldMessage]] = []
         self._cut = math.inf  # a message older than this is among the oldest
@@ -465,7 +471,7 @@ class QueueAggregator:
         self._newest, self._falls = newest, falls
         if candidates:
             self._keep_oldest(candidates, messages, details)
-        if self.top_domains and not self._domains_overflow and details is not None:
+        if self.top_domains and not self._domains_dropped and details is not None:
             self._count_domains(messages, details())
         self.scanned += len(messages)
 
@@ -497,8 +503,6 @@ class QueueAggregator:
             self._cut = self._oldest[-1][0]
 
     def _describe(self, message: Message, created: float, details: Details) -> OldMessage:
-        route = message.routing
-        key = route.strip().lower() if isinstance(route, str) else None
         to = recipients.addresses(details.to)
         domain = next((d for d in map(recipients.domain_of, to) if d is not None), None)
         detail: dict[str, Any] = {}
@@ -511,7 +515,7 @@ class QueueAggregator:
             }
         return OldMessage(
             created=created,
-            route=key if key in ROUTES else UNKNOWN_ROUTE,
+            route=route_key(message.routing),
             status=STATUSES[status_index(message.info)],
             attempts=_count(message.attempts),
             domain=domain,
@@ -530,7 +534,11 @@ class QueueAggregator:
             if totals is None:
                 totals = self._totals_for(message)
             if detail is UNREAD:  # recipients unknown: no ranking can be exact
-                self._domains_unknown()
+                self._drop_domains(
+                    "unread",
+                    "the recipients of a page could not be read (too many objects for "
+                    "poll.max_response_bytes, or not decodable)",
+                )
                 return
             created = dates(message.created)
             for domain in recipients.domains(detail.to) or {NO_DOMAIN}:
@@ -538,48 +546,35 @@ class QueueAggregator:
                 if entry is None:
                     self._domain_count += 1
                     if self._domain_count > MAX_DOMAINS:
-                        self._domains_too_many()
+                        self._drop_domains(
+                            "too_many",
+                            f"more than {MAX_DOMAINS} distinct recipient domains in the "
+                            "queue (they could not be ranked exactly)",
+                        )
                         return
                     entry = totals.domains[domain] = [0, math.inf]
                 entry[0] += 1
                 if created is not None and created < entry[1]:
                     entry[1] = created
 
-    def _domains_unknown(self) -> None:
-        """A page's recipients could not be read: the domain series are left out."""
-        self._domains_overflow = True
+    def _drop_domains(self, reason: str, why: str) -> None:
+        """Serve no domain series for this poll (they could not be exact), saying
+        why once per (account, queue) and reason for the life of the process."""
+        self._domains_dropped = True
         for totals in self._routes.values():
             totals.domains.clear()
-        key = ("unread", *sorted(self._context.items()))
+        key = (reason, *sorted(self._context.items()))
         if key not in _WARNED_DOMAINS:
             _WARNED_DOMAINS.add(key)
             log.warning(
-                "the recipients of a page could not be read (too many objects for "
-                "poll.max_response_bytes, or not decodable): mimecast_queue_messages_by_domain "
-                "is not served for that poll; said once",
-                extra=self._context,
-            )
-
-    def _domains_too_many(self) -> None:
-        self._domains_overflow = True
-        for totals in self._routes.values():
-            totals.domains.clear()
-        key = tuple(sorted(self._context.items()))
-        if key not in _WARNED_DOMAINS:
-            _WARNED_DOMAINS.add(key)
-            log.warning(
-                f"more than {MAX_DOMAINS} distinct recipient domains in the queue: "
-                "mimecast_queue_messages_by_domain is not served for it (it could not be "
-                "ranked exactly); said once",
+                f"{why}: mimecast_queue_messages_by_domain is not served; said once",
                 extra=self._context,
             )
 
     def _totals_for(self, message: Message) -> _RouteTotals:
-        route = message.routing
-        key = route.strip().lower() if isinstance(route, str) else None
-        if key not in ROUTES:
-            self._skip("routing missing or unknown, counted as route 'unknown'", route)
-            key = UNKNOWN_ROUTE
+        key = route_key(message.routing)
+        if key == UNKNOWN_ROUTE:
+            self._skip("routing missing or unknown, counted as route 'unknown'", message.routing)
         return self._routes.setdefault(key, _RouteTotals())
 
     def _slow_count(self, field: str, message: Message) -> int | None:
@@ -623,7 +618,7 @@ class QueueAggregator:
             taken_at=self.now,
             routes=MappingProxyType(
                 {
-                    route: totals.freeze(0 if self._domains_overflow else self.top_domains)
+                    route: totals.freeze(0 if self._domains_dropped else self.top_domains)
                     for route, totals in self._routes.items()
                 }
             ),

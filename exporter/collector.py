@@ -50,7 +50,7 @@ from prometheus_client.core import (
 )
 
 from exporter import __version__
-from exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS, QueueSnapshot, RouteStats
+from exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS, QueueSnapshot
 from exporter.exposition import Part, Parted
 from exporter.status import STATUSES
 from exporter.store import ApiStats, QueueState, SnapshotStore
@@ -100,25 +100,19 @@ class MimecastCollector(Parted):
         view = self.store.view()
         now, monotonic = self.now(), self.monotonic()
         queues, health = _QueueFamilies(), _HealthFamilies()
-        oldest_age, domain_age = _oldest_age_family(), _domain_age_family()
+        ages = {OLDEST_AGE: _oldest_age_family(), DOMAIN_AGE: _domain_age_family()}
         for (account, queue), state in view.queues.items():
             snapshot = state.fresh_snapshot(monotonic, self.stale_after)
             if snapshot is not None:
                 queues.add(account, queue, snapshot)
-                for route, stats in snapshot.routes.items():
-                    if stats.oldest_known:
-                        oldest_age.add_metric([account, queue, route], _oldest_age(stats, now))
-                    by_domain = stats.sums.by_domain if stats.sums is not None else None
-                    for domain, _, created in by_domain or ():
-                        if created is not None:
-                            age = max(0.0, now - created)
-                            domain_age.add_metric([account, queue, route, domain], age)
+                for family, labels, created in _age_series(account, queue, snapshot):
+                    ages[family].add_metric(list(labels), _age(created, now))
         for account in view.accounts:
             health.add_account(account, view.account_up(account), view.api[account])
             for queue in view.queue_types:
                 health.add_queue(account, queue, view.queues[(account, queue)])
         yield from queues.all()
-        yield from (oldest_age, domain_age)
+        yield from ages.values()
         yield from health.all()
         yield _build_info()
 
@@ -164,10 +158,14 @@ class MimecastCollector(Parted):
                 continue
             entry = previous.get(id(snapshot))
             if entry is None or entry[0] is not snapshot:
-                entry = (snapshot, _age_prefixes(account, queue, snapshot))
+                prefixes = tuple(
+                    (family, f"{family}{{{_labels(*labels)}}} ", created)
+                    for family, labels, created in _age_series(account, queue, snapshot)
+                )
+                entry = (snapshot, prefixes)
             kept[id(snapshot)] = entry
             for family, prefix, created in entry[1]:
-                age = now - created if created is not None and created < now else 0.0
+                age = _age(created, now)
                 lines[family].append(f"{prefix}{age:.3f}\n")  # to the ms: 2x faster than repr
         self._prefixes = kept  # one assignment: a concurrent scrape sees either
         return {family: "".join(text).encode() for family, text in lines.items()}
@@ -179,18 +177,27 @@ DOMAIN_LABELS = [*QUEUE_LABELS, "domain"]
 AgePrefix = tuple[str, str, float | None]  # (family, sample name and labels, created)
 
 
-def _age_prefixes(account: str, queue: str, snapshot: QueueSnapshot) -> tuple[AgePrefix, ...]:
-    """Every age sample of a snapshot, but its value: routes, then domains."""
-    prefixes: list[AgePrefix] = []
+# (family, label values, oldest creation time; None for a known-empty route)
+AgeSeries = tuple[str, tuple[str, ...], float | None]
+
+
+def _age_series(account: str, queue: str, snapshot: QueueSnapshot) -> list[AgeSeries]:
+    """Every age series of a snapshot, routes then domains: the one place that
+    says which exist, for the registry and the page alike."""
+    series: list[AgeSeries] = []
     for route, stats in snapshot.routes.items():
         if stats.oldest_known:
-            labels = _labels(account, queue, route)
-            prefixes.append((OLDEST_AGE, f"{OLDEST_AGE}{{{labels}}} ", stats.oldest_created))
+            series.append((OLDEST_AGE, (account, queue, route), stats.oldest_created))
         for domain, _, created in (stats.sums.by_domain if stats.sums else None) or ():
             if created is not None:
-                labels = _labels(account, queue, route, domain)
-                prefixes.append((DOMAIN_AGE, f"{DOMAIN_AGE}{{{labels}}} ", created))
-    return tuple(prefixes)
+                series.append((DOMAIN_AGE, (account, queue, route, domain), created))
+    return series
+
+
+def _age(created: float | None, now: float) -> float:
+    """Seconds since ``created`` at ``now``: 0 for an empty route, and for a date
+    from the future (clock skew)."""
+    return now - created if created is not None and created < now else 0.0
 
 
 def _labels(*values: str) -> str:
@@ -447,9 +454,3 @@ class _HealthFamilies:
             self.requests,
             self.remaining,
         ]
-
-
-def _oldest_age(stats: RouteStats, now: float) -> float:
-    if stats.oldest_created is None:  # a known-empty route
-        return 0.0
-    return max(0.0, now - stats.oldest_created)

@@ -43,6 +43,7 @@ from exporter.aggregate import (
     QueueAggregator,
     QueueSnapshot,
     RouteStats,
+    route_key,
 )
 from exporter.config import PollConfig
 from exporter.dates import parse_mimecast_date
@@ -250,7 +251,7 @@ class QueueScan:
             first = probe.messages[0] if probe.messages else None
             if count is None:
                 return None
-            if (count == 0) != (first is None) or (first and _route_of(first.routing) != route):
+            if (count == 0) != (first is None) or (first and route_key(first.routing) != route):
                 self.warnings.warn(
                     "filter_by",
                     f"Mimecast answered a request for route {route!r} with a message of another "
@@ -309,7 +310,7 @@ class QueueScan:
         if route in prefix.oldest:  # the pages read hold the oldest messages of the queue
             return prefix.oldest[route]
         first = probe.messages[0] if probe is not None and probe.messages else None
-        if first is None or _route_of(first.routing) != route:
+        if first is None or route_key(first.routing) != route:
             return None
         created = parse_mimecast_date(first.created)
         # Not among the oldest messages read, so not older than the newest of them.
@@ -341,7 +342,3 @@ def _probes_ordered(prefix: Prefix, probes: Mapping[str, Page]) -> bool:
                 return False
             checked = True
     return checked
-
-
-def _route_of(value: Any) -> str | None:
-    return value.strip().lower() if isinstance(value, str) else None
