@@ -17,10 +17,12 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
+import types
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -35,10 +37,26 @@ from exporter.mimecast.pages import NO_DETAILS, NOT_A_SCALAR, RAW_NULL, UNREAD, 
 from exporter.recipients import OldMessage
 from exporter.status import INDEX_CACHE, STATUSES, status_index
 
+_pagesum: types.ModuleType | None
+try:  # optional: built where a C compiler was (see setup.py)
+    from exporter import _pagesum
+except ImportError:  # pragma: no cover - the wheel was built without it
+    _pagesum = None
+
 log = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
 UNKNOWN_ROUTE = "unknown"
+# How routes are spelled in answers, as indexes into ROUTES for the C sums:
+# lower case as documented, upper case as other endpoints of the API answer.
+# Other spellings still count (route_key), message by message.
+_ROUTE_INDEX: dict[str, int] = {
+    spelling: index
+    for index, route in enumerate(ROUTES)
+    for spelling in (route, route.upper(), route.title())
+}
 
 # Upper bounds (seconds) for message age: a healthy queue holds messages for
 # minutes; a destination that is down makes them hours to days old.
@@ -205,6 +223,11 @@ def _detail_of(message: Message, messages: list[Message], details: list[Details]
     return NO_DETAILS
 
 
+def _microseconds(when: float) -> int:
+    """``when`` as the microseconds of the datetime the loop compares dates with."""
+    return (datetime.fromtimestamp(when, UTC) - _EPOCH) // _MICROSECOND
+
+
 def _timestamp(value: Any, dates: DateParser) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
@@ -251,6 +274,40 @@ class _RouteTotals:
         self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
         self.retry_unknown = 0  # nextAttempt absent or not a date
         self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
+
+    def merge(
+        self,
+        messages: int,
+        size: int,
+        attempts: int,
+        max_attempts: int,
+        size_counts: tuple[int, ...],
+        age_counts: tuple[int, ...],
+        age_sum: float,  # the route's, with this page's ages
+        oldest: float,
+        by_status: tuple[int, ...],
+        misses: dict[Any, int] | None,
+        locked: int,
+        overdue: int,
+        lock_unknown: int,
+        retry_unknown: int,
+    ) -> None:
+        """Add one page's sums for this route (from exporter/_pagesum.c)."""
+        self.messages += messages
+        self.size += size
+        self.attempts += attempts
+        self.max_attempts = max(self.max_attempts, max_attempts)
+        self.size_counts = list(map(operator.add, self.size_counts, size_counts))
+        self.age_counts = list(map(operator.add, self.age_counts, age_counts))
+        self.age_sum = age_sum  # the running sum, this page's ages added on
+        self.oldest = min(self.oldest, oldest)
+        self.by_status = list(map(operator.add, self.by_status, by_status))
+        for info, count in (misses or {}).items():  # infos not classified yet
+            self.by_status[status_index(info)] += count
+        self.locked += locked
+        self.overdue += overdue
+        self.lock_unknown += lock_unknown
+        self.retry_unknown += retry_unknown
 
     @property
     def oldest_created(self) -> float | None:
@@ -367,11 +424,58 @@ class QueueAggregator:
     def add(
         self, messages: list[Message], details: Callable[[], list[Details]] | None = None
     ) -> None:
-        """Count one page of messages. Written for speed: this runs once per message.
+        """Count one page of messages.
 
         ``details`` gives the page's Details, in the order of ``messages``; it is
         called only when they are needed (an oldest message, or top_domains).
+        A page of well-formed messages is summed in C (exporter/_pagesum.c),
+        when the extension was built; any other, message by message.
         """
+        if _pagesum is None or not messages:
+            self.add_each(messages, details)
+            return
+        cut = self._cut
+        page = _pagesum.summarize(
+            messages,
+            Message,
+            _ROUTE_INDEX,
+            INDEX_CACHE,
+            msgspec.UNSET,
+            self.now,
+            _microseconds(self.now),
+            _microseconds(self.now - self.retry_overdue_after),
+            SIZE_BUCKETS,
+            AGE_BUCKETS,
+            _MAX_COUNT,
+            len(STATUSES),
+            OLDEST_MESSAGES,
+            self._newest,
+            self._falls,
+            cut,
+            tuple(self._routes[route].age_sum for route in ROUTES),
+        )
+        if page is None:  # a value the loop must look at
+            self.add_each(messages, details)
+            return
+        by_route, self._newest, self._falls, older = page
+        for route, sums in zip(ROUTES, by_route, strict=True):
+            if sums is not None:
+                self._routes[route].merge(*sums)
+        if older:
+            # Numbered in page order, as the loop numbers them: among equal
+            # dates, the first seen wins.
+            older.sort(key=operator.itemgetter(1))
+            candidates = [(created, next(self._order), messages[i]) for created, i in older]
+            self._keep_oldest(candidates, messages, details)
+        if self.top_domains and not self._domains_dropped and details is not None:
+            self._count_domains(messages, details())
+        self.scanned += len(messages)
+
+    def add_each(
+        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
+    ) -> None:
+        """:meth:`add`, message by message: for any page, however malformed.
+        Written for speed: this runs once per message."""
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS

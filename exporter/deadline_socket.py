@@ -26,6 +26,11 @@ class TooManyBytes(OSError):
     """More bytes arrived in one exchange than its cap allows."""
 
 
+class DeadlinePassed(TimeoutError):
+    """The exchange's deadline came (rather than a pause longer than the
+    per-operation timeout): bytes may well have been arriving all along."""
+
+
 class DeadlineSocket:
     """Wraps a connected socket (plain or TLS); see the module's docstring.
 
@@ -60,7 +65,7 @@ class DeadlineSocket:
     def _before_io(self) -> None:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("deadline passed")
+            raise DeadlinePassed("deadline passed")
         if self._op_timeout is not None:
             left = min(left, self._op_timeout)
         self._sock.settimeout(left if math.isfinite(left) else None)
@@ -73,19 +78,37 @@ class DeadlineSocket:
 
     # -- the operations http.client, socketserver and ssl use --------------------
 
+    def _timed_out(self, exc: TimeoutError) -> TimeoutError:
+        """The socket's timeout, as DeadlinePassed when it was the deadline's."""
+        if time.monotonic() >= self._deadline:  # timeouts round up: never before it
+            passed = DeadlinePassed("deadline passed")
+            passed.__cause__ = exc
+            return passed
+        return exc
+
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         self._before_io()
-        return self._count(self._sock.recv_into(buffer, nbytes, flags))
+        try:
+            received: int = self._sock.recv_into(buffer, nbytes, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from exc
+        return self._count(received)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._before_io()
-        data: bytes = self._sock.recv(bufsize, flags)
+        try:
+            data: bytes = self._sock.recv(bufsize, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from exc
         self._count(len(data))
         return data
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._before_io()
-        sent: int = self._sock.send(data, flags)
+        try:
+            sent: int = self._sock.send(data, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from exc
         return sent
 
     def sendall(self, data: Any, flags: int = 0) -> None:

@@ -28,7 +28,7 @@ from urllib3.exceptions import ReadTimeoutError
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
-from exporter.deadline_socket import TooManyBytes
+from exporter.deadline_socket import DeadlinePassed, TooManyBytes
 from exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from exporter.mimecast.budget import RequestBudget
@@ -56,9 +56,9 @@ MAX_ATTEMPTS = 5
 # Answers larger than this are refused rather than read into memory: a page of
 # 500 messages is well under 1 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# read1 returns what has arrived, up to this. Not larger: chunks past 128 KiB are
-# mmap-ed and unmapped on every read, which costs more than a few more calls.
-_READ_CHUNK = 64 * 1024
+# The buffer an answer that does not declare its length is first read into;
+# it doubles as needed, up to max_response_bytes.
+_FIRST_BUFFER = 256 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
 
@@ -345,7 +345,9 @@ class MimecastClient:
 
     def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared[:30]) > self.max_response_bytes:
+        if not (declared.isascii() and declared.isdigit()):
+            declared = ""  # not a length: read until the body ends
+        if declared and int(declared[:30]) > self.max_response_bytes:
             shown = declared if len(declared) <= 20 else f"{len(declared)}-digit"
             raise PollError(
                 "bad_response",
@@ -353,18 +355,27 @@ class MimecastClient:
                 status=response.status,
                 request_id=request_id,
             )
-        # One growing buffer, not a list of chunks joined at the end: an answer at
-        # the size cap is held once, not twice.
-        body = bytearray()
+        # One buffer the socket reads into, of the declared size (one byte more,
+        # to see the end) or growing to the cap: no chunk is copied twice, and an
+        # answer at the cap is held once.
+        cap = self.max_response_bytes
+        size = int(declared) + 1 if declared else _FIRST_BUFFER
+        body = bytearray(min(size, cap + 1))
+        got = 0
         while True:
-            # read1 returns whatever has arrived, so the deadline is checked
-            # between bytes of a trickle that never trips the socket timeout.
+            if got == len(body):
+                body += bytes(min(len(body), cap + 1 - len(body)))
             try:
-                chunk = response.read1(_READ_CHUNK)
+                # The deadline socket ends each read at the request's deadline,
+                # however slowly the bytes arrive.
+                read = response.readinto(memoryview(body)[got:])
             except (ReadTimeoutError, TimeoutError) as exc:
+                passed = any(isinstance(cause, DeadlinePassed) for cause in _causes(exc))
                 raise PollError(
                     "timeout",
-                    "answer stalled mid-body",
+                    "answer still arriving at the request deadline"
+                    if passed
+                    else "answer stalled mid-body",
                     status=response.status,
                     request_id=request_id,
                     retryable=True,
@@ -382,12 +393,14 @@ class MimecastClient:
                     request_id=request_id,
                     retryable=True,
                 ) from exc
-            if not chunk:
+            if not read:
+                del body[got:]
                 return body
-            if len(body) + len(chunk) > self.max_response_bytes:
+            got += read
+            if got > cap:
                 raise PollError(
                     "bad_response",
-                    f"answer larger than the {self.max_response_bytes} byte cap",
+                    f"answer larger than the {cap} byte cap",
                     status=response.status,
                     request_id=request_id,
                 )
@@ -399,7 +412,6 @@ class MimecastClient:
                     request_id=request_id,
                     retryable=True,
                 )
-            body += chunk
 
     def _note_rate_limit(self, endpoint: str, answer: Answer) -> None:
         remaining = header_number(answer.headers, "X-RateLimit-Remaining")

@@ -60,6 +60,11 @@ class Answer(Protocol):
     def read1(self, size: int) -> bytes:
         """Up to ``size`` bytes of the inflated body, as soon as any are there; b"" at the end."""
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Bytes of the inflated body into ``buffer`` (as many as fit, unless the
+        body ends first): their number, 0 at the end. Not compressed, the body
+        goes from the socket into ``buffer`` without a copy in between."""
+
     def finish(self) -> None:
         """The body was read to the end: keep the connection for the next request."""
 
@@ -188,6 +193,9 @@ class _DirectAnswer:
     def read1(self, size: int) -> bytes:
         return self._body.read1(size)
 
+    def readinto(self, buffer: memoryview) -> int:
+        return self._body.readinto(buffer)
+
     def finish(self) -> None:
         self._response.read()  # lets http.client close or keep the connection as the host said
 
@@ -291,6 +299,9 @@ class _ProxiedAnswer:
     def read1(self, size: int) -> bytes:
         return self._body.read1(size)
 
+    def readinto(self, buffer: memoryview) -> int:
+        return self._body.readinto(buffer)
+
     def finish(self) -> None:
         self._response.release_conn()
 
@@ -307,6 +318,11 @@ class _Raw:
     def read1(self, size: int) -> bytes:
         data: bytes = self._response.read1(size, decode_content=False)
         return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class _Inflating:
@@ -350,15 +366,27 @@ class _Inflating:
             if out:
                 return out
 
+    def readinto(self, buffer: memoryview) -> int:
+        if self._unsupported or self._inflater is not None:
+            data = self.read1(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        got: int = self._raw.readinto(buffer)
+        self._check_cut_off(got)
+        return got
+
     def _read_raw(self, size: int) -> bytes:
         data: bytes = self._raw.read1(size)
-        self._got += len(data)
+        self._check_cut_off(len(data))
+        return data
+
+    def _check_cut_off(self, got: int) -> None:
+        self._got += got
         length = getattr(self._raw, "length", None)
-        if not data and length:  # http.client ends a cut-off body quietly
+        if not got and length:  # http.client ends a cut-off body quietly
             raise http.client.HTTPException(
                 f"IncompleteRead({self._got} bytes read, {length} more expected)"
             )
-        return data
 
 
 def _proxy_for(url: str) -> str | None:
