@@ -34,6 +34,7 @@ from exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from exporter.mimecast.budget import RequestBudget
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.filters import route_filter
+from exporter.mimecast.http11 import BadFraming
 from exporter.mimecast.pages import Page, decode_page
 from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 from exporter.mimecast.responses import parse_token, upstream_text
@@ -444,8 +445,16 @@ def _raise_if_local_or_too_large(
     exc: BaseException, request_id: str, status: int | None = None
 ) -> None:
     """A local failure is ``local``, never blamed on Mimecast as ``connection``;
-    an answer past its byte cap (headers and framing included) is ``bad_response``."""
+    an answer past its byte cap (headers and framing included), or with broken
+    framing, is ``bad_response``."""
     for cause in _causes(exc):
+        if isinstance(cause, BadFraming):
+            raise PollError(
+                "bad_response",
+                f"answer malformed: {cause}",
+                status=status,
+                request_id=request_id,
+            ) from exc
         if isinstance(cause, TooManyBytes):
             raise PollError(
                 "bad_response",

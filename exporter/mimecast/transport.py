@@ -6,8 +6,10 @@ pages of 500 messages that cost more CPU than decoding the answer (see
 BENCHMARKS.md), and the exporter needs none of it per request. So the
 environment is read once, here, as requests reads it (``HTTPS_PROXY``,
 ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), and a request goes
-straight to ``http.client`` on a connection kept open between requests.
-Through a proxy, urllib3's ProxyManager does the tunnelling.
+straight out on a connection kept open between requests, written and read by
+:mod:`exporter.mimecast.http11` (``http.client`` parses headers with the email
+package: more CPU per request than decoding a page). Through a proxy,
+urllib3's ProxyManager does the tunnelling.
 
 TLS is always verified: against ``tls_config.ca_file`` when the account has
 one, else the environment's bundle, else certifi's (as requests does).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import http.client
 import os
 import select
+import socket
 import ssl
 import threading
 import time
@@ -37,6 +40,7 @@ import urllib3.connection
 
 from exporter.deadline_socket import DeadlineSocket
 from exporter.logs import scrub_and_cut
+from exporter.mimecast import http11
 
 HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 # Bytes an answer may take on the wire beyond its body cap: status line,
@@ -106,7 +110,8 @@ def transport_for(
 
 
 class DirectTransport:
-    """One connection to the host, opened when needed and kept between requests."""
+    """One connection to the host, opened when needed and kept between requests;
+    each exchange read by :mod:`exporter.mimecast.http11`."""
 
     proxy: str | None = None
 
@@ -115,13 +120,15 @@ class DirectTransport:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
+        # The Host header: the URL's host and port, as written there.
+        self._host_header = parts.netloc.rpartition("@")[2]
         self._context: ssl.SSLContext | None = None
         if self._https:
             self._context = ssl.create_default_context(
                 cafile=None if os.path.isdir(bundle) else bundle,
                 capath=bundle if os.path.isdir(bundle) else None,
             )
-        self._conn: http.client.HTTPConnection | None = None
+        self._sock: DeadlineSocket | None = None
 
     def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
@@ -129,43 +136,46 @@ class DirectTransport:
         # Not sent again here if the host drops the connection: a request id and
         # signature are good once, so the client's retry makes a new request.
         deadline = time.monotonic() + timeout
-        conn = self._connection(timeout)
+        request = http11.request_bytes(
+            "POST", urlsplit(url).path, self._host_header, {**HEADERS, **headers}, body
+        )
+        sock = self._connection(timeout)
         try:
-            conn.sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)  # type: ignore[union-attr]
-            conn.request("POST", urlsplit(url).path, body, {**HEADERS, **headers})
-            response = conn.getresponse()
+            sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)
+            sock.sendall(request)
+            exchange = http11.Exchange(sock)
         except BaseException:
             self.close()
             raise
-        return _DirectAnswer(response, self)
+        return _DirectAnswer(exchange, self)
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn = self._conn
-        if conn is not None and conn.sock is not None and not _dropped(conn.sock):
-            return conn
+    def _connection(self, timeout: float) -> DeadlineSocket:
+        sock = self._sock
+        if sock is not None and not _dropped(sock):
+            return sock
         self.close()
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=timeout, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         try:
-            conn.connect()
+            raw = socket.create_connection((self._host, self._port), timeout=timeout)
         except TimeoutError as exc:
-            conn.close()
             raise ConnectTimeout(f"no connection to {self._host}:{self._port}") from exc
+        try:
+            # A request goes out in one piece: no waiting for an ACK of a first part.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._context is not None:
+                raw = self._context.wrap_socket(raw, server_hostname=self._host)
+        except TimeoutError as exc:
+            raw.close()
+            raise ConnectTimeout(f"no TLS connection to {self._host}:{self._port}") from exc
         except BaseException:
-            conn.close()
+            raw.close()
             raise
-        conn.sock = DeadlineSocket(conn.sock)
-        self._conn = conn
-        return conn
+        self._sock = DeadlineSocket(raw)
+        return self._sock
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def _dropped(sock: Any) -> bool:
@@ -183,12 +193,12 @@ def _dropped(sock: Any) -> bool:
 
 
 class _DirectAnswer:
-    def __init__(self, response: http.client.HTTPResponse, transport: DirectTransport) -> None:
-        self._response = response
+    def __init__(self, exchange: http11.Exchange, transport: DirectTransport) -> None:
+        self._exchange = exchange
         self._transport = transport
-        self.status = response.status
-        self.headers = response.headers
-        self._body = _Inflating(response, response.headers.get("Content-Encoding"))
+        self.status = exchange.status
+        self.headers = exchange.headers
+        self._body = _Inflating(exchange, exchange.headers.get("Content-Encoding"))
 
     def read1(self, size: int) -> bytes:
         return self._body.read1(size)
@@ -197,10 +207,12 @@ class _DirectAnswer:
         return self._body.readinto(buffer)
 
     def finish(self) -> None:
-        self._response.read()  # lets http.client close or keep the connection as the host said
+        # Kept for the next request only when this answer ended cleanly and the
+        # host did not say it would close.
+        if self._exchange.will_close or not self._exchange.complete:
+            self._transport.close()
 
     def abort(self) -> None:
-        self._response.close()  # the socket stays open while its reader does
         self._transport.close()
 
 
