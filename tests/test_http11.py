@@ -75,9 +75,7 @@ def test_status_and_headers_any_case_first_of_a_repeated_name():
 
 
 def test_interim_answers_are_skipped_and_bare_line_feeds_accepted():
-    answer = exchange_of(
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\nContent-Length: 2\n\n{}"
-    )
+    answer = exchange_of(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\nContent-Length: 2\n\n{}")
     assert answer.status == 200 and body_of(answer) == b"{}"
 
 

@@ -15,8 +15,6 @@ from exporter.mimecast.pages import (
     ELEMENTS_FACTOR,
     NOT_A_SCALAR,
     UNREAD,
-    Message,
-    ScalarMessage,
     decode_page,
 )
 
@@ -267,21 +265,3 @@ def test_domains_are_left_out_when_a_page_s_recipients_cannot_be_read():
     agg.add(page.messages, page.details)
     sums = agg.snapshot().routes["outbound"].sums
     assert sums.by_domain is None  # absent, not "everything is other"
-
-
-def test_a_value_of_another_type_costs_one_more_pass_not_the_tolerant_path():
-    """Message is typed for speed; a page with a size of "2048" is decoded again
-    into ScalarMessage, whole, with the values as they came."""
-    messages = [
-        {"routing": "outbound", "size": 10, "attempts": 1, "created": "2026-11-23T23:00:00Z"},
-        {"routing": "Outbound ", "size": "2048", "attempts": 1.0, "info": 5},
-    ]
-    page = decode(envelope(messages))
-    assert {type(m) for m in page.messages} == {ScalarMessage}
-    assert [(m.routing, m.size, m.attempts, m.info) for m in page.messages] == [
-        ("outbound", 10, 1, None),
-        ("Outbound ", "2048", 1.0, 5),
-    ]
-    assert page.read_details is None  # details still read on demand, as on the fast path
-    typed = decode(envelope(messages[:1]))
-    assert type(typed.messages[0]) is Message

@@ -26,7 +26,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import msgspec
 
@@ -39,21 +39,13 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Message(msgspec.Struct, gc=False):
-    """The fields of one queued message that the exporter reads.
+    """The fields of one queued message that the exporter reads."""
 
-    Typed as every well-formed answer has them: msgspec decodes a page a
-    quarter faster into exact types than into unions of every scalar. A page
-    with any other value (a size of 2048.0, a route of 1) fails this decode and
-    is decoded again into :class:`ScalarMessage` (or, failing that, on the
-    tolerant path), where the fields hold whatever came: the aggregator never
-    trusts these annotations.
-    """
-
-    routing: str | None = None
-    size: int | None = None
-    attempts: int | None = None
-    created: str | None = None
-    info: str | None = None  # why it is stuck, in words (exporter.status classifies it)
+    routing: Scalar = None
+    size: Scalar = None
+    attempts: Scalar = None
+    created: Scalar = None
+    info: Scalar = None  # why it is stuck, in words (exporter.status classifies it)
     # UNSET when the answer does not carry the field at all: then whether the
     # message is locked or its retry overdue is not known (never "no"). Decoded
     # as dates by msgspec, in C (this runs per message); a value that is not a
@@ -65,18 +57,6 @@ class Message(msgspec.Struct, gc=False):
     locked_until: AwareDatetime | msgspec.UnsetType | None = msgspec.field(
         default=msgspec.UNSET, name="lockedUntil"
     )
-
-
-class ScalarMessage(Message, gc=False):
-    """A Message from a page with a value not of the type expected (a size of
-    "2048", a route of 1): any scalar in these five fields, as it came. Decoded
-    in one pass still, but summed message by message (the aggregator's loop)."""
-
-    routing: Scalar = None  # type: ignore[assignment]
-    size: Scalar = None  # type: ignore[assignment]
-    attempts: Scalar = None  # type: ignore[assignment]
-    created: Scalar = None  # type: ignore[assignment]
-    info: Scalar = None  # type: ignore[assignment]
 
 
 class Details(msgspec.Struct, gc=False):
@@ -171,16 +151,6 @@ class _FastEnvelope(msgspec.Struct):
     fail: msgspec.Raw = msgspec.Raw(b"null")
 
 
-class _ScalarItem(msgspec.Struct):
-    messages: list[ScalarMessage] | None = None
-
-
-class _ScalarEnvelope(msgspec.Struct):
-    meta: msgspec.Raw = msgspec.Raw(b"null")
-    data: list[_ScalarItem] | msgspec.UnsetType = msgspec.UNSET
-    fail: msgspec.Raw = msgspec.Raw(b"null")
-
-
 class _DataItem(msgspec.Struct):
     messages: msgspec.Raw = msgspec.Raw(b"null")
 
@@ -220,11 +190,9 @@ class _DetailsEnvelope(msgspec.Struct):
 
 
 _FAST = msgspec.json.Decoder(_FastEnvelope)
-_FAST_SCALARS = msgspec.json.Decoder(_ScalarEnvelope)
 _DETAILS = msgspec.json.Decoder(_DetailsEnvelope)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _MESSAGES = msgspec.json.Decoder(list[Message])
-_MESSAGES_SCALARS = msgspec.json.Decoder(list[ScalarMessage])
 _DETAILS_LIST = msgspec.json.Decoder(list[Details])
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
@@ -243,24 +211,17 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     """
     bound = _Bound(body, request_id, max_bytes)
     bound.admit_objects()
-    # One pass over the answer for every well-formed page; a second for a page
-    # with a value of another type; if that fails too, something is off: the
-    # careful path below finds and says what.
-    fast: _FastEnvelope | _ScalarEnvelope | None = None
-    for decoder in (_FAST, _FAST_SCALARS):
-        try:
-            fast = decoder.decode(body)
-            break
-        except msgspec.ValidationError:
-            continue
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
+    try:  # one pass over the answer, for every well-formed page
+        fast = _FAST.decode(body)
+    except msgspec.ValidationError:
+        fast = None  # something is off: the careful path below finds and says what
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
     details: list[Details] | None = None
     if fast is not None and fast.data is not msgspec.UNSET:
         _raise_for_fail(fast.fail, request_id)
-        # (A list of ScalarMessage is read only, as a list of Message.)
         if len(fast.data) == 1:  # as in every answer seen: no copy
-            messages = cast(list[Message], fast.data[0].messages or [])
+            messages = fast.data[0].messages or []
         else:
             messages = [m for item in fast.data if item.messages for m in item.messages]
         meta = fast.meta
@@ -355,15 +316,14 @@ def _decode(decoder: msgspec.json.Decoder[Any], raw: Any, request_id: str) -> An
 def _messages(raw: msgspec.Raw, bound: _Bound, details: list[Details]) -> list[Message]:
     """The messages of one array; their Details appended to ``details``."""
     bound.admit_objects()
-    for decoder in (_MESSAGES, _MESSAGES_SCALARS):
-        try:
-            messages: list[Message] = cast(list[Message], decoder.decode(raw))
-        except msgspec.ValidationError:
-            continue
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise _bad(f"answer is not valid JSON: {exc}", bound.request_id) from exc
+    try:
+        messages = _MESSAGES.decode(raw)
         details.extend(_array_details(raw, len(messages), bound))
         return messages
+    except msgspec.ValidationError:
+        pass
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _bad(f"answer is not valid JSON: {exc}", bound.request_id) from exc
     # The tolerant path: element by element, fields as raw JSON.
     messages = []
     for element in _elements(raw, bound):
