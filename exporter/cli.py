@@ -24,6 +24,8 @@ from exporter.web.server import MAX_CONNECTIONS
 from exporter.web.watch import WebConfigWatcher
 
 log = logging.getLogger("exporter")
+# How often the main thread wakes to run signal handlers (see serve()).
+SIGNAL_CHECK_SECONDS = 0.5
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
 
@@ -285,7 +287,12 @@ def serve(
     if on_ready is not None:
         on_ready(web.url)
     while True:
-        signals.wakeup.wait()
+        # Never an untimed wait: a signal the kernel delivers to another thread
+        # only flags it for the main thread, and a main thread blocked on a lock
+        # would not run its handler (SIGTERM ignored until SIGKILL). Waking
+        # twice a second lets pending handlers run.
+        if not signals.wakeup.wait(SIGNAL_CHECK_SECONDS):
+            continue
         signals.wakeup.clear()
         if stopping.is_set():
             break

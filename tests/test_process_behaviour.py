@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import signal
 import statistics
@@ -150,3 +152,27 @@ def _more_lines(daemon):
     # wait_for_url read up to the "exporter started" line; the rest follows it.
     daemon.lines.append(daemon.proc.stderr.readline())
     return daemon.lines
+
+
+def test_a_sigterm_delivered_to_another_thread_still_stops_the_exporter(tmp_path):
+    """The kernel may deliver a process's signal to any of its threads; Python
+    then only flags it for the main thread. A main thread in an untimed wait
+    never ran the handler: the exporter ignored SIGTERM until SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with SimulatorServer("127.0.0.1", 0, scenario="empty") as sim:
+        sim.add_hmac_key(HMAC_APP_ID, HMAC_APP_KEY, HMAC_ACCESS_KEY, HMAC_SECRET_KEY)
+        config = hmac_config(tmp_path, sim.url, interval="10s", timeout="9s")
+        daemon = Daemon("--config.file", str(config))
+        try:
+            daemon.wait_for_url()
+            time.sleep(1.0)  # the main thread is waiting by now, not still starting
+            pid = daemon.proc.pid
+            others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+            assert others, "the exporter runs its polls and server in threads"
+            assert libc.tgkill(pid, others[-1], signal.SIGTERM) == 0, ctypes.get_errno()
+            daemon.proc.wait(timeout=5)
+        finally:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                daemon.proc.wait()
+    assert daemon.proc.returncode == 0
