@@ -164,6 +164,23 @@ class MimecastClient:
     def _call_with_retries(
         self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
     ) -> Page:
+        # The first attempt outside tenacity: its machinery cost 5 to 9 % of a
+        # poll's CPU, and nearly every request succeeds at once. A retryable
+        # failure is handed to tenacity as its own first attempt (replayed), so
+        # that the policy, its waits and its log lines are exactly as if
+        # tenacity had made that attempt.
+        try:
+            return self._call_once(body, budget, deadline, page_number)
+        except PollError as error:
+            if not error.retryable:
+                raise
+            first_failure: list[PollError] = [error]
+
+        def attempt(*args: Any) -> Page:
+            if first_failure:
+                raise first_failure.pop()
+            return self._call_once(*args)
+
         backoff = wait_exponential_jitter(max=30, jitter=1)
 
         def wait(state: RetryCallState) -> float:
@@ -198,7 +215,7 @@ class MimecastClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._call_once, body, budget, deadline, page_number)
+        return retrying(attempt, body, budget, deadline, page_number)
 
     def _log_context(self, body: dict[str, Any]) -> dict[str, object]:
         return {"account": self.account.name, "queue": body["data"][0]["type"]}
