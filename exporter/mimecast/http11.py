@@ -89,15 +89,32 @@ def request_bytes(
     """The request as sent: request line, Host, the headers, Content-Length, body."""
     lines = [f"{method} {path} HTTP/1.1".encode("ascii"), b"Host: " + host.encode("idna")]
     for name, value in headers.items():
-        raw_name, raw_value = name.encode("ascii"), value.encode("latin-1")
-        if not _LEGAL_NAME(raw_name):
-            raise ValueError(f"invalid header name {name!r}")
-        if _ILLEGAL_VALUE(raw_value):
-            # The value is not quoted: it may be a credential (see client._post).
-            raise ValueError(f"invalid value for header {name!r}")
-        lines.append(raw_name + b": " + raw_value)
+        line = _checked_lines.get((name, value))
+        if line is None:
+            line = _header_line(name, value)
+            if len(_checked_lines) >= _MAX_CHECKED_LINES:
+                _checked_lines.clear()
+            _checked_lines[(name, value)] = line
+        lines.append(line)
     lines.append(b"Content-Length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# Header lines already checked: most are the same at every request of a poll
+# (Accept, User-Agent, a bearer token until it is renewed). Bounded: a request
+# id and a date are new each time.
+_checked_lines: dict[tuple[str, str], bytes] = {}
+_MAX_CHECKED_LINES = 256
+
+
+def _header_line(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode("ascii"), value.encode("latin-1")
+    if not _LEGAL_NAME(raw_name):
+        raise ValueError(f"invalid header name {name!r}")
+    if _ILLEGAL_VALUE(raw_value):
+        # The value is not quoted: it may be a credential (see client._post).
+        raise ValueError(f"invalid value for header {name!r}")
+    return raw_name + b": " + raw_value
 
 
 class Exchange:
