@@ -240,3 +240,13 @@ def test_the_connection_is_kept_while_the_host_allows_and_replaced_when_not():
 
 def test_module_bounds_are_what_the_docs_say():
     assert http11.MAX_HEADERS == 100 and http11.MAX_HEAD_BYTES == 64 * 1024
+
+
+def test_checked_header_lines_are_kept_within_their_bound():
+    for i in range(http11._MAX_CHECKED_LINES + 50):
+        request_bytes("POST", "/", "h", {"x-mc-req-id": f"id-{i}"}, b"")
+    assert len(http11._checked_lines) <= http11._MAX_CHECKED_LINES
+    # A line refused once is refused again: only good lines are kept.
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            request_bytes("POST", "/", "h", {"Authorization": "a\r\nb"}, b"")
