@@ -389,6 +389,9 @@ class QueueAggregator:
         self.top_domains = top_domains
         self.details = details
         self.retry_overdue_after = retry_overdue_after
+        # The times the C sums compare dates with, as the loop's datetimes hold them.
+        self._now_us = _microseconds(now)
+        self._overdue_us = _microseconds(now - retry_overdue_after)
         self._domain_count = 0
         self._domains_dropped = False
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
@@ -442,8 +445,8 @@ class QueueAggregator:
             INDEX_CACHE,
             msgspec.UNSET,
             self.now,
-            _microseconds(self.now),
-            _microseconds(self.now - self.retry_overdue_after),
+            self._now_us,
+            self._overdue_us,
             SIZE_BUCKETS,
             AGE_BUCKETS,
             _MAX_COUNT,

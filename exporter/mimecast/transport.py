@@ -21,7 +21,6 @@ after inflating, not only those on the wire.
 
 from __future__ import annotations
 
-import http.client
 import os
 import select
 import socket
@@ -332,9 +331,7 @@ class _Raw:
         return data
 
     def readinto(self, buffer: memoryview) -> int:
-        data = self.read1(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return _read1_into(self, buffer)
 
 
 class _Inflating:
@@ -354,7 +351,6 @@ class _Inflating:
             shown = scrub_and_cut(coding, 40)
             self._unsupported = f"answer compressed as {shown!r}, which was not asked for"
         self._ended = False
-        self._got = 0  # bytes on the wire so far
 
     def read1(self, size: int) -> bytes:
         if self._unsupported:
@@ -380,25 +376,21 @@ class _Inflating:
 
     def readinto(self, buffer: memoryview) -> int:
         if self._unsupported or self._inflater is not None:
-            data = self.read1(len(buffer))
-            buffer[: len(data)] = data
-            return len(data)
+            return _read1_into(self, buffer)
         got: int = self._raw.readinto(buffer)
-        self._check_cut_off(got)
         return got
 
     def _read_raw(self, size: int) -> bytes:
+        # A body cut short raises where it is read (http11.Exchange, urllib3).
         data: bytes = self._raw.read1(size)
-        self._check_cut_off(len(data))
         return data
 
-    def _check_cut_off(self, got: int) -> None:
-        self._got += got
-        length = getattr(self._raw, "length", None)
-        if not got and length:  # http.client ends a cut-off body quietly
-            raise http.client.HTTPException(
-                f"IncompleteRead({self._got} bytes read, {length} more expected)"
-            )
+
+def _read1_into(reader: Any, buffer: memoryview) -> int:
+    """``readinto`` for a reader that only has ``read1``: one copy."""
+    data = reader.read1(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
 
 
 def _proxy_for(url: str) -> str | None:
