@@ -22,9 +22,9 @@ help:
 	@echo "make dist   build the wheel into dist/"
 
 # The exporter and its runtime dependencies only: what `make demo` needs.
-# exporter/_pagesum.c is compiled if a C compiler is there (else the exporter
-# sums pages in Python: the same figures, more CPU).
-$(RUNTIME_STAMP): pyproject.toml setup.py exporter/_pagesum.c
+# exporter/_pagesum.c and _pageframe.c are compiled if a C compiler is there (else the exporter
+# decodes and sums pages in Python: the same figures, more CPU).
+$(RUNTIME_STAMP): pyproject.toml setup.py exporter/_pagesum.c exporter/_pageframe.c exporter/_pageframe.h
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 	  echo "installing python3-venv (needed to create $(VENV))"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv; }

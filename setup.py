@@ -15,7 +15,8 @@ setup(
     ext_modules=[
         Extension(
             "exporter._pagesum",
-            sources=["exporter/_pagesum.c"],
+            sources=["exporter/_pagesum.c", "exporter/_pageframe.c"],
+            depends=["exporter/_pageframe.h"],
             optional=os.environ.get("MIMECAST_EXPORTER_REQUIRE_C") != "1",
         )
     ]

@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_pageframe.h"
 #include <datetime.h>
 #include <structmember.h>
 #include <string.h>
@@ -78,10 +79,7 @@ static int digits(const char *p, int n, int *out) {
 /* Epoch seconds of "YYYY-MM-DDTHH:MM:SS" (or a space for the T) followed by
  * "+0000", "+00:00", "Z" or nothing: the spellings DateParser's fast path
  * takes (exporter/dates.py, UTC_SECONDS), with the same checks. 0: not one. */
-static int parse_created(PyObject *text, double *out) {
-    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) return 0;
-    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    const char *p = (const char *)PyUnicode_DATA(text);
+static int parse_created_chars(const char *p, Py_ssize_t length, double *out) {
     if (length < 19) return 0;
     const char *tail = p + 19;
     Py_ssize_t rest = length - 19;
@@ -101,6 +99,11 @@ static int parse_created(PyObject *text, double *out) {
                         hour * 3600LL + minute * 60LL + second;
     *out = (double)seconds;
     return 1;
+}
+
+static int parse_created(PyObject *text, double *out) {
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) return 0;
+    return parse_created_chars((const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), out);
 }
 
 /* Microseconds since the epoch of a UTC datetime; 0: not a datetime in UTC. */
@@ -208,30 +211,185 @@ static PyObject *increment(PyObject *counts, PyObject *key) {
     return failed ? NULL : Py_None;
 }
 
-static PyObject *summarize(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *messages, *message_type, *routes, *status_cache, *unset, *size_tuple, *age_tuple,
-        *age_sums;
+/* What summing one page needs and builds, whichever form its messages take. */
+typedef struct {
+    PyObject *routes, *status_cache, *unset;
     double now, cut, newest;
     long long now_us, overdue_us, max_count;
     int n_statuses, keep, falls;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!OdLLOOLiidpdO!", &PyList_Type, &messages, &PyType_Type,
-                          &message_type, &PyDict_Type, &routes, &PyDict_Type, &status_cache,
-                          &unset, &now, &now_us, &overdue_us, &size_tuple, &age_tuple, &max_count,
-                          &n_statuses, &keep, &newest, &falls, &cut, &PyTuple_Type, &age_sums))
-        return NULL;
-    if (PyTuple_GET_SIZE(age_sums) != N_ROUTES) {
-        PyErr_SetString(PyExc_ValueError, "age_sums: one per route");
-        return NULL;
-    }
-    if (n_statuses < 1 || n_statuses > MAX_STATUSES || keep < 1 || keep > MAX_KEEP) {
-        PyErr_SetString(PyExc_ValueError, "statuses: 1 to 64; keep: 1 to 64");
-        return NULL;
-    }
     double size_bounds[MAX_BOUNDS], age_bounds[MAX_BOUNDS];
     int n_size, n_age;
-    if (!read_bounds(size_tuple, size_bounds, &n_size) || !read_bounds(age_tuple, age_bounds, &n_age))
-        return NULL;
+    RouteSums sums[N_ROUTES];
+    Candidate kept[MAX_KEEP];
+    int n_kept;
+} PageSums;
 
+/* Retry state of a message: no such field (unknown), null (none), or a date. */
+enum { STATE_NONE, STATE_UNKNOWN, STATE_DATE };
+
+/* The values of one well-formed message, as the loop takes them. */
+typedef struct {
+    long route;
+    long long size, attempts;
+    double created;
+    int lock_state, next_state;
+    long long lock_us, next_us;
+} Values;
+
+/* Arguments after the first two (the messages, in one form or the other). */
+static int read_context(PyObject *args, PyObject **first, PyObject **second, PageSums *page) {
+    PyObject *size_tuple, *age_tuple, *age_sums;
+    memset(page, 0, sizeof *page);
+    if (!PyArg_ParseTuple(args, "OOO!O!OdLLOOLiidpdO!", first, second, &PyDict_Type, &page->routes,
+                          &PyDict_Type, &page->status_cache, &page->unset, &page->now,
+                          &page->now_us, &page->overdue_us, &size_tuple, &age_tuple,
+                          &page->max_count, &page->n_statuses, &page->keep, &page->newest,
+                          &page->falls, &page->cut, &PyTuple_Type, &age_sums))
+        return 0;
+    if (PyTuple_GET_SIZE(age_sums) != N_ROUTES) {
+        PyErr_SetString(PyExc_ValueError, "age_sums: one per route");
+        return 0;
+    }
+    if (page->n_statuses < 1 || page->n_statuses > MAX_STATUSES || page->keep < 1 ||
+        page->keep > MAX_KEEP) {
+        PyErr_SetString(PyExc_ValueError, "statuses: 1 to 64; keep: 1 to 64");
+        return 0;
+    }
+    if (!read_bounds(size_tuple, page->size_bounds, &page->n_size) ||
+        !read_bounds(age_tuple, page->age_bounds, &page->n_age))
+        return 0;
+    for (int r = 0; r < N_ROUTES; r++) {
+        page->sums[r].oldest = Py_HUGE_VAL;
+        /* Ages are added on to the route's running sum, one by one as the loop
+         * adds them: the same float operations, so the same sum to the last bit. */
+        page->sums[r].age_sum = PyFloat_AsDouble(PyTuple_GET_ITEM(age_sums, r));
+        if (page->sums[r].age_sum == -1.0 && PyErr_Occurred()) return 0;
+    }
+    return 1;
+}
+
+/* A route's index from the routes dict; -1: not a route (the loop's), -2: error. */
+static long route_index(PageSums *page, PyObject *routing) {
+    PyObject *index = PyDict_GetItemWithError(page->routes, routing);
+    if (index == NULL) return PyErr_Occurred() ? -2 : -1;
+    long route = PyLong_AsLong(index);
+    if (route < 0 || route >= N_ROUTES) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "route index out of range");
+        return -2;
+    }
+    return route;
+}
+
+/* The message's status: a status_cache hit, else a miss counted under `info`. */
+static int count_status(PageSums *page, RouteSums *r, PyObject *info) {
+    PyObject *status =
+        PyUnicode_CheckExact(info) ? PyDict_GetItemWithError(page->status_cache, info) : NULL;
+    if (status == NULL && PyErr_Occurred()) return 0;
+    long index = status == NULL ? -1 : PyLong_AsLong(status);
+    if (index >= 0 && index < page->n_statuses) {
+        r->statuses[index]++;
+        return 1;
+    }
+    if (PyErr_Occurred()) return 0;
+    if (r->misses == NULL && (r->misses = PyDict_New()) == NULL) return 0;
+    return increment(r->misses, info) != NULL;
+}
+
+/* Everything but the status, for message number `index` of the page. */
+static void count_values(PageSums *page, const Values *v, Py_ssize_t index) {
+    RouteSums *r = &page->sums[v->route];
+    if (v->lock_state == STATE_UNKNOWN)
+        r->lock_unknown++;
+    else if (v->lock_state == STATE_DATE && v->lock_us > page->now_us)
+        r->locked++;
+    if (v->next_state == STATE_UNKNOWN)
+        r->retry_unknown++;
+    else if (v->next_state == STATE_DATE && v->next_us < page->overdue_us)
+        r->overdue++;
+    r->messages++;
+    r->size += v->size;
+    r->size_counts[bucket(page->size_bounds, page->n_size, (double)v->size)]++;
+    r->attempts += v->attempts;
+    if (v->attempts > r->max_attempts) r->max_attempts = v->attempts;
+
+    /* A message "from the future" (clock skew) is as young as can be. */
+    double created = v->created;
+    double age = created < page->now ? page->now - created : 0.0;
+    r->age_counts[bucket(page->age_bounds, page->n_age, age)]++;
+    r->age_sum += age;
+    if (created < r->oldest) r->oldest = created;
+    if (created < page->cut) consider(page->kept, &page->n_kept, page->keep, created, index);
+    if (created >= page->newest)
+        page->newest = created;
+    else
+        page->falls = 1; /* not in ascending order */
+}
+
+/* (route sums, newest, falls, [(created, index) of the page's oldest]). */
+static PyObject *page_result(PageSums *page) {
+    PyObject *route_sums = PyTuple_New(N_ROUTES);
+    if (route_sums == NULL) return NULL;
+    for (int r = 0; r < N_ROUTES; r++) {
+        PyObject *item;
+        if (page->sums[r].messages == 0) {
+            item = Py_None;
+            Py_INCREF(item);
+        } else {
+            if (page->sums[r].misses == NULL) {
+                page->sums[r].misses = Py_None;
+                Py_INCREF(Py_None);
+            }
+            item = route_tuple(&page->sums[r], page->n_size, page->n_age, page->n_statuses);
+            if (item == NULL) {
+                Py_DECREF(route_sums);
+                return NULL;
+            }
+        }
+        PyTuple_SET_ITEM(route_sums, r, item);
+    }
+    PyObject *candidates = PyList_New(page->n_kept);
+    if (candidates == NULL) {
+        Py_DECREF(route_sums);
+        return NULL;
+    }
+    for (int k = 0; k < page->n_kept; k++) {
+        PyObject *pair = Py_BuildValue("(dn)", page->kept[k].created, page->kept[k].index);
+        if (pair == NULL) {
+            Py_DECREF(route_sums);
+            Py_DECREF(candidates);
+            return NULL;
+        }
+        PyList_SET_ITEM(candidates, k, pair);
+    }
+    return Py_BuildValue("(NdON)", route_sums, page->newest, page->falls ? Py_True : Py_False,
+                         candidates);
+}
+
+static void release(PageSums *page) {
+    for (int r = 0; r < N_ROUTES; r++) Py_CLEAR(page->sums[r].misses);
+}
+
+/* A retry date as msgspec decodes it (a UTC datetime), or null, or UNSET. */
+static int retry_state(PageSums *page, PyObject *value, int *state, long long *us) {
+    if (value == page->unset)
+        *state = STATE_UNKNOWN;
+    else if (value == Py_None)
+        *state = STATE_NONE;
+    else {
+        *state = STATE_DATE;
+        return utc_microseconds(value, us);
+    }
+    return 1;
+}
+
+static PyObject *summarize(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *messages, *message_type;
+    PageSums page;
+    if (!read_context(args, &messages, &message_type, &page)) return NULL;
+    if (!PyList_Check(messages) || !PyType_Check(message_type)) {
+        PyErr_SetString(PyExc_TypeError, "summarize(list of messages, their struct type, ...)");
+        return NULL;
+    }
     Py_ssize_t offsets[N_FIELDS];
     for (int f = 0; f < N_FIELDS; f++) {
         PyObject *descr = PyObject_GetAttrString(message_type, FIELD_NAMES[f]);
@@ -246,22 +404,9 @@ static PyObject *summarize(PyObject *Py_UNUSED(module), PyObject *args) {
         }
     }
 
-    RouteSums sums[N_ROUTES];
-    memset(sums, 0, sizeof sums);
-    for (int r = 0; r < N_ROUTES; r++) {
-        sums[r].oldest = Py_HUGE_VAL;
-        /* Ages are added on to the route's running sum, one by one as the loop
-         * adds them: the same float operations, so the same sum to the last bit. */
-        sums[r].age_sum = PyFloat_AsDouble(PyTuple_GET_ITEM(age_sums, r));
-        if (sums[r].age_sum == -1.0 && PyErr_Occurred()) return NULL;
-    }
-    Candidate kept[MAX_KEEP];
-    int n_kept = 0;
     PyObject *result = NULL;
-    int clean = 1;
-
     Py_ssize_t n = PyList_GET_SIZE(messages);
-    for (Py_ssize_t i = 0; i < n && clean; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *message = PyList_GET_ITEM(messages, i);
         if (Py_TYPE(message) != (PyTypeObject *)message_type) goto not_clean;
         PyObject *field[N_FIELDS];
@@ -270,119 +415,256 @@ static PyObject *summarize(PyObject *Py_UNUSED(module), PyObject *args) {
             if (field[f] == NULL) goto not_clean;
         }
         if (!PyUnicode_CheckExact(field[ROUTING])) goto not_clean;
-        PyObject *route_index = PyDict_GetItemWithError(routes, field[ROUTING]);
-        if (route_index == NULL) {
-            if (PyErr_Occurred()) goto error;
+        Values v;
+        v.route = route_index(&page, field[ROUTING]);
+        if (v.route == -2) goto done;
+        if (v.route < 0 || !plain_count(field[SIZE], page.max_count, &v.size) ||
+            !plain_count(field[ATTEMPTS], page.max_count, &v.attempts) ||
+            !parse_created(field[CREATED], &v.created) ||
+            !retry_state(&page, field[LOCKED_UNTIL], &v.lock_state, &v.lock_us) ||
+            !retry_state(&page, field[NEXT_ATTEMPT], &v.next_state, &v.next_us))
             goto not_clean;
-        }
-        long route = PyLong_AsLong(route_index);
-        if (route < 0 || route >= N_ROUTES) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "route index out of range");
-            goto error;
-        }
-        long long size, attempts;
-        double created;
-        if (!plain_count(field[SIZE], max_count, &size) ||
-            !plain_count(field[ATTEMPTS], max_count, &attempts) ||
-            !parse_created(field[CREATED], &created))
-            goto not_clean;
-        RouteSums *r = &sums[route];
-
-        /* Retry state: null means none, UNSET unknown, a UTC date compared. */
-        long long when;
-        PyObject *until = field[LOCKED_UNTIL];
-        if (until == unset)
-            r->lock_unknown++;
-        else if (until != Py_None) {
-            if (!utc_microseconds(until, &when)) goto not_clean;
-            if (when > now_us) r->locked++;
-        }
-        PyObject *next = field[NEXT_ATTEMPT];
-        if (next == unset)
-            r->retry_unknown++;
-        else if (next != Py_None) {
-            if (!utc_microseconds(next, &when)) goto not_clean;
-            if (when < overdue_us) r->overdue++;
-        }
-
-        PyObject *info = field[INFO];
-        PyObject *status = PyUnicode_CheckExact(info) ? PyDict_GetItemWithError(status_cache, info) : NULL;
-        if (status == NULL && PyErr_Occurred()) goto error;
-        long index = status == NULL ? -1 : PyLong_AsLong(status);
-        if (index >= 0 && index < n_statuses) {
-            r->statuses[index]++;
-        } else {
-            if (PyErr_Occurred()) goto error;
-            if (r->misses == NULL && (r->misses = PyDict_New()) == NULL) goto error;
-            if (increment(r->misses, info) == NULL) goto error;
-        }
-
-        r->messages++;
-        r->size += size;
-        r->size_counts[bucket(size_bounds, n_size, (double)size)]++;
-        r->attempts += attempts;
-        if (attempts > r->max_attempts) r->max_attempts = attempts;
-
-        /* A message "from the future" (clock skew) is as young as can be. */
-        double age = created < now ? now - created : 0.0;
-        r->age_counts[bucket(age_bounds, n_age, age)]++;
-        r->age_sum += age;
-        if (created < r->oldest) r->oldest = created;
-        if (created < cut) consider(kept, &n_kept, keep, created, i);
-        if (created >= newest)
-            newest = created;
-        else
-            falls = 1; /* not in ascending order */
-        continue;
-    not_clean:
-        clean = 0;
+        if (!count_status(&page, &page.sums[v.route], field[INFO])) goto done;
+        count_values(&page, &v, i);
     }
-    if (!clean) {
-        result = Py_None;
-        Py_INCREF(result);
-        goto done;
-    }
-
-    PyObject *route_sums = PyTuple_New(N_ROUTES);
-    if (route_sums == NULL) goto error;
-    for (int r = 0; r < N_ROUTES; r++) {
-        PyObject *item;
-        if (sums[r].messages == 0) {
-            item = Py_None;
-            Py_INCREF(item);
-        } else {
-            if (sums[r].misses == NULL) {
-                sums[r].misses = Py_None;
-                Py_INCREF(Py_None);
-            }
-            item = route_tuple(&sums[r], n_size, n_age, n_statuses);
-            if (item == NULL) {
-                Py_DECREF(route_sums);
-                goto error;
-            }
-        }
-        PyTuple_SET_ITEM(route_sums, r, item);
-    }
-    PyObject *candidates = PyList_New(n_kept);
-    if (candidates == NULL) {
-        Py_DECREF(route_sums);
-        goto error;
-    }
-    for (int k = 0; k < n_kept; k++) {
-        PyObject *pair = Py_BuildValue("(dn)", kept[k].created, kept[k].index);
-        if (pair == NULL) {
-            Py_DECREF(route_sums);
-            Py_DECREF(candidates);
-            goto error;
-        }
-        PyList_SET_ITEM(candidates, k, pair);
-    }
-    result = Py_BuildValue("(NdON)", route_sums, newest, falls ? Py_True : Py_False, candidates);
+    result = page_result(&page);
     goto done;
-error:
-    result = NULL;
+not_clean: /* a value the loop must look at */
+    result = Py_None;
+    Py_INCREF(result);
 done:
-    for (int r = 0; r < N_ROUTES; r++) Py_XDECREF(sums[r].misses);
+    release(&page);
+    return result;
+}
+
+/* ---- sum_frame: the same sums, read from the answer's bytes ----------------- */
+
+#define MAX_ROUTE_SPELLINGS 16
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+    long index;
+} Spelling;
+
+/* The characters of a string value without escapes, p on its quote. */
+static int plain_string(const char *p, const char *end, const char **text, Py_ssize_t *length) {
+    if (p >= end || *p != '"') return 0;
+    const char *start = ++p;
+    while (p < end && *p != '"') {
+        if (*p == '\\') return 0; /* escaped: the loop reads it */
+        p++;
+    }
+    if (p >= end) return 0;
+    *text = start;
+    *length = p - start;
+    return 1;
+}
+
+/* The str of a string value, p on its quote, escapes and all (frame() checked
+ * it is JSON, with no surrogate escape); *raw, *raw_length: its bytes between
+ * the quotes, as written. NULL: not a string (no error set), or an error. */
+static PyObject *json_string(const char *p, const char *end, const char **raw,
+                             Py_ssize_t *raw_length) {
+    if (p >= end || *p != '"') return NULL;
+    const char *start = ++p;
+    int escaped = 0;
+    while (p < end && *p != '"') {
+        if (*p == '\\') {
+            escaped = 1;
+            p++;
+        }
+        p++;
+    }
+    if (p >= end) return NULL;
+    *raw = start;
+    *raw_length = p - start;
+    if (!escaped) return PyUnicode_DecodeUTF8(start, p - start, "strict");
+    char *text = PyMem_Malloc((size_t)(p - start));
+    if (text == NULL) return PyErr_NoMemory();
+    char *out = text;
+    for (const char *q = start; q < p; q++) {
+        if (*q != '\\') {
+            *out++ = *q;
+            continue;
+        }
+        switch (*++q) {
+        case 'b': *out++ = '\b'; break;
+        case 'f': *out++ = '\f'; break;
+        case 'n': *out++ = '\n'; break;
+        case 'r': *out++ = '\r'; break;
+        case 't': *out++ = '\t'; break;
+        case 'u': {
+            unsigned code = 0;
+            for (int i = 1; i <= 4; i++) {
+                char c = q[i];
+                code = code * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+            }
+            q += 4;
+            if (code < 0x80) {
+                *out++ = (char)code;
+            } else if (code < 0x800) {
+                *out++ = (char)(0xC0 | code >> 6);
+                *out++ = (char)(0x80 | (code & 0x3F));
+            } else { /* no surrogates: frame() leaves those to msgspec */
+                *out++ = (char)(0xE0 | code >> 12);
+                *out++ = (char)(0x80 | ((code >> 6) & 0x3F));
+                *out++ = (char)(0x80 | (code & 0x3F));
+            }
+            break;
+        }
+        default: *out++ = *q; /* '"', '\\', '/' */
+        }
+    }
+    PyObject *result = PyUnicode_DecodeUTF8(text, out - text, "strict");
+    PyMem_Free(text);
+    return result;
+}
+
+/* A count written as digits alone, from 0 to max (frame() checked the JSON). */
+static int plain_digits(const char *p, const char *end, long long max, long long *out) {
+    long long value = 0;
+    const char *start = p;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (p - start >= 18) return 0; /* far beyond any max: the loop's */
+        value = value * 10 + (*p++ - '0');
+    }
+    if (p == start || (p < end && (*p == '.' || *p == 'e' || *p == 'E'))) return 0; /* a float */
+    if (value > max) return 0;
+    *out = value;
+    return 1;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS", an optional fraction of 1 to 6 digits, then "Z",
+ * "+00:00" or "+0000": UTC dates as msgspec decodes them into the datetimes
+ * summarize() takes. Any other spelling is msgspec's to judge. */
+static int parse_utc_microseconds(const char *p, Py_ssize_t length, long long *out) {
+    double seconds;
+    if (length < 20 || p[10] != 'T' || !parse_created_chars(p, 19, &seconds)) return 0;
+    const char *tail = p + 19, *end = p + length;
+    long long micro = 0;
+    if (*tail == '.') {
+        const char *digits_start = ++tail;
+        while (tail < end && *tail >= '0' && *tail <= '9') tail++;
+        Py_ssize_t n = tail - digits_start;
+        if (n < 1 || n > 6) return 0;
+        for (Py_ssize_t i = 0; i < 6; i++) micro = micro * 10 + (i < n ? digits_start[i] - '0' : 0);
+    }
+    Py_ssize_t rest = end - tail;
+    if (!((rest == 1 && tail[0] == 'Z') || (rest == 6 && memcmp(tail, "+00:00", 6) == 0) ||
+          (rest == 5 && memcmp(tail, "+0000", 5) == 0)))
+        return 0;
+    *out = (long long)seconds * 1000000LL + micro;
+    return 1;
+}
+
+/* A retry date field at `at` (0: absent). */
+static int frame_retry_state(const char *body, const char *end, uint32_t at, int *state,
+                             long long *us) {
+    if (at == 0) {
+        *state = STATE_UNKNOWN;
+        return 1;
+    }
+    const char *p = body + at;
+    if (*p == 'n') {
+        *state = STATE_NONE;
+        return 1;
+    }
+    const char *text;
+    Py_ssize_t length;
+    *state = STATE_DATE;
+    return plain_string(p, end, &text, &length) && parse_utc_microseconds(text, length, us);
+}
+
+static PyObject *sum_frame(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *body_object, *table;
+    PageSums page;
+    if (!read_context(args, &body_object, &table, &page)) return NULL;
+    if (!PyBytes_Check(table) || PyBytes_GET_SIZE(table) % (FRAME_COLUMNS * sizeof(uint32_t))) {
+        PyErr_SetString(PyExc_TypeError, "sum_frame(body, the table frame() made, ...)");
+        return NULL;
+    }
+    Spelling spellings[MAX_ROUTE_SPELLINGS];
+    int n_spellings = 0;
+    PyObject *key, *value;
+    Py_ssize_t position = 0;
+    while (PyDict_Next(page.routes, &position, &key, &value)) {
+        if (n_spellings == MAX_ROUTE_SPELLINGS || !PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_ValueError, "routes: at most 16 spellings, as str");
+            return NULL;
+        }
+        Spelling *spelling = &spellings[n_spellings++];
+        spelling->text = PyUnicode_AsUTF8AndSize(key, &spelling->length);
+        spelling->index = route_index(&page, key);
+        if (spelling->text == NULL || spelling->index < 0) return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(body_object, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const char *body = view.buf, *end = body + view.len;
+    const uint32_t *rows = (const uint32_t *)PyBytes_AS_STRING(table);
+    Py_ssize_t n = PyBytes_GET_SIZE(table) / (FRAME_COLUMNS * (Py_ssize_t)sizeof(uint32_t));
+    PyObject *result = NULL;
+    /* Info texts repeat: the latest one's status is looked up once per run. */
+    const char *last_info = NULL;
+    Py_ssize_t last_info_length = -1;
+    PyObject *last_status = NULL; /* the str whose status was looked up */
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint32_t *row = rows + i * FRAME_COLUMNS;
+        for (int c = 0; c < FRAME_COLUMNS; c++)
+            if (row[c] >= (uint32_t)view.len) {
+                PyErr_SetString(PyExc_ValueError, "the table does not fit the body");
+                goto done;
+            }
+        const char *text;
+        Py_ssize_t length;
+        Values v;
+        if (!row[FRAME_ROUTING] || !plain_string(body + row[FRAME_ROUTING], end, &text, &length))
+            goto not_clean;
+        v.route = -1;
+        for (int k = 0; k < n_spellings; k++)
+            if (spellings[k].length == length && memcmp(spellings[k].text, text, (size_t)length) == 0)
+                v.route = spellings[k].index;
+        if (v.route < 0 || !row[FRAME_SIZE] || !row[FRAME_ATTEMPTS] || !row[FRAME_CREATED] ||
+            !plain_digits(body + row[FRAME_SIZE], end, page.max_count, &v.size) ||
+            !plain_digits(body + row[FRAME_ATTEMPTS], end, page.max_count, &v.attempts) ||
+            !plain_string(body + row[FRAME_CREATED], end, &text, &length) ||
+            !parse_created_chars(text, length, &v.created) ||
+            !frame_retry_state(body, end, row[FRAME_LOCKED_UNTIL], &v.lock_state, &v.lock_us) ||
+            !frame_retry_state(body, end, row[FRAME_NEXT_ATTEMPT], &v.next_state, &v.next_us))
+            goto not_clean;
+
+        /* info: absent or null is None; a string is looked up; else the loop's. */
+        PyObject *info = Py_None;
+        if (row[FRAME_INFO] && body[row[FRAME_INFO]] != 'n') {
+            const char *at = body + row[FRAME_INFO];
+            if (*at != '"') goto not_clean;
+            Py_ssize_t left = end - at - 1;
+            if (last_info == NULL || left <= last_info_length || at[1 + last_info_length] != '"' ||
+                memcmp(at + 1, last_info, (size_t)last_info_length) != 0) {
+                PyObject *decoded = json_string(at, end, &text, &length);
+                if (decoded == NULL) {
+                    if (PyErr_Occurred()) goto done;
+                    goto not_clean;
+                }
+                Py_XSETREF(last_status, decoded);
+                last_info = text;
+                last_info_length = length;
+            }
+            info = last_status;
+        }
+        if (!count_status(&page, &page.sums[v.route], info)) goto done;
+        count_values(&page, &v, i);
+    }
+    result = page_result(&page);
+    goto done;
+not_clean:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(last_status);
+    PyBuffer_Release(&view);
+    release(&page);
     return result;
 }
 
@@ -394,6 +676,17 @@ static PyMethodDef methods[] = {
      "--\n\n"
      "One page's sums by route, or None when a message is not well formed.\n"
      "See exporter/aggregate.py, QueueAggregator.add."},
+    {"frame", pageframe_frame, METH_VARARGS,
+     "frame(body)\n--\n\n"
+     "(meta span, fail span, table of the messages' fields) of an answer, or None\n"
+     "when msgspec must decode it. See exporter/_pageframe.c."},
+    {"sum_frame", sum_frame, METH_VARARGS,
+     "sum_frame(body, table, routes, status_cache, unset, now, now_us, overdue_us,\n"
+     "          size_bounds, age_bounds, max_count, statuses, keep, newest, falls, cut,\n"
+     "          age_sums)\n"
+     "--\n\n"
+     "summarize() for the messages frame() found in body, or None when a value is\n"
+     "not one it takes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
-"""Types of the C extension exporter/_pagesum.c (see its comments)."""
+"""Types of the C extension exporter/_pagesum.c and exporter/_pageframe.c (see their comments)."""
 
 from typing import Any
 
@@ -22,6 +22,31 @@ RouteSums = tuple[
 def summarize(
     messages: list[Any],
     message_type: type,
+    routes: dict[str, int],
+    status_cache: dict[str, int],
+    unset: object,
+    now: float,
+    now_us: int,
+    overdue_us: int,
+    size_bounds: tuple[float, ...],
+    age_bounds: tuple[float, ...],
+    max_count: int,
+    statuses: int,
+    keep: int,
+    newest: float,
+    falls: bool,
+    cut: float,
+    age_sums: tuple[float, ...],
+    /,
+) -> tuple[tuple[RouteSums | None, ...], float, bool, list[tuple[float, int]]] | None: ...
+def frame(
+    body: bytes | bytearray | memoryview, /
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None, bytes] | None:
+    """(meta span, fail span, table) or None: see exporter/_pageframe.c."""
+
+def sum_frame(
+    body: bytes | bytearray | memoryview,
+    table: bytes,
     routes: dict[str, int],
     status_cache: dict[str, int],
     unset: object,

@@ -19,6 +19,7 @@ import logging
 import math
 import operator
 import types
+import typing
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,15 @@ from exporter import recipients
 from exporter.dates import MINUTE, UTC_SECONDS, DateParser
 from exporter.dates import parse_mimecast_date as parse_mimecast_date
 from exporter.logs import scrub_and_cut
-from exporter.mimecast.pages import NO_DETAILS, NOT_A_SCALAR, RAW_NULL, UNREAD, Details, Message
+from exporter.mimecast.pages import (
+    NO_DETAILS,
+    NOT_A_SCALAR,
+    RAW_NULL,
+    UNREAD,
+    Details,
+    Message,
+    Page,
+)
 from exporter.recipients import OldMessage
 from exporter.status import INDEX_CACHE, STATUSES, status_index
 
@@ -206,6 +215,9 @@ def route_key(route: Any) -> str:
     """One of ROUTES (any case, spaces around), else UNKNOWN_ROUTE."""
     key = route.strip().lower() if isinstance(route, str) else None
     return key if key in ROUTES else UNKNOWN_ROUTE
+
+
+_BY_INDEX = operator.itemgetter(1)  # (created, index in the page): page order
 
 
 def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
@@ -437,10 +449,47 @@ class QueueAggregator:
         if _pagesum is None or not messages:
             self.add_each(messages, details)
             return
-        cut = self._cut
-        page = _pagesum.summarize(
-            messages,
-            Message,
+        sums = _pagesum.summarize(messages, Message, *self._c_context())
+        if sums is None:  # a value the loop must look at
+            self.add_each(messages, details)
+            return
+        older = sorted(sums[3], key=_BY_INDEX)
+        self._merge(sums)
+        if older:
+            self._keep_c_oldest(older, [messages[i] for _, i in older], messages, details)
+        if self.top_domains and not self._domains_dropped and details is not None:
+            self._count_domains(messages, details())
+        self.scanned += len(messages)
+
+    def add_page(self, page: Page) -> None:
+        """Count one page. A framed page (see :class:`Page`) whose every message is
+        well formed is summed from the answer's bytes, and only its messages
+        among the oldest are decoded; any other page goes to :meth:`add`."""
+        if page.frame is None or _pagesum is None or self.top_domains:
+            self.add(page.messages, page.details)
+            return
+        if not page.count:
+            return
+        sums = _pagesum.sum_frame(page.body, page.frame, *self._c_context())
+        if sums is None:  # a value the loop must look at
+            self.add(page.messages, page.details)
+            return
+        older = sorted(sums[3], key=_BY_INDEX)
+        chosen = [page.message_at(index) for _, index in older]
+        if None in chosen:  # msgspec does not take one of them as the C side did
+            self.add(page.messages, page.details)
+            return
+        self._merge(sums)
+        if older:
+            messages = typing.cast(list[Message], chosen)
+            self._keep_c_oldest(
+                older, messages, messages, lambda: [page.details_at(i) for _, i in older]
+            )
+        self.scanned += page.count
+
+    def _c_context(self) -> tuple[Any, ...]:
+        """The arguments of the C sums after the page's messages (see _pagesum.pyi)."""
+        return (
             _ROUTE_INDEX,
             INDEX_CACHE,
             msgspec.UNSET,
@@ -454,25 +503,32 @@ class QueueAggregator:
             OLDEST_MESSAGES,
             self._newest,
             self._falls,
-            cut,
+            self._cut,
             tuple(self._routes[route].age_sum for route in ROUTES),
         )
-        if page is None:  # a value the loop must look at
-            self.add_each(messages, details)
-            return
-        by_route, self._newest, self._falls, older = page
-        for route, sums in zip(ROUTES, by_route, strict=True):
-            if sums is not None:
-                self._routes[route].merge(*sums)
-        if older:
-            # Numbered in page order, as the loop numbers them: among equal
-            # dates, the first seen wins.
-            older.sort(key=operator.itemgetter(1))
-            candidates = [(created, next(self._order), messages[i]) for created, i in older]
-            self._keep_oldest(candidates, messages, details)
-        if self.top_domains and not self._domains_dropped and details is not None:
-            self._count_domains(messages, details())
-        self.scanned += len(messages)
+
+    def _merge(self, sums: Any) -> None:
+        """Take in the C sums of a page."""
+        by_route, self._newest, self._falls, _ = sums
+        for route, route_sums in zip(ROUTES, by_route, strict=True):
+            if route_sums is not None:
+                self._routes[route].merge(*route_sums)
+
+    def _keep_c_oldest(
+        self,
+        older: list[tuple[float, int]],
+        chosen: list[Message],
+        messages: list[Message],
+        details: Callable[[], list[Details]] | None,
+    ) -> None:
+        """:meth:`_keep_oldest` for the C sums' candidates, in page order
+        (``chosen``: their messages). Numbered in page order, as the loop
+        numbers them: among equal dates, the first seen wins."""
+        candidates = [
+            (created, next(self._order), message)
+            for (created, _), message in zip(older, chosen, strict=True)
+        ]
+        self._keep_oldest(candidates, messages, details)
 
     def add_each(
         self, messages: list[Message], details: Callable[[], list[Details]] | None = None

@@ -138,10 +138,10 @@ class QueueScan:
         while True:
             number += 1
             page = self.client.find(query, budget=budget, deadline=deadline, number=number)
-            aggregator.add(page.messages, page.details)
+            aggregator.add_page(page)
             if page.total_count is not None:
                 total = page.total_count
-            if not page.messages or not page.next_token:
+            if not page.count or not page.next_token:
                 return _COMPLETE
             digest = _digest(page.next_token)
             if digest in seen_tokens:
@@ -151,7 +151,7 @@ class QueueScan:
                     request_id=page.request_id,
                 )
             seen_tokens.add(digest)
-            if not self._another_page(budget, total, aggregator, len(page.messages)):
+            if not self._another_page(budget, total, aggregator, page.count):
                 return total
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 

@@ -1,0 +1,453 @@
+/* Where the messages of a find-processing-messages answer are, found in C.
+ *
+ * Decoding an answer into msgspec structs was the largest part of a poll's
+ * CPU (docs/development.md, "Performance"), although the exporter reads only
+ * seven short values of each message. frame() checks the whole answer is JSON
+ * and finds those values: one pass over the bytes that builds no Python object
+ * but one table of offsets (_pageframe.h), which _pagesum.c's sum_frame() reads.
+ *
+ * It takes a strict subset of JSON, and the answer shape of every real page:
+ *
+ *   {"meta": ..., "data": [{"messages": [{...}, ...]}, ...], "fail": ...}
+ *
+ * Anything else it does not judge: a key with an escape, a key twice, nesting
+ * deeper than MAX_DEPTH, a "\u" escape of a surrogate, bytes that are not
+ * UTF-8, or anything that is not JSON makes frame() return None, and the page
+ * is decoded by msgspec as before (exporter/mimecast/pages.py), which accepts
+ * or refuses it and says why. So frame() never accepts an answer msgspec would
+ * refuse: tests/test_pageframe.py holds it to that with generated and broken
+ * answers.
+ */
+#include "_pageframe.h"
+
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+typedef struct {
+    const unsigned char *base, *p, *end;
+    int depth;
+    uint32_t *rows; /* FRAME_COLUMNS per message */
+    Py_ssize_t n_rows, capacity;
+} Scanner;
+
+/* Bytes a string may hold as they are: printable ASCII but '"' and '\\'. */
+enum { PLAIN, QUOTE, BACKSLASH, CONTROL, HIGH };
+static unsigned char string_class[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++)
+        string_class[c] = c < 0x20 ? CONTROL : c >= 0x80 ? HIGH : PLAIN;
+    string_class['"'] = QUOTE;
+    string_class['\\'] = BACKSLASH;
+}
+
+/* The hot loops work on local pointers: s->p could alias the bytes read
+ * (they are unsigned char), so the compiler would reload it at every byte. */
+static void skip_space(Scanner *s) {
+    const unsigned char *p = s->p, *end = s->end;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    s->p = p;
+}
+
+static int hex_digit(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* One UTF-8 sequence of 2 to 4 bytes, well formed (no overlong form, no
+ * surrogate, nothing above U+10FFFF). */
+static int skip_utf8(Scanner *s) {
+    const unsigned char *p = s->p;
+    Py_ssize_t left = s->end - p;
+    unsigned char c = p[0];
+    int n;
+    unsigned char low = 0x80, high = 0xBF; /* the range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) low = 0xA0;
+        if (c == 0xED) high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) low = 0x90;
+        if (c == 0xF4) high = 0x8F;
+    } else
+        return 0;
+    if (left < n || p[1] < low || p[1] > high) return 0;
+    for (int i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    s->p += n;
+    return 1;
+}
+
+/* A string, s->p on its opening quote. *escaped: whether it holds an escape. */
+static int skip_string(Scanner *s, int *escaped) {
+    s->p++;
+    *escaped = 0;
+    for (;;) {
+        const unsigned char *p = s->p, *end = s->end;
+        while (p < end && string_class[*p] == PLAIN) p++;
+        s->p = p;
+        if (p >= end) return 0;
+        switch (string_class[*s->p]) {
+        case QUOTE:
+            s->p++;
+            return 1;
+        case BACKSLASH:
+            *escaped = 1;
+            if (s->end - s->p < 2) return 0;
+            switch (s->p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                s->p += 2;
+                break;
+            case 'u':
+                if (s->end - s->p < 6 || !hex_digit(s->p[2]) || !hex_digit(s->p[3]) ||
+                    !hex_digit(s->p[4]) || !hex_digit(s->p[5]))
+                    return 0;
+                /* \uD800-\uDFFF: surrogates, lone or paired; left to msgspec. */
+                if ((s->p[2] == 'd' || s->p[2] == 'D') &&
+                    ((s->p[3] >= '8' && s->p[3] <= '9') || (s->p[3] >= 'a' && s->p[3] <= 'f') ||
+                     (s->p[3] >= 'A' && s->p[3] <= 'F')))
+                    return 0;
+                s->p += 6;
+                break;
+            default:
+                return 0;
+            }
+            break;
+        case HIGH:
+            if (!skip_utf8(s)) return 0;
+            break;
+        default: /* a control character must be escaped */
+            return 0;
+        }
+    }
+}
+
+static int skip_digits(Scanner *s) {
+    const unsigned char *start = s->p, *p = s->p, *end = s->end;
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    s->p = p;
+    return p > start;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int skip_number(Scanner *s) {
+    if (*s->p == '-') s->p++;
+    if (s->p >= s->end) return 0;
+    if (*s->p == '0')
+        s->p++;
+    else if (!skip_digits(s))
+        return 0;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (!skip_digits(s)) return 0;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+        if (!skip_digits(s)) return 0;
+    }
+    return 1;
+}
+
+static int skip_literal(Scanner *s, const char *word, Py_ssize_t n) {
+    if (s->end - s->p < n || memcmp(s->p, word, (size_t)n) != 0) return 0;
+    s->p += n;
+    return 1;
+}
+
+static int skip_value(Scanner *s);
+
+/* After an element or a member: "," (then more) or the closing byte. 1: more,
+ * 0: closed, -1: neither. */
+static int next_or_close(Scanner *s, unsigned char close) {
+    skip_space(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == ',') {
+        s->p++;
+        skip_space(s);
+        return 1;
+    }
+    if (*s->p == close) {
+        s->p++;
+        return 0;
+    }
+    return -1;
+}
+
+static int enter(Scanner *s) {
+    if (++s->depth > MAX_DEPTH) return 0;
+    s->p++; /* the opening byte */
+    skip_space(s);
+    return 1;
+}
+
+/* A key and its colon, s->p on the key's quote. *key, *length: the key's
+ * characters; an escaped key is refused (it could spell a field's name). */
+static int read_key(Scanner *s, const unsigned char **key, Py_ssize_t *length) {
+    if (s->p >= s->end || *s->p != '"') return 0;
+    const unsigned char *start = s->p + 1;
+    int escaped;
+    if (!skip_string(s, &escaped) || escaped) return 0;
+    *key = start;
+    *length = s->p - 1 - start;
+    skip_space(s);
+    if (s->p >= s->end || *s->p != ':') return 0;
+    s->p++;
+    skip_space(s);
+    return s->p < s->end;
+}
+
+static int key_is(const unsigned char *key, Py_ssize_t length, const char *name) {
+    return (Py_ssize_t)strlen(name) == length && memcmp(key, name, (size_t)length) == 0;
+}
+
+static int skip_object(Scanner *s) {
+    if (!enter(s)) return 0;
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        s->depth--;
+        return 1;
+    }
+    for (;;) {
+        const unsigned char *key;
+        Py_ssize_t length;
+        if (!read_key(s, &key, &length) || !skip_value(s)) return 0;
+        int more = next_or_close(s, '}');
+        if (more < 0) return 0;
+        if (!more) break;
+    }
+    s->depth--;
+    return 1;
+}
+
+static int skip_array(Scanner *s) {
+    if (!enter(s)) return 0;
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        s->depth--;
+        return 1;
+    }
+    for (;;) {
+        if (!skip_value(s)) return 0;
+        int more = next_or_close(s, ']');
+        if (more < 0) return 0;
+        if (!more) break;
+    }
+    s->depth--;
+    return 1;
+}
+
+static int skip_value(Scanner *s) {
+    if (s->p >= s->end) return 0;
+    int escaped;
+    switch (*s->p) {
+    case '{': return skip_object(s);
+    case '[': return skip_array(s);
+    case '"': return skip_string(s, &escaped);
+    case 't': return skip_literal(s, "true", 4);
+    case 'f': return skip_literal(s, "false", 5);
+    case 'n': return skip_literal(s, "null", 4);
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) return skip_number(s);
+        return 0;
+    }
+}
+
+/* The column of a message's key, or -1 for a field not read. */
+static int column_of(const unsigned char *key, Py_ssize_t length) {
+    switch (length) {
+    case 4:
+        if (memcmp(key, "size", 4) == 0) return FRAME_SIZE;
+        if (memcmp(key, "info", 4) == 0) return FRAME_INFO;
+        return -1;
+    case 7:
+        if (memcmp(key, "routing", 7) == 0) return FRAME_ROUTING;
+        if (memcmp(key, "created", 7) == 0) return FRAME_CREATED;
+        return -1;
+    case 8:
+        return memcmp(key, "attempts", 8) == 0 ? FRAME_ATTEMPTS : -1;
+    case 11:
+        if (memcmp(key, "nextAttempt", 11) == 0) return FRAME_NEXT_ATTEMPT;
+        if (memcmp(key, "lockedUntil", 11) == 0) return FRAME_LOCKED_UNTIL;
+        return -1;
+    default:
+        return -1;
+    }
+}
+
+static uint32_t *new_row(Scanner *s) {
+    if (s->n_rows == s->capacity) {
+        Py_ssize_t capacity = s->capacity ? 2 * s->capacity : 512;
+        uint32_t *rows = PyMem_Realloc(s->rows, (size_t)capacity * FRAME_COLUMNS * sizeof(uint32_t));
+        if (rows == NULL) return NULL;
+        s->rows = rows;
+        s->capacity = capacity;
+    }
+    uint32_t *row = s->rows + s->n_rows++ * FRAME_COLUMNS;
+    memset(row, 0, FRAME_COLUMNS * sizeof(uint32_t));
+    return row;
+}
+
+/* A message, s->p on its "{": a row with where each field's value starts.
+ * -1: out of memory (an error is set). */
+static int read_message(Scanner *s) {
+    uint32_t *row = new_row(s);
+    if (row == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    row[FRAME_START] = (uint32_t)(s->p - s->base);
+    if (!enter(s)) return 0;
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+    } else {
+        for (;;) {
+            const unsigned char *key;
+            Py_ssize_t length;
+            if (!read_key(s, &key, &length)) return 0;
+            int column = column_of(key, length);
+            if (column >= 0) {
+                if (row[column]) return 0; /* twice: which one counts is msgspec's call */
+                row[column] = (uint32_t)(s->p - s->base);
+            }
+            if (!skip_value(s)) return 0;
+            int more = next_or_close(s, '}');
+            if (more < 0) return 0;
+            if (!more) break;
+        }
+    }
+    s->depth--;
+    row[FRAME_END] = (uint32_t)(s->p - s->base);
+    return 1;
+}
+
+/* "messages": null or an array of objects. */
+static int read_messages(Scanner *s) {
+    if (*s->p == 'n') return skip_literal(s, "null", 4);
+    if (*s->p != '[' || !enter(s)) return 0;
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+    } else {
+        for (;;) {
+            if (s->p >= s->end || *s->p != '{') return 0; /* not a message: msgspec's path */
+            int read = read_message(s);
+            if (read <= 0) return read;
+            int more = next_or_close(s, ']');
+            if (more < 0) return 0;
+            if (!more) break;
+        }
+    }
+    s->depth--;
+    return 1;
+}
+
+/* An item of "data": an object whose "messages" are read. */
+static int read_item(Scanner *s) {
+    if (s->p >= s->end || *s->p != '{' || !enter(s)) return 0;
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        s->depth--;
+        return 1;
+    }
+    int seen = 0;
+    for (;;) {
+        const unsigned char *key;
+        Py_ssize_t length;
+        if (!read_key(s, &key, &length)) return 0;
+        if (key_is(key, length, "messages")) {
+            if (seen++) return 0;
+            int read = read_messages(s);
+            if (read <= 0) return read;
+        } else if (!skip_value(s))
+            return 0;
+        int more = next_or_close(s, '}');
+        if (more < 0) return 0;
+        if (!more) break;
+    }
+    s->depth--;
+    return 1;
+}
+
+static int read_data(Scanner *s) {
+    if (*s->p != '[' || !enter(s)) return 0;
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        s->depth--;
+        return 1;
+    }
+    for (;;) {
+        int read = read_item(s);
+        if (read <= 0) return read;
+        int more = next_or_close(s, ']');
+        if (more < 0) return 0;
+        if (!more) break;
+    }
+    s->depth--;
+    return 1;
+}
+
+/* The answer: an object with "data"; "meta" and "fail" found, not read. */
+static int read_answer(Scanner *s, Py_ssize_t *meta, Py_ssize_t *fail) {
+    skip_space(s);
+    if (s->p >= s->end || *s->p != '{' || !enter(s)) return 0;
+    int data = 0;
+    if (s->p < s->end && *s->p == '}') return 0; /* no data */
+    for (;;) {
+        const unsigned char *key;
+        Py_ssize_t length;
+        if (!read_key(s, &key, &length)) return 0;
+        Py_ssize_t *span = key_is(key, length, "meta") ? meta : key_is(key, length, "fail") ? fail : NULL;
+        if (span != NULL) {
+            if (span[0] >= 0) return 0; /* twice */
+            span[0] = s->p - s->base;
+            if (!skip_value(s)) return 0;
+            span[1] = s->p - s->base;
+        } else if (key_is(key, length, "data")) {
+            if (data++) return 0;
+            int read = read_data(s);
+            if (read <= 0) return read;
+        } else if (!skip_value(s))
+            return 0;
+        int more = next_or_close(s, '}');
+        if (more < 0) return 0;
+        if (!more) break;
+    }
+    skip_space(s);
+    return data && s->p == s->end; /* nothing but spaces after the answer */
+}
+
+static PyObject *span_or_none(const Py_ssize_t *span) {
+    if (span[0] < 0) Py_RETURN_NONE;
+    return Py_BuildValue("(nn)", span[0], span[1]);
+}
+
+PyObject *pageframe_frame(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*", &body)) return NULL;
+    if (string_class['"'] != QUOTE) init_classes();
+    PyObject *result = NULL;
+    if (body.len >= (Py_ssize_t)UINT32_MAX) { /* offsets are 32 bits: msgspec's path */
+        PyBuffer_Release(&body);
+        Py_RETURN_NONE;
+    }
+    Scanner s = {body.buf, body.buf, (const unsigned char *)body.buf + body.len, 0, NULL, 0, 0};
+    Py_ssize_t meta[2] = {-1, -1}, fail[2] = {-1, -1};
+    int read = read_answer(&s, meta, fail);
+    if (read < 0) goto done;
+    if (read == 0) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    PyObject *table = PyBytes_FromStringAndSize(
+        (const char *)s.rows, s.n_rows * FRAME_COLUMNS * (Py_ssize_t)sizeof(uint32_t));
+    if (table == NULL) goto done;
+    result = Py_BuildValue("(NNN)", span_or_none(meta), span_or_none(fail), table);
+done:
+    PyMem_Free(s.rows);
+    PyBuffer_Release(&body);
+    return result;
+}
