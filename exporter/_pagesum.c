@@ -280,19 +280,29 @@ static long route_index(PageSums *page, PyObject *routing) {
     return route;
 }
 
-/* The message's status: a status_cache hit, else a miss counted under `info`. */
-static int count_status(PageSums *page, RouteSums *r, PyObject *info) {
+/* The status_cache index of `info`; -1: not there (a miss), -2: an error. */
+static long status_of(PageSums *page, PyObject *info) {
     PyObject *status =
         PyUnicode_CheckExact(info) ? PyDict_GetItemWithError(page->status_cache, info) : NULL;
-    if (status == NULL && PyErr_Occurred()) return 0;
-    long index = status == NULL ? -1 : PyLong_AsLong(status);
-    if (index >= 0 && index < page->n_statuses) {
+    if (status == NULL) return PyErr_Occurred() ? -2 : -1;
+    long index = PyLong_AsLong(status);
+    if (index == -1 && PyErr_Occurred()) return -2;
+    return index >= 0 && index < page->n_statuses ? index : -1;
+}
+
+/* A status_cache hit counted, else a miss counted under `info`. */
+static int count_status_index(RouteSums *r, long index, PyObject *info) {
+    if (index >= 0) {
         r->statuses[index]++;
         return 1;
     }
-    if (PyErr_Occurred()) return 0;
     if (r->misses == NULL && (r->misses = PyDict_New()) == NULL) return 0;
     return increment(r->misses, info) != NULL;
+}
+
+static int count_status(PageSums *page, RouteSums *r, PyObject *info) {
+    long index = status_of(page, info);
+    return index != -2 && count_status_index(r, index, info);
 }
 
 /* Everything but the status, for message number `index` of the page. */
@@ -450,15 +460,41 @@ typedef struct {
 /* The characters of a string value without escapes, p on its quote. */
 static int plain_string(const char *p, const char *end, const char **text, Py_ssize_t *length) {
     if (p >= end || *p != '"') return 0;
-    const char *start = ++p;
-    while (p < end && *p != '"') {
-        if (*p == '\\') return 0; /* escaped: the loop reads it */
-        p++;
-    }
-    if (p >= end) return 0;
+    const char *start = p + 1;
+    const char *quote = memchr(start, '"', (size_t)(end - start));
+    if (quote == NULL || memchr(start, '\\', (size_t)(quote - start)) != NULL)
+        return 0; /* escaped: the loop reads it */
     *text = start;
-    *length = p - start;
+    *length = quote - start;
     return 1;
+}
+
+#define INFO_CACHE 16
+
+typedef struct {
+    const char *raw; /* between the quotes, as written */
+    Py_ssize_t length;
+    PyObject *text;
+    long status; /* status_cache index, -1: a miss */
+} InfoEntry;
+
+/* The bytes between the quotes of a string value, p on its opening quote. */
+static int string_extent(const char *p, const char *end, const char **raw, Py_ssize_t *length) {
+    if (p >= end || *p != '"') return 0;
+    const char *start = ++p;
+    for (;;) {
+        const char *quote = memchr(p, '"', (size_t)(end - p));
+        if (quote == NULL) return 0;
+        /* Escaped if an odd number of backslashes stands before it. */
+        const char *q = quote;
+        while (q > start && q[-1] == '\\') q--;
+        if ((quote - q) % 2 == 0) {
+            *raw = start;
+            *length = quote - start;
+            return 1;
+        }
+        p = quote + 1;
+    }
 }
 
 /* The str of a string value, p on its quote, escapes and all (frame() checked
@@ -466,20 +502,11 @@ static int plain_string(const char *p, const char *end, const char **text, Py_ss
  * the quotes, as written. NULL: not a string (no error set), or an error. */
 static PyObject *json_string(const char *p, const char *end, const char **raw,
                              Py_ssize_t *raw_length) {
-    if (p >= end || *p != '"') return NULL;
-    const char *start = ++p;
-    int escaped = 0;
-    while (p < end && *p != '"') {
-        if (*p == '\\') {
-            escaped = 1;
-            p++;
-        }
-        p++;
-    }
-    if (p >= end) return NULL;
-    *raw = start;
-    *raw_length = p - start;
-    if (!escaped) return PyUnicode_DecodeUTF8(start, p - start, "strict");
+    if (!string_extent(p, end, raw, raw_length)) return NULL;
+    const char *start = *raw;
+    p = start + *raw_length;
+    if (memchr(start, '\\', (size_t)*raw_length) == NULL)
+        return PyUnicode_DecodeUTF8(start, *raw_length, "strict");
     char *text = PyMem_Malloc((size_t)(p - start));
     if (text == NULL) return PyErr_NoMemory();
     char *out = text;
@@ -604,10 +631,11 @@ static PyObject *sum_frame(PyObject *Py_UNUSED(module), PyObject *args) {
     const uint32_t *rows = (const uint32_t *)PyBytes_AS_STRING(table);
     Py_ssize_t n = PyBytes_GET_SIZE(table) / (FRAME_COLUMNS * (Py_ssize_t)sizeof(uint32_t));
     PyObject *result = NULL;
-    /* Info texts repeat: the latest one's status is looked up once per run. */
-    const char *last_info = NULL;
-    Py_ssize_t last_info_length = -1;
-    PyObject *last_status = NULL; /* the str whose status was looked up */
+    /* Info texts repeat: each one's str and status are made once per page. */
+    InfoEntry infos[INFO_CACHE] = {{NULL, 0, NULL, 0}};
+    int n_infos = 0, next_slot = 0;
+    long none_status = status_of(&page, Py_None);
+    if (none_status == -2) goto done;
 
     for (Py_ssize_t i = 0; i < n; i++) {
         const uint32_t *row = rows + i * FRAME_COLUMNS;
@@ -623,8 +651,10 @@ static PyObject *sum_frame(PyObject *Py_UNUSED(module), PyObject *args) {
             goto not_clean;
         v.route = -1;
         for (int k = 0; k < n_spellings; k++)
-            if (spellings[k].length == length && memcmp(spellings[k].text, text, (size_t)length) == 0)
+            if (spellings[k].length == length && memcmp(spellings[k].text, text, (size_t)length) == 0) {
                 v.route = spellings[k].index;
+                break;
+            }
         if (v.route < 0 || !row[FRAME_SIZE] || !row[FRAME_ATTEMPTS] || !row[FRAME_CREATED] ||
             !plain_digits(body + row[FRAME_SIZE], end, page.max_count, &v.size) ||
             !plain_digits(body + row[FRAME_ATTEMPTS], end, page.max_count, &v.attempts) ||
@@ -636,24 +666,31 @@ static PyObject *sum_frame(PyObject *Py_UNUSED(module), PyObject *args) {
 
         /* info: absent or null is None; a string is looked up; else the loop's. */
         PyObject *info = Py_None;
+        long status = none_status;
         if (row[FRAME_INFO] && body[row[FRAME_INFO]] != 'n') {
-            const char *at = body + row[FRAME_INFO];
-            if (*at != '"') goto not_clean;
-            Py_ssize_t left = end - at - 1;
-            if (last_info == NULL || left <= last_info_length || at[1 + last_info_length] != '"' ||
-                memcmp(at + 1, last_info, (size_t)last_info_length) != 0) {
-                PyObject *decoded = json_string(at, end, &text, &length);
-                if (decoded == NULL) {
-                    if (PyErr_Occurred()) goto done;
-                    goto not_clean;
+            if (!string_extent(body + row[FRAME_INFO], end, &text, &length)) goto not_clean;
+            int k = 0;
+            while (k < n_infos && (infos[k].length != length ||
+                                   memcmp(infos[k].raw, text, (size_t)length) != 0))
+                k++;
+            if (k == n_infos) {
+                PyObject *decoded = json_string(body + row[FRAME_INFO], end, &text, &length);
+                if (decoded == NULL) goto done; /* frame() checked it: out of memory */
+                long found = status_of(&page, decoded);
+                if (found == -2) {
+                    Py_DECREF(decoded);
+                    goto done;
                 }
-                Py_XSETREF(last_status, decoded);
-                last_info = text;
-                last_info_length = length;
+                k = n_infos < INFO_CACHE ? n_infos++ : next_slot++ % INFO_CACHE;
+                Py_XSETREF(infos[k].text, decoded);
+                infos[k].raw = text;
+                infos[k].length = length;
+                infos[k].status = found;
             }
-            info = last_status;
+            info = infos[k].text;
+            status = infos[k].status;
         }
-        if (!count_status(&page, &page.sums[v.route], info)) goto done;
+        if (!count_status_index(&page.sums[v.route], status, info)) goto done;
         count_values(&page, &v, i);
     }
     result = page_result(&page);
@@ -662,7 +699,7 @@ not_clean:
     result = Py_None;
     Py_INCREF(result);
 done:
-    Py_XDECREF(last_status);
+    for (int k = 0; k < n_infos; k++) Py_DECREF(infos[k].text);
     PyBuffer_Release(&view);
     release(&page);
     return result;
