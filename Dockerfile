@@ -31,10 +31,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# A C compiler for exporter/_pagesum.c, which sums pages of messages at a few
-# per cent of the Python loop's CPU. Only in this stage: the runtime image gets
-# the compiled wheel, not the compiler. Debian's own versions of the day (the
-# base image is pinned; these follow its security updates).
+# A C compiler for exporter/_pagesum.c and _pageframe.c, which read and sum pages
+# of messages at half the CPU of msgspec and the Python loop. Only in this
+# stage: the runtime image gets the compiled wheel, not the compiler. Debian's
+# own versions of the day (the base image is pinned; these follow its security
+# updates).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \

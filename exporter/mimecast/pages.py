@@ -156,6 +156,9 @@ class Page:
         """Every message of the page, decoded by msgspec on first use."""
         if self._messages is None:
             assert self.body is not None  # checked in __init__
+            # The table goes first: the memory bound of an answer (see _Bound)
+            # counts its messages or its table, not both.
+            self.frame = None
             bound = _Bound(self.body, self.request_id, self.max_bytes)
             self._messages, details, _ = _decode_answer(self.body, bound, fail_checked=True)
             if details is not None:
