@@ -1,9 +1,16 @@
 """Decoding one page of find-processing-messages: fast, lenient and bounded in memory.
 
 Only what the exporter uses is decoded: ``meta.pagination`` (``next``,
-``totalCount``), ``fail[]``, and four fields of each message (``routing``,
-``size``, ``attempts``, ``created``). Everything else is skipped by msgspec
-without being built into Python objects.
+``totalCount``), ``fail[]``, and seven fields of each message (``routing``,
+``size``, ``attempts``, ``created``, ``info``, ``nextAttempt``,
+``lockedUntil``). Everything else is skipped without being built into Python
+objects.
+
+Where the C extension is built, an answer of the usual shape is first framed
+(exporter/_pageframe.c): one pass checks the JSON and finds each message's
+values, and the page's messages are decoded by msgspec only if something
+asks for them (:attr:`Page.messages`); a well-formed page is summed from its
+bytes instead (:meth:`exporter.aggregate.QueueAggregator.add_page`).
 
 Three rules:
 
