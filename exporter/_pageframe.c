@@ -226,7 +226,13 @@ static int key_is(const unsigned char *key, Py_ssize_t length, const char *name)
     return (Py_ssize_t)strlen(name) == length && memcmp(key, name, (size_t)length) == 0;
 }
 
-static int skip_object(Scanner *s) {
+/* What reads one member of an object (s->p on its value) or one element of
+ * an array: 1 read, 0 not in the subset frame() takes, -1 an error is set. */
+typedef int (*MemberReader)(Scanner *s, const unsigned char *key, Py_ssize_t length, void *context);
+typedef int (*ElementReader)(Scanner *s);
+
+/* An object, s->p on its "{", each member read by `member`. */
+static INLINE int each_member(Scanner *s, MemberReader member, void *context) {
     if (!enter(s)) return 0;
     if (s->p < s->end && *s->p == '}') {
         s->p++;
@@ -236,7 +242,9 @@ static int skip_object(Scanner *s) {
     for (;;) {
         const unsigned char *key;
         Py_ssize_t length;
-        if (!read_key(s, &key, &length) || !skip_value(s)) return 0;
+        if (!read_key(s, &key, &length)) return 0;
+        int read = member(s, key, length, context); /* read_key: s->p on a byte */
+        if (read <= 0) return read;
         int more = next_or_close(s, '}');
         if (more < 0) return 0;
         if (!more) break;
@@ -245,7 +253,8 @@ static int skip_object(Scanner *s) {
     return 1;
 }
 
-static int skip_array(Scanner *s) {
+/* An array, s->p on its "[", each element read by `element`. */
+static INLINE int each_element(Scanner *s, ElementReader element) {
     if (!enter(s)) return 0;
     if (s->p < s->end && *s->p == ']') {
         s->p++;
@@ -253,7 +262,9 @@ static int skip_array(Scanner *s) {
         return 1;
     }
     for (;;) {
-        if (!skip_value(s)) return 0;
+        if (s->p >= s->end) return 0;
+        int read = element(s); /* s->p on a byte of the answer */
+        if (read <= 0) return read;
         int more = next_or_close(s, ']');
         if (more < 0) return 0;
         if (!more) break;
@@ -262,12 +273,17 @@ static int skip_array(Scanner *s) {
     return 1;
 }
 
+static int skip_member(Scanner *s, const unsigned char *key, Py_ssize_t length, void *context) {
+    (void)key, (void)length, (void)context;
+    return skip_value(s);
+}
+
 static int skip_value(Scanner *s) {
     if (s->p >= s->end) return 0;
     int escaped;
     switch (*s->p) {
-    case '{': return skip_object(s);
-    case '[': return skip_array(s);
+    case '{': return each_member(s, skip_member, NULL);
+    case '[': return each_element(s, skip_value);
     case '"': return skip_string(s, &escaped);
     case 't': return skip_literal(s, "true", 4);
     case 'f': return skip_literal(s, "false", 5);
@@ -313,132 +329,75 @@ static uint32_t *new_row(Scanner *s) {
     return row;
 }
 
-/* A message, s->p on its "{": a row with where each field's value starts.
- * -1: out of memory (an error is set). */
+/* A member of a message: where the value of a field read starts, in `row`. */
+static int message_member(Scanner *s, const unsigned char *key, Py_ssize_t length, void *row) {
+    int column = column_of(key, length);
+    if (column >= 0) {
+        uint32_t *cell = (uint32_t *)row + column;
+        if (*cell) return 0; /* twice: which one counts is msgspec's call */
+        *cell = (uint32_t)(s->p - s->base);
+    }
+    return skip_value(s);
+}
+
+/* A message: a row of the table. -1: out of memory (an error is set). */
 static int read_message(Scanner *s) {
+    if (*s->p != '{') return 0; /* not a message: msgspec's path */
     uint32_t *row = new_row(s);
     if (row == NULL) {
         PyErr_NoMemory();
         return -1;
     }
+    /* No row is added before this one is done (a message's values are only
+     * skipped), so `row` stays where it is. */
     row[FRAME_START] = (uint32_t)(s->p - s->base);
-    if (!enter(s)) return 0;
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-    } else {
-        for (;;) {
-            const unsigned char *key;
-            Py_ssize_t length;
-            if (!read_key(s, &key, &length)) return 0;
-            int column = column_of(key, length);
-            if (column >= 0) {
-                if (row[column]) return 0; /* twice: which one counts is msgspec's call */
-                row[column] = (uint32_t)(s->p - s->base);
-            }
-            if (!skip_value(s)) return 0;
-            int more = next_or_close(s, '}');
-            if (more < 0) return 0;
-            if (!more) break;
-        }
-    }
-    s->depth--;
+    int read = each_member(s, message_member, row);
     row[FRAME_END] = (uint32_t)(s->p - s->base);
-    return 1;
+    return read;
 }
 
-/* "messages": null or an array of objects. */
-static int read_messages(Scanner *s) {
+/* A member of an item of "data": its "messages", null or an array of them. */
+static int item_member(Scanner *s, const unsigned char *key, Py_ssize_t length, void *seen) {
+    if (!key_is(key, length, "messages")) return skip_value(s);
+    if ((*(int *)seen)++) return 0; /* twice */
     if (*s->p == 'n') return skip_literal(s, "null", 4);
-    if (*s->p != '[' || !enter(s)) return 0;
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-    } else {
-        for (;;) {
-            if (s->p >= s->end || *s->p != '{') return 0; /* not a message: msgspec's path */
-            int read = read_message(s);
-            if (read <= 0) return read;
-            int more = next_or_close(s, ']');
-            if (more < 0) return 0;
-            if (!more) break;
-        }
-    }
-    s->depth--;
-    return 1;
+    return *s->p == '[' ? each_element(s, read_message) : 0;
 }
 
-/* An item of "data": an object whose "messages" are read. */
 static int read_item(Scanner *s) {
-    if (s->p >= s->end || *s->p != '{' || !enter(s)) return 0;
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        s->depth--;
-        return 1;
-    }
     int seen = 0;
-    for (;;) {
-        const unsigned char *key;
-        Py_ssize_t length;
-        if (!read_key(s, &key, &length)) return 0;
-        if (key_is(key, length, "messages")) {
-            if (seen++) return 0;
-            int read = read_messages(s);
-            if (read <= 0) return read;
-        } else if (!skip_value(s))
-            return 0;
-        int more = next_or_close(s, '}');
-        if (more < 0) return 0;
-        if (!more) break;
-    }
-    s->depth--;
-    return 1;
+    return *s->p == '{' ? each_member(s, item_member, &seen) : 0;
 }
 
-static int read_data(Scanner *s) {
-    if (*s->p != '[' || !enter(s)) return 0;
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        s->depth--;
+typedef struct {
+    Py_ssize_t meta[2], fail[2];
+    int data;
+} Answer;
+
+/* A member of the answer: "data" read, "meta" and "fail" found, not read. */
+static int answer_member(Scanner *s, const unsigned char *key, Py_ssize_t length, void *answer) {
+    Answer *a = answer;
+    Py_ssize_t *span = key_is(key, length, "meta") ? a->meta : key_is(key, length, "fail") ? a->fail : NULL;
+    if (span != NULL) {
+        if (span[0] >= 0) return 0; /* twice */
+        span[0] = s->p - s->base;
+        if (!skip_value(s)) return 0;
+        span[1] = s->p - s->base;
         return 1;
     }
-    for (;;) {
-        int read = read_item(s);
-        if (read <= 0) return read;
-        int more = next_or_close(s, ']');
-        if (more < 0) return 0;
-        if (!more) break;
-    }
-    s->depth--;
-    return 1;
+    if (!key_is(key, length, "data")) return skip_value(s);
+    if (a->data++) return 0; /* twice */
+    return *s->p == '[' ? each_element(s, read_item) : 0;
 }
 
-/* The answer: an object with "data"; "meta" and "fail" found, not read. */
-static int read_answer(Scanner *s, Py_ssize_t *meta, Py_ssize_t *fail) {
+/* The answer: an object with "data", and nothing but spaces after it. */
+static int read_answer(Scanner *s, Answer *answer) {
     skip_space(s);
-    if (s->p >= s->end || *s->p != '{' || !enter(s)) return 0;
-    int data = 0;
-    if (s->p < s->end && *s->p == '}') return 0; /* no data */
-    for (;;) {
-        const unsigned char *key;
-        Py_ssize_t length;
-        if (!read_key(s, &key, &length)) return 0;
-        Py_ssize_t *span = key_is(key, length, "meta") ? meta : key_is(key, length, "fail") ? fail : NULL;
-        if (span != NULL) {
-            if (span[0] >= 0) return 0; /* twice */
-            span[0] = s->p - s->base;
-            if (!skip_value(s)) return 0;
-            span[1] = s->p - s->base;
-        } else if (key_is(key, length, "data")) {
-            if (data++) return 0;
-            int read = read_data(s);
-            if (read <= 0) return read;
-        } else if (!skip_value(s))
-            return 0;
-        int more = next_or_close(s, '}');
-        if (more < 0) return 0;
-        if (!more) break;
-    }
+    if (s->p >= s->end || *s->p != '{') return 0;
+    int read = each_member(s, answer_member, answer);
+    if (read <= 0) return read;
     skip_space(s);
-    return data && s->p == s->end; /* nothing but spaces after the answer */
+    return answer->data && s->p == s->end;
 }
 
 static PyObject *span_or_none(const Py_ssize_t *span) {
@@ -456,8 +415,8 @@ PyObject *pageframe_frame(PyObject *Py_UNUSED(module), PyObject *args) {
         Py_RETURN_NONE;
     }
     Scanner s = {body.buf, body.buf, (const unsigned char *)body.buf + body.len, 0, NULL, 0, 0};
-    Py_ssize_t meta[2] = {-1, -1}, fail[2] = {-1, -1};
-    int read = read_answer(&s, meta, fail);
+    Answer answer = {{-1, -1}, {-1, -1}, 0};
+    int read = read_answer(&s, &answer);
     if (read < 0) goto done;
     if (read == 0) {
         result = Py_None;
@@ -467,7 +426,7 @@ PyObject *pageframe_frame(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *table = PyBytes_FromStringAndSize(
         (const char *)s.rows, s.n_rows * FRAME_COLUMNS * (Py_ssize_t)sizeof(uint32_t));
     if (table == NULL) goto done;
-    result = Py_BuildValue("(NNN)", span_or_none(meta), span_or_none(fail), table);
+    result = Py_BuildValue("(NNN)", span_or_none(answer.meta), span_or_none(answer.fail), table);
 done:
     PyMem_Free(s.rows);
     PyBuffer_Release(&body);

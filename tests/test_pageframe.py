@@ -27,7 +27,7 @@ from exporter.aggregate import QueueAggregator
 from exporter.mimecast import pages
 from exporter.mimecast.errors import PollError
 from exporter.mimecast.pages import FRAME_ROW, Page, decode_page
-from tests.test_pagesum import NOW, _one, good_message, spoil
+from tests.test_pagesum import NOW, _one, c_context, good_message, spoil
 
 pagesum = aggregate._pagesum
 needs_c = pytest.mark.skipif(pagesum is None, reason="exporter._pagesum not built")
@@ -144,6 +144,18 @@ def test_nesting_far_beyond_the_limit_is_refused_without_recursing_into_it():
 
 
 @needs_c
+def test_no_part_of_an_answer_is_taken_for_the_whole():
+    """Every cut of an answer, as a view into the whole: a scanner that read one
+    byte past the end of its buffer would find the rest and take it."""
+    body = _answer(
+        [_one(), _one(info=None, lockedUntil="2026-11-24T01:00:00Z", to=[{"a": [1, -2.5e3, True]}])]
+    )
+    assert pagesum.frame(body) is not None
+    for end in range(len(body)):
+        assert pagesum.frame(memoryview(body)[:end]) is None, body[:end]
+
+
+@needs_c
 def test_frame_takes_any_buffer_and_refuses_other_types():
     body = _answer([_one()])
     assert pagesum.frame(bytearray(body))[2] == pagesum.frame(memoryview(body))[2]
@@ -218,7 +230,9 @@ def test_frame_never_takes_what_msgspec_refuses_and_points_where_msgspec_reads(b
     framed = pagesum.frame(broken)
     if framed is None:
         return
-    msgspec.json.decode(broken)  # valid JSON to msgspec too: raises otherwise
+    # Valid JSON to msgspec too: the envelope decoder raises DecodeError otherwise.
+    # (Decoding into Any would also judge values: 1e400 is "out of range".)
+    pages._ENVELOPE.decode(broken)
     meta, fail, table = framed
     decoded = json.loads(broken)
     for span, key in ((meta, "meta"), (fail, "fail")):
@@ -309,26 +323,8 @@ def test_a_page_summed_from_its_bytes_gives_the_loops_figures(
 
 
 def _sum_frame(body: bytes, *, cut: float = math.inf):
-    meta, fail, table = pagesum.frame(body)
-    return pagesum.sum_frame(
-        body,
-        table,
-        aggregate._ROUTE_INDEX,
-        {},
-        msgspec.UNSET,
-        NOW,
-        aggregate._microseconds(NOW),
-        aggregate._microseconds(NOW - 900),
-        aggregate.SIZE_BUCKETS,
-        aggregate.AGE_BUCKETS,
-        2**53,
-        len(aggregate.STATUSES),
-        aggregate.OLDEST_MESSAGES,
-        -math.inf,
-        False,
-        cut,
-        (0.0, 0.0, 0.0, 0.0),
-    )
+    table = pagesum.frame(body)[2]
+    return pagesum.sum_frame(body, table, *c_context(cut))
 
 
 @needs_c

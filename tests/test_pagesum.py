@@ -170,10 +170,10 @@ def test_c_and_the_loop_give_the_same_figures(pages, top_domains, overdue_after,
         assert stats.sums.age.total.hex() == other.sums.age.total.hex()
 
 
-def _summarize(messages: list[Message], *, cut: float = math.inf):
-    return pagesum.summarize(
-        messages,
-        Message,
+def c_context(cut: float = math.inf) -> tuple:
+    """The C sums' arguments after the page's messages: a fresh aggregator's at
+    NOW, with an empty status cache (every info a miss) and the given cut."""
+    return (
         aggregate._ROUTE_INDEX,
         {},
         msgspec.UNSET,
@@ -190,6 +190,10 @@ def _summarize(messages: list[Message], *, cut: float = math.inf):
         cut,
         (0.0, 0.0, 0.0, 0.0),
     )
+
+
+def _summarize(messages: list[Message], *, cut: float = math.inf):
+    return pagesum.summarize(messages, Message, *c_context(cut))
 
 
 def _one(**fields) -> dict:
