@@ -31,7 +31,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# A C compiler for exporter/_pagesum.c and _pageframe.c, which read and sum pages
+# A C compiler for mimecast_exporter/_pagesum.c and _pageframe.c, which read and sum pages
 # of messages at half the CPU of msgspec and the Python loop. Only in this
 # stage: the runtime image gets the compiled wheel, not the compiler. Debian's
 # own versions of the day (the base image is pinned; these follow its security
@@ -44,7 +44,7 @@ RUN apt-get update \
 WORKDIR /src
 # Only what the wheel is built from (see .dockerignore).
 COPY pyproject.toml setup.py README.md ./
-COPY exporter ./exporter
+COPY mimecast_exporter ./mimecast_exporter
 # --no-deps: only our own wheel; the runtime stage resolves the dependencies
 # from pyproject.toml. Build requirements (setuptools, wheel) come from the
 # [build-system] table, in pip's isolated build environment. The C extension
@@ -89,10 +89,10 @@ WORKDIR /etc/mimecast-exporter
 EXPOSE 9836
 
 # No curl or wget in the image: the exporter's own probe asks /-/healthy, and
-# works with TLS and basic auth on (see exporter/healthcheck.py).
+# works with TLS and basic auth on (see mimecast_exporter/healthcheck.py).
 # (Adjust --port if you change --web.listen-address.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/opt/venv/bin/python", "-m", "exporter.healthcheck", "--port", "9836"]
+    CMD ["/opt/venv/bin/python", "-m", "mimecast_exporter.healthcheck", "--port", "9836"]
 
 ENTRYPOINT ["/opt/venv/bin/mimecast-exporter"]
 CMD ["--config.file=/etc/mimecast-exporter/config.yml"]

@@ -22,9 +22,9 @@ help:
 	@echo "make dist   build the wheel into dist/"
 
 # The exporter and its runtime dependencies only: what `make demo` needs.
-# exporter/_pagesum.c and _pageframe.c are compiled if a C compiler is there (else the exporter
+# mimecast_exporter/_pagesum.c and _pageframe.c are compiled if a C compiler is there (else the exporter
 # decodes and sums pages in Python: the same figures, more CPU).
-$(RUNTIME_STAMP): pyproject.toml setup.py exporter/_pagesum.c exporter/_pageframe.c exporter/_pageframe.h
+$(RUNTIME_STAMP): pyproject.toml setup.py mimecast_exporter/_pagesum.c mimecast_exporter/_pageframe.c mimecast_exporter/_pageframe.h
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 	  echo "installing python3-venv (needed to create $(VENV))"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv; }
@@ -39,11 +39,11 @@ $(STAMP): $(RUNTIME_STAMP) | compiler
 	MIMECAST_EXPORTER_REQUIRE_C=1 $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# gcc and the Python headers, to compile exporter/_pagesum.c.
+# gcc and the Python headers, to compile mimecast_exporter/_pagesum.c.
 compiler:
 	@command -v cc >/dev/null 2>&1 && $(PYTHON) -c 'import os, sys, sysconfig; \
 	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { \
-	  echo "installing gcc and python3-dev (to compile exporter/_pagesum.c)"; \
+	  echo "installing gcc and python3-dev (to compile mimecast_exporter/_pagesum.c)"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends gcc libc6-dev python3-dev; }
 
 venv: $(STAMP)
@@ -73,13 +73,13 @@ docker-compose:
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests benchmarks scripts setup.py
-	$(BIN)/ruff format --check exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff check mimecast_exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff format --check mimecast_exporter tests benchmarks scripts setup.py
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format exporter tests benchmarks scripts setup.py
-	$(BIN)/ruff check --fix exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff format mimecast_exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff check --fix mimecast_exporter tests benchmarks scripts setup.py
 
 test: $(STAMP) promtool chromium docker-compose systemd-analyze lint
 	$(BIN)/python -m pytest

@@ -73,11 +73,17 @@ def _reset_peak() -> bool:
 
 def _poller(url: str, **poll):
 
-    from exporter.clock import SystemClock
-    from exporter.config import AccountConfig, Config, OAuth2Credentials, PollConfig, Secret
-    from exporter.poller import Poller
-    from exporter.simulator.tenants import DEFAULT_OAUTH2
-    from exporter.store import SnapshotStore
+    from mimecast_exporter.clock import SystemClock
+    from mimecast_exporter.config import (
+        AccountConfig,
+        Config,
+        OAuth2Credentials,
+        PollConfig,
+        Secret,
+    )
+    from mimecast_exporter.poller import Poller
+    from mimecast_exporter.simulator.tenants import DEFAULT_OAUTH2
+    from mimecast_exporter.store import SnapshotStore
 
     creds = OAuth2Credentials(DEFAULT_OAUTH2["client_id"], Secret(DEFAULT_OAUTH2["client_secret"]))
     config = Config(
@@ -95,8 +101,8 @@ def _poll(url: str, *, warm: bool = True, **poll) -> tuple[float, float, int, ob
 
     ``warm``: a token and a connection first, as a running exporter has them.
     """
-    from exporter.mimecast.budget import RequestBudget
-    from exporter.mimecast.client import Query
+    from mimecast_exporter.mimecast.budget import RequestBudget
+    from mimecast_exporter.mimecast.client import Query
 
     poller, store, config = _poller(url, **poll)
     scan = poller._scans[("sim-oauth2", "processing")]
@@ -119,7 +125,7 @@ def _poll(url: str, *, warm: bool = True, **poll) -> tuple[float, float, int, ob
 
 def _json_loads_cpu(url: str) -> float:
     """CPU seconds json.loads takes for the answers of a full scan (pages of 500)."""
-    from exporter.mimecast.client import Query
+    from mimecast_exporter.mimecast.client import Query
 
     poller, _, config = _poller(url, page_size=FULL_SCAN_PAGE, max_pages=10**6)
     client = poller._scans[("sim-oauth2", "processing")].client
@@ -159,8 +165,8 @@ def _metrics_page(store):
         ProcessCollector,
     )
 
-    from exporter.collector import MimecastCollector
-    from exporter.exposition import MetricsPage
+    from mimecast_exporter.collector import MimecastCollector
+    from mimecast_exporter.exposition import MetricsPage
 
     rest = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=rest)
@@ -191,8 +197,8 @@ def _scrape_times(store, config, count: int = 400) -> tuple[list[float], list[fl
     """Render times of /metrics from ``store`` and from an empty queue's snapshot."""
     from prometheus_client import generate_latest
 
-    from exporter.aggregate import QueueAggregator
-    from exporter.store import SnapshotStore
+    from mimecast_exporter.aggregate import QueueAggregator
+    from mimecast_exporter.store import SnapshotStore
 
     empty = SnapshotStore(["sim-oauth2"], ["processing"])
     empty.record_success("sim-oauth2", "processing", QueueAggregator(time.time()).snapshot(), 0, 0)
@@ -213,9 +219,9 @@ def tenants_child() -> dict:
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from exporter.aggregate import QueueAggregator
-    from exporter.collector import MimecastCollector
-    from exporter.store import SnapshotStore
+    from mimecast_exporter.aggregate import QueueAggregator
+    from mimecast_exporter.collector import MimecastCollector
+    from mimecast_exporter.store import SnapshotStore
 
     now = time.time()
     infos = ["Queued for Processing", "451 4.7.1 Greylisted", "550 5.1.1 User unknown", ""]
@@ -296,7 +302,7 @@ def child(url: str, size: int) -> dict:
     _poll(url)  # imports, caches
     default_wall, _, requests, _ = _poll(url)
     # A running exporter has read the queue before: the dates' minute cache is
-    # warm (see exporter/dates.py). Measure that steady state, not the first poll.
+    # warm (see mimecast_exporter/dates.py). Measure that steady state, not the first poll.
     _poll(url, page_size=FULL_SCAN_PAGE, max_pages=10**6)
     gc.collect()
     gc.freeze()  # as the exporter does once started (cli._freeze_start_up_objects)
@@ -329,9 +335,9 @@ def child(url: str, size: int) -> dict:
 
 def answer_child(kind: str) -> dict:
     """Peak RSS of reading and counting one answer of ANSWER_CAP bytes, over its size."""
-    from exporter.aggregate import QueueAggregator
-    from exporter.mimecast.errors import PollError
-    from exporter.mimecast.pages import decode_page
+    from mimecast_exporter.aggregate import QueueAggregator
+    from mimecast_exporter.mimecast.errors import PollError
+    from mimecast_exporter.mimecast.pages import decode_page
 
     if kind == "empty-objects":
         body = bytearray(b'{"data":[{"messages":[' + b"{}," * (ANSWER_CAP // 3 - 10) + b"{}]}]}")
@@ -372,7 +378,7 @@ def start_simulator(size: int) -> tuple[subprocess.Popen, str]:
         [
             _python(),
             "-m",
-            "exporter.simulator",
+            "mimecast_exporter.simulator",
             "--listen",
             "127.0.0.1:0",
             "--scenario",

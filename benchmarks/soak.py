@@ -36,16 +36,16 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collector import MimecastCollector
-from exporter.config import (
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.config import (
     Config,
     PollConfig,
 )
-from exporter.demo import demo_config
-from exporter.poller import Poller
-from exporter.simulator.faults import TOKEN_PATH, Fault
-from exporter.simulator.server import DEFAULT_HMAC_TENANT, SimulatorServer
-from exporter.store import SnapshotStore
+from mimecast_exporter.demo import demo_config
+from mimecast_exporter.poller import Poller
+from mimecast_exporter.simulator.faults import TOKEN_PATH, Fault
+from mimecast_exporter.simulator.server import DEFAULT_HMAC_TENANT, SimulatorServer
+from mimecast_exporter.store import SnapshotStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fakes import FakeClock  # the clock the test suite shares too
@@ -187,7 +187,7 @@ def soak(polls: int, seed: int, out=sys.stdout) -> bool:
     # Failed polls are expected here: count log lines instead of printing them.
     # An error-level line from the poller means a bug ("poll failed unexpectedly").
     counter = _CountingHandler()
-    exporter_log = logging.getLogger("exporter")
+    exporter_log = logging.getLogger("mimecast_exporter")
     exporter_log.addHandler(counter)
     exporter_log.propagate = False
     clock = FakeClock()

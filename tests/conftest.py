@@ -6,8 +6,14 @@ import time
 
 import pytest
 
-from exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig, Secret
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.config import (
+    AccountConfig,
+    HmacCredentials,
+    OAuth2Credentials,
+    PollConfig,
+    Secret,
+)
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.fakes import FakeClock
 
 OAUTH_ID, OAUTH_SECRET = "test-client", "test-client-secret-value"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-EXPORTER = [sys.executable, "-m", "exporter"]
+EXPORTER = [sys.executable, "-m", "mimecast_exporter"]
 
 
 def run_exporter(

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from exporter.aggregate import AGE_BUCKETS, ROUTES, QueueAggregator, parse_mimecast_date
+from mimecast_exporter.aggregate import AGE_BUCKETS, ROUTES, QueueAggregator, parse_mimecast_date
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
 
@@ -99,7 +99,7 @@ def test_histograms_bucket_by_age_and_size():
 )
 def test_bad_field_skips_the_value_but_counts_the_message(fields, caplog):
     agg = QueueAggregator(NOW, {"account": "acme", "queue": "processing"})
-    with caplog.at_level(logging.DEBUG, logger="exporter.aggregate"):
+    with caplog.at_level(logging.DEBUG, logger="mimecast_exporter.aggregate"):
         assert agg.add_json([message(**fields)]) == 1
     snap = agg.snapshot()
     assert snap.messages == 1

@@ -1,7 +1,7 @@
 """API 1.0 signing and the API 2.0 token cache."""
 
-from exporter.config import HmacCredentials, Secret
-from exporter.mimecast.auth import (
+from mimecast_exporter.config import HmacCredentials, Secret
+from mimecast_exporter.mimecast.auth import (
     TokenCache,
     hmac_headers,
     hmac_signature,

@@ -190,7 +190,7 @@ def test_demo_serves_non_zero_metrics_for_both_accounts_within_seconds():
     ],
 )
 def test_default_listen_address_depends_on_the_mode(flags, address):
-    from exporter.cli import build_parser, listen_address
+    from mimecast_exporter.cli import build_parser, listen_address
 
     assert listen_address(build_parser().parse_args(flags)) == address
 

@@ -12,12 +12,18 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from exporter.mimecast.auth import TokenCache
-from exporter.mimecast.budget import RequestBudget
-from exporter.mimecast.client import API_PATH, MAX_ATTEMPTS, TOKEN_PATH, MimecastClient, Query
-from exporter.mimecast.errors import PollError
-from exporter.mimecast.ratelimit import RateLimitGate
-from exporter.simulator.faults import Fault
+from mimecast_exporter.mimecast.auth import TokenCache
+from mimecast_exporter.mimecast.budget import RequestBudget
+from mimecast_exporter.mimecast.client import (
+    API_PATH,
+    MAX_ATTEMPTS,
+    TOKEN_PATH,
+    MimecastClient,
+    Query,
+)
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.ratelimit import RateLimitGate
+from mimecast_exporter.simulator.faults import Fault
 from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
 
 

@@ -6,10 +6,10 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.aggregate import QueueAggregator, parse_mimecast_date
-from exporter.collector import MimecastCollector
-from exporter.mimecast.errors import REASONS
-from exporter.store import SnapshotStore
+from mimecast_exporter.aggregate import QueueAggregator, parse_mimecast_date
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.mimecast.errors import REASONS
+from mimecast_exporter.store import SnapshotStore
 from tests.fakes import FakeClock
 from tests.processes import debian_binary
 
@@ -223,7 +223,7 @@ def test_distributions_are_gauge_histograms_in_both_formats(env):
 
 
 def test_messages_by_status_zero_filled_and_only_for_complete_scans(env):
-    from exporter.status import STATUSES
+    from mimecast_exporter.status import STATUSES
 
     clock, store, registry = env
     now = clock.time()

@@ -1,4 +1,4 @@
-"""Tests for exporter.config: one fixture file per error case, plus valid configs."""
+"""Tests for mimecast_exporter.config: one fixture file per error case, plus valid configs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.config import (
+from mimecast_exporter.config import (
     HMAC_REGIONS,
     OAUTH2_REGIONS,
     AccountConfig,
@@ -27,7 +27,7 @@ from exporter.config import (
     parse_config,
     parse_duration,
 )
-from exporter.durations import format_duration
+from mimecast_exporter.durations import format_duration
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "config"

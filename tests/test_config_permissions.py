@@ -3,7 +3,7 @@
 import logging
 import os
 
-from exporter.config import load_config
+from mimecast_exporter.config import load_config
 
 CONFIG_INLINE = """
 accounts:
@@ -28,7 +28,7 @@ def test_world_readable_secret_file_warns_without_the_value(tmp_path, caplog):
     os.chmod(tmp_path / "config.yml", 0o644)  # names a file only: fine to be public
     (tmp_path / "secret").write_text("file-client-secret\n")
     os.chmod(tmp_path / "secret", 0o644)
-    with caplog.at_level(logging.WARNING, logger="exporter.config"):
+    with caplog.at_level(logging.WARNING, logger="mimecast_exporter.config"):
         load_config(tmp_path / "config.yml", environ={})
     found = warnings(caplog)
     assert len(found) == 1
@@ -42,7 +42,7 @@ def test_private_files_do_not_warn(tmp_path, caplog):
     (tmp_path / "config.yml").write_text(CONFIG_INLINE)
     os.chmod(tmp_path / "config.yml", 0o600)
     (tmp_path / "secret").write_text("x")
-    with caplog.at_level(logging.WARNING, logger="exporter.config"):
+    with caplog.at_level(logging.WARNING, logger="mimecast_exporter.config"):
         load_config(tmp_path / "config.yml", environ={})
     assert warnings(caplog) == []
 
@@ -50,7 +50,7 @@ def test_private_files_do_not_warn(tmp_path, caplog):
 def test_world_readable_config_with_inline_secret_warns(tmp_path, caplog):
     (tmp_path / "config.yml").write_text(CONFIG_INLINE)
     os.chmod(tmp_path / "config.yml", 0o604)
-    with caplog.at_level(logging.WARNING, logger="exporter.config"):
+    with caplog.at_level(logging.WARNING, logger="mimecast_exporter.config"):
         load_config(tmp_path / "config.yml", environ={})
     found = warnings(caplog)
     assert len(found) == 1 and "holds secrets inline" in found[0].getMessage()
@@ -62,6 +62,6 @@ def test_world_readable_config_with_env_secret_does_not_warn(tmp_path, caplog):
         CONFIG_INLINE.replace("an-inline-client-secret", "'${CLIENT_SECRET}'")
     )
     os.chmod(tmp_path / "config.yml", 0o644)
-    with caplog.at_level(logging.WARNING, logger="exporter.config"):
+    with caplog.at_level(logging.WARNING, logger="mimecast_exporter.config"):
         load_config(tmp_path / "config.yml", environ={"CLIENT_SECRET": "from-the-env"})
     assert warnings(caplog) == []

@@ -179,7 +179,7 @@ def test_build_stage_builds_only_our_wheel(dockerfile):
 
 
 def test_build_stage_compiles_the_c_extension_or_fails(dockerfile):
-    """The wheel of the image carries exporter/_pagesum.c compiled: the build
+    """The wheel of the image carries mimecast_exporter/_pagesum.c compiled: the build
     stage has a compiler, and a failed compile fails the build (setup.py)."""
     build, final = dockerfile[1][0], dockerfile[1][-1]
     runs = [r.args for r in build.all("RUN")]
@@ -220,7 +220,7 @@ def test_healthcheck_probes_healthy_with_python_only(final_stage):
     assert "curl" not in text and "wget" not in text
     # The exporter's own probe: /-/healthy on 127.0.0.1, TLS and basic auth handled
     # (tests/web/test_web_healthcheck.py).
-    assert "exporter.healthcheck" in text and f'"--port", "{PORT}"' in text
+    assert "mimecast_exporter.healthcheck" in text and f'"--port", "{PORT}"' in text
     _, _, cmd = text.partition("CMD")
     assert Instruction("CMD", cmd).exec_form() is not None, "exec form: no shell needed"
 
@@ -410,7 +410,7 @@ def test_image_sums_pages_in_c(image_venv):
         [
             image_venv.bin("python"),
             "-c",
-            "from exporter import aggregate; print(aggregate._pagesum)",
+            "from mimecast_exporter import aggregate; print(aggregate._pagesum)",
         ],
         capture_output=True,
         text=True,
@@ -418,7 +418,7 @@ def test_image_sums_pages_in_c(image_venv):
         cwd="/",
     )
     assert result.returncode == 0, result.stderr
-    assert "exporter._pagesum" in result.stdout and "None" not in result.stdout
+    assert "mimecast_exporter._pagesum" in result.stdout and "None" not in result.stdout
 
 
 def test_image_has_the_simulator_and_a_version(image_venv):

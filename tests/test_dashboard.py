@@ -11,9 +11,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from exporter.aggregate import QueueAggregator
-from exporter.collector import MimecastCollector
-from exporter.store import SnapshotStore
+from mimecast_exporter.aggregate import QueueAggregator
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.store import SnapshotStore
 from tests.dashboard import (
     BUILTIN_VARIABLES,
     DASHBOARD_PATH,

@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.dashboard import load_dashboard, panel_queries, substitute
 from tests.processes import Daemon, debian_binary, wait_for
 

@@ -9,10 +9,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.aggregate import QueueAggregator
-from exporter.collector import MimecastCollector
-from exporter.exposition import MetricsPage, split_families
-from exporter.store import SnapshotStore
+from mimecast_exporter.aggregate import QueueAggregator
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.exposition import MetricsPage, split_families
+from mimecast_exporter.store import SnapshotStore
 from tests.fakes import FakeClock
 
 STALE_AFTER = 300.0

@@ -46,11 +46,11 @@ import pytest
 import requests
 import trustme
 
-from exporter.config import AccountConfig
-from exporter.mimecast.answers import CLOCK_SKEW_HINT_SECONDS, clock_skew_hint
-from exporter.mimecast.client import API_PATH, MAX_ATTEMPTS, TOKEN_PATH
-from exporter.mimecast.errors import REASONS
-from exporter.simulator.faults import Fault
+from mimecast_exporter.config import AccountConfig
+from mimecast_exporter.mimecast.answers import CLOCK_SKEW_HINT_SECONDS, clock_skew_hint
+from mimecast_exporter.mimecast.client import API_PATH, MAX_ATTEMPTS, TOKEN_PATH
+from mimecast_exporter.mimecast.errors import REASONS
+from mimecast_exporter.simulator.faults import Fault
 from tests.conftest import (
     HMAC_ACCESS_KEY,
     HMAC_APP_ID,
@@ -372,7 +372,7 @@ class Row:
     scheme: str = "hmac"  # "hmac" or "oauth2"
     upstream: str = "sim"  # "sim", "front", "tls" or "raw"
     poll: dict[str, Any] = field(default_factory=dict)
-    logger: str = "exporter.poller"
+    logger: str = "mimecast_exporter.poller"
     # more assertions after the failing poll, given the harness and the log record
     check: Callable[[Harness, logging.LogRecord], None] = lambda h, record: None
 
@@ -593,7 +593,7 @@ ROWS = [
         status=401,
         code="token_expired",
         scheme="oauth2",
-        logger="exporter.mimecast.client",
+        logger="mimecast_exporter.mimecast.client",
         check=token_expired_check,
     ),
     Row(
@@ -829,8 +829,8 @@ def test_tls_upstream_is_refused_without_its_ca_and_accepted_with_it(
 def test_repeat_token_fault_hands_back_the_same_token(sim, clock):
     sim.hmac_tenant.model.set_messages(QUEUE, make_messages(5))
     sim.faults.add(Fault(kind="repeat_token", times=None))
-    from exporter.mimecast.client import MimecastClient
-    from exporter.mimecast.ratelimit import RateLimitGate
+    from mimecast_exporter.mimecast.client import MimecastClient
+    from mimecast_exporter.mimecast.ratelimit import RateLimitGate
     from tests.conftest import poll_config
     from tests.test_client import walk_pages
 
@@ -906,7 +906,16 @@ def test_dns_failure_in_an_empty_network_namespace(tmp_path):
         + _hmac_yaml("remote", "https://api.mimecast.invalid")
     )
     result = subprocess.run(
-        [UNSHARE, "-n", sys.executable, "-m", "exporter", "--once", "--config.file", str(config)],
+        [
+            UNSHARE,
+            "-n",
+            sys.executable,
+            "-m",
+            "mimecast_exporter",
+            "--once",
+            "--config.file",
+            str(config),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

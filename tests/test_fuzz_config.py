@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import (
+from mimecast_exporter.config import (
     Config,
     ConfigError,
     PollConfig,
@@ -29,7 +29,7 @@ from exporter.config import (
     parse_config,
     parse_duration,
 )
-from exporter.durations import UNITS, format_duration, parse_duration_text
+from mimecast_exporter.durations import UNITS, format_duration, parse_duration_text
 
 FUZZ = settings(
     max_examples=150,

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aggregate import ROUTES, UNKNOWN_ROUTE, QueueAggregator, parse_mimecast_date
-from exporter.collector import MimecastCollector
-from exporter.dates import DateParser
-from exporter.mimecast.errors import REASONS, PollError
-from exporter.mimecast.pages import Page, decode_page
-from exporter.mimecast.responses import fail_errors, parse_token
-from exporter.store import SnapshotStore
+from mimecast_exporter.aggregate import ROUTES, UNKNOWN_ROUTE, QueueAggregator, parse_mimecast_date
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.dates import DateParser
+from mimecast_exporter.mimecast.errors import REASONS, PollError
+from mimecast_exporter.mimecast.pages import Page, decode_page
+from mimecast_exporter.mimecast.responses import fail_errors, parse_token
+from mimecast_exporter.store import SnapshotStore
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.logs import add_secrets
-from exporter.mimecast.budget import RequestBudget
-from exporter.mimecast.client import API_PATH, TOKEN_PATH, Query
-from exporter.mimecast.errors import PollError
-from exporter.mimecast.ratelimit import MAX_WAIT_SECONDS
-from exporter.mimecast.responses import MAX_UPSTREAM_TEXT
+from mimecast_exporter.logs import add_secrets
+from mimecast_exporter.mimecast.budget import RequestBudget
+from mimecast_exporter.mimecast.client import API_PATH, TOKEN_PATH, Query
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.ratelimit import MAX_WAIT_SECONDS
+from mimecast_exporter.mimecast.responses import MAX_UPSTREAM_TEXT
 from tests.conftest import HMAC_SECRET_KEY, OAUTH_SECRET, hmac_account, oauth_account
 from tests.fakes import FakeClock
 from tests.rawserver import LoopbackServer, RawServer, read_request
@@ -138,7 +138,7 @@ def test_a_fail_message_echoing_a_secret_never_shows_a_prefix_of_it(clock, caplo
             client = client_for(hmac_account(server.url), clock)
             with caplog.at_level(logging.DEBUG), pytest.raises(PollError) as info:
                 one_page(client, clock)
-        logging.getLogger("exporter.test").warning(info.value.message)
+        logging.getLogger("mimecast_exporter.test").warning(info.value.message)
         assert HMAC_SECRET_KEY[:6] not in info.value.message
         assert len(info.value.message) < MAX_UPSTREAM_TEXT + 100
 

@@ -1,4 +1,4 @@
-"""exporter.mimecast.http11: one exchange, written and read over a real socket pair."""
+"""mimecast_exporter.mimecast.http11: one exchange, written and read over a real socket pair."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from exporter.deadline_socket import DeadlineSocket
-from exporter.mimecast import http11
-from exporter.mimecast.http11 import BadFraming, Exchange, request_bytes
-from exporter.mimecast.transport import DirectTransport
+from mimecast_exporter.deadline_socket import DeadlineSocket
+from mimecast_exporter.mimecast import http11
+from mimecast_exporter.mimecast.http11 import BadFraming, Exchange, request_bytes
+from mimecast_exporter.mimecast.transport import DirectTransport
 from tests.rawserver import LoopbackServer
 
 

@@ -132,7 +132,7 @@ def test_deployment_port_and_probes(container):
     # Liveness: the exporter's own probe, which works with TLS and basic auth on
     # (tests/web/test_web_healthcheck.py runs it against both).
     liveness = container["livenessProbe"]["exec"]["command"]
-    assert liveness[:3] == ["/opt/venv/bin/python", "-m", "exporter.healthcheck"]
+    assert liveness[:3] == ["/opt/venv/bin/python", "-m", "mimecast_exporter.healthcheck"]
     assert liveness[liveness.index("--port") + 1] == "9836"
     readiness = container["readinessProbe"]["httpGet"]
     assert readiness["path"] == "/-/ready"
@@ -141,10 +141,10 @@ def test_deployment_port_and_probes(container):
 
 def test_the_liveness_command_is_the_images(tmp_path):
     """The module the probe runs ships in the wheel the image installs."""
-    import exporter.healthcheck
+    import mimecast_exporter.healthcheck
 
-    assert (ROOT / "exporter" / "healthcheck.py").exists()
-    assert exporter.healthcheck.DEFAULT_PORT == 9836
+    assert (ROOT / "mimecast_exporter" / "healthcheck.py").exists()
+    assert mimecast_exporter.healthcheck.DEFAULT_PORT == 9836
 
 
 def test_deployment_resources(container):

@@ -1,11 +1,11 @@
-"""The package's layout: no import circles in exporter/, the HTTP side in one package."""
+"""The package's layout: no import circles in mimecast_exporter/, the HTTP side in one package."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).parents[1] / "exporter"
+PACKAGE = Path(__file__).parents[1] / "mimecast_exporter"
 
 
 def _module_name(path: Path) -> str:
@@ -31,14 +31,14 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # "from exporter.web import openssl" imports the submodule openssl.
+            # "from mimecast_exporter.web import openssl" imports the submodule openssl.
             names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
         else:
             continue
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
-            if name and name != "exporter":  # the root package holds only __version__
+            if name and name != "mimecast_exporter":  # the root package holds only __version__
                 found.add(name)
     return found
 
@@ -83,7 +83,7 @@ def test_the_cycle_finder_finds_cycles():
 
 
 def test_demo_never_imports_the_cli():
-    assert "exporter.cli" not in _graph()["exporter.demo"]
+    assert "mimecast_exporter.cli" not in _graph()["mimecast_exporter.demo"]
 
 
 def test_the_http_side_is_one_package():

@@ -1,4 +1,4 @@
-"""Tests for exporter.logs: line shapes, fields, quoting, tracebacks and scrubbing."""
+"""Tests for mimecast_exporter.logs: line shapes, fields, quoting, tracebacks and scrubbing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from exporter.logs import (
+from mimecast_exporter.logs import (
     FORMATS,
     LEVELS,
     JsonFormatter,
@@ -49,7 +49,7 @@ def lines(stream: io.StringIO) -> list[str]:
     return stream.getvalue().splitlines()
 
 
-log = logging.getLogger("exporter.poller")
+log = logging.getLogger("mimecast_exporter.poller")
 
 
 # --- logfmt -------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_logfmt_line_shape() -> None:
     )
     (line,) = lines(out)
     assert re.fullmatch(
-        rf'ts={TS} level=info logger=exporter\.poller msg="poll finished" '
+        rf'ts={TS} level=info logger=mimecast_exporter\.poller msg="poll finished" '
         r"account=acme queue=processing duration_seconds=0\.42",
         line,
     ), line
@@ -153,7 +153,7 @@ def test_exception_folded_onto_one_line() -> None:
         log.exception("poll failed", extra={"account": "acme"})
     (line,) = lines(out)
     assert re.match(
-        rf'ts={TS} level=error logger=exporter\.poller msg="poll failed" '
+        rf'ts={TS} level=error logger=mimecast_exporter\.poller msg="poll failed" '
         r'account=acme exc="Traceback',
         line,
     )
@@ -180,7 +180,7 @@ def test_json_line_shape() -> None:
     first, second = (json.loads(line) for line in lines(out))
     assert list(first) == ["ts", "level", "logger", "msg", "account", "duration_seconds", "n"]
     assert re.fullmatch(TS, first["ts"])
-    assert first["level"] == "info" and first["logger"] == "exporter.poller"
+    assert first["level"] == "info" and first["logger"] == "mimecast_exporter.poller"
     assert first["msg"] == "poll finished"
     assert (first["account"], first["duration_seconds"], first["n"]) == ("acme", 0.42, None)
     assert list(second) == ["ts", "level", "logger", "msg", "exc"]
@@ -311,7 +311,9 @@ def test_reconfigure_replaces_own_handler_only() -> None:
     assert json.loads(second.getvalue())["msg"] == "once"
     assert foreign in root.handlers
     ours = [
-        h for h in root.handlers if h not in (foreign,) and type(h).__module__ == "exporter.logs"
+        h
+        for h in root.handlers
+        if h not in (foreign,) and type(h).__module__ == "mimecast_exporter.logs"
     ]
     assert len(ours) == 1
 

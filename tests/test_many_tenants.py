@@ -10,8 +10,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.shard import shard_of
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.shard import shard_of
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.processes import Daemon, wait_for
 
 TENANTS = 200

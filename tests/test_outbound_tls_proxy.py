@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import trustme
 
-from exporter.config import Config
-from exporter.poller import Poller
-from exporter.simulator.server import SimulatorServer
-from exporter.store import SnapshotStore
+from mimecast_exporter.config import Config
+from mimecast_exporter.poller import Poller
+from mimecast_exporter.simulator.server import SimulatorServer
+from mimecast_exporter.store import SnapshotStore
 from tests.conftest import (
     OAUTH_ID,
     OAUTH_SECRET,

@@ -1,5 +1,5 @@
-"""Answers framed in C (exporter/_pageframe.c) and summed from their bytes
-(sum_frame in exporter/_pagesum.c), against msgspec and the Python loop.
+"""Answers framed in C (mimecast_exporter/_pageframe.c) and summed from their bytes
+(sum_frame in mimecast_exporter/_pagesum.c), against msgspec and the Python loop.
 
 Two promises are held here:
 
@@ -22,15 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import aggregate
-from exporter.aggregate import QueueAggregator
-from exporter.mimecast import pages
-from exporter.mimecast.errors import PollError
-from exporter.mimecast.pages import FRAME_ROW, Page, decode_page
+from mimecast_exporter import aggregate
+from mimecast_exporter.aggregate import QueueAggregator
+from mimecast_exporter.mimecast import pages
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.pages import FRAME_ROW, Page, decode_page
 from tests.test_pagesum import NOW, _one, c_context, good_message, spoil
 
 pagesum = aggregate._pagesum
-needs_c = pytest.mark.skipif(pagesum is None, reason="exporter._pagesum not built")
+needs_c = pytest.mark.skipif(pagesum is None, reason="mimecast_exporter._pagesum not built")
 FIELDS = ["routing", "size", "attempts", "created", "info", "nextAttempt", "lockedUntil"]
 
 

@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
-from exporter.aggregate import QueueAggregator
-from exporter.mimecast.errors import PollError
-from exporter.mimecast.filters import requested_routes, route_filter
-from exporter.mimecast.pages import (
+from mimecast_exporter.aggregate import QueueAggregator
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.filters import requested_routes, route_filter
+from mimecast_exporter.mimecast.pages import (
     COST_PER_ELEMENT,
     ELEMENTS_FACTOR,
     NOT_A_SCALAR,
@@ -194,7 +194,7 @@ def test_retry_fields_absent_null_or_bad_stay_apart():
     """Absent (UNSET: the server did not say), null (none) and not-a-date differ."""
     import msgspec
 
-    from exporter.mimecast.pages import NOT_A_SCALAR
+    from mimecast_exporter.mimecast.pages import NOT_A_SCALAR
 
     fast = b'{"data":[{"messages":[{"lockedUntil":null,"nextAttempt":"x"},{}]}]}'
     first, second = decode(fast).messages

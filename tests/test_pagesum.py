@@ -1,4 +1,4 @@
-"""The C sums of a page (exporter/_pagesum.c) against the Python loop.
+"""The C sums of a page (mimecast_exporter/_pagesum.c) against the Python loop.
 
 QueueAggregator.add hands a page of well-formed messages to the C extension
 and any other page to add_each, the loop. Both must give the same figures to
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import aggregate
-from exporter.aggregate import QueueAggregator
-from exporter.mimecast.pages import Message, decode_page
+from mimecast_exporter import aggregate
+from mimecast_exporter.aggregate import QueueAggregator
+from mimecast_exporter.mimecast.pages import Message, decode_page
 
 NOW = 1_795_478_400.25  # 2026-11-24T00:00:00.25Z: a fraction, as time.time() has
 pagesum = aggregate._pagesum
@@ -34,7 +34,7 @@ def test_the_extension_is_built_where_the_tests_run():
     assert pagesum is not None
 
 
-needs_c = pytest.mark.skipif(pagesum is None, reason="exporter._pagesum not built")
+needs_c = pytest.mark.skipif(pagesum is None, reason="mimecast_exporter._pagesum not built")
 
 
 def _date(seconds: float, style: str) -> str:

@@ -7,11 +7,11 @@ import threading
 
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import MimecastCollector
-from exporter.config import Config
-from exporter.poller import Poller, account_offsets, first_turns
-from exporter.simulator.faults import Fault
-from exporter.store import SnapshotStore
+from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.config import Config
+from mimecast_exporter.poller import Poller, account_offsets, first_turns
+from mimecast_exporter.simulator.faults import Fault
+from mimecast_exporter.store import SnapshotStore
 from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
 
 

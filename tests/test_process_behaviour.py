@@ -14,8 +14,8 @@ import time
 import pytest
 import yaml
 
-from exporter.simulator.faults import Fault
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.faults import Fault
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.conftest import (
     HMAC_ACCESS_KEY,
     HMAC_APP_ID,

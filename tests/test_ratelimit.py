@@ -1,6 +1,6 @@
 """Reading Mimecast's rate-limit headers and the per-account gate."""
 
-from exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
+from mimecast_exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
 
 
 def test_reset_is_milliseconds():

@@ -9,10 +9,10 @@ import random
 import msgspec
 import pytest
 
-from exporter import aggregate
-from exporter.aggregate import MAX_DOMAINS, OLDEST_MESSAGES, QueueAggregator
-from exporter.mimecast.pages import decode_page
-from exporter.recipients import addresses, domain_of, domains, text
+from mimecast_exporter import aggregate
+from mimecast_exporter.aggregate import MAX_DOMAINS, OLDEST_MESSAGES, QueueAggregator
+from mimecast_exporter.mimecast.pages import decode_page
+from mimecast_exporter.recipients import addresses, domain_of, domains, text
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
 

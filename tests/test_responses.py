@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from exporter.mimecast.errors import PollError
-from exporter.mimecast.pages import decode_page
-from exporter.mimecast.responses import fail_errors, parse_token
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.pages import decode_page
+from mimecast_exporter.mimecast.responses import fail_errors, parse_token
 
 
 def parse_page(raw, number, request_id):

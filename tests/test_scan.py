@@ -14,11 +14,11 @@ from types import MappingProxyType
 import pytest
 from prometheus_client import generate_latest
 
-from exporter.aggregate import Prefix
-from exporter.mimecast.pages import Message, Page
-from exporter.scan import QueueScan, WarnOnce
-from exporter.simulator.api import Quirks
-from exporter.simulator.faults import Fault
+from mimecast_exporter.aggregate import Prefix
+from mimecast_exporter.mimecast.pages import Message, Page
+from mimecast_exporter.scan import QueueScan, WarnOnce
+from mimecast_exporter.simulator.api import Quirks
+from mimecast_exporter.simulator.faults import Fault
 from tests.conftest import hmac_account, oauth_account
 from tests.fakes import EPOCH
 from tests.test_poller import build, sample

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from exporter.config import Config
-from exporter.shard import ALL, Shard, shard_of
+from mimecast_exporter.config import Config
+from mimecast_exporter.shard import ALL, Shard, shard_of
 from tests.conftest import hmac_account, poll_config
 
 NAMES = [f"tenant-{i:03d}" for i in range(200)]
@@ -47,7 +47,7 @@ def test_the_hash_is_stable_across_runs_and_hosts():
     names = ("acme", "globex", "initech", "umbrella", "tenant-000", "tenant-001")
     assert [shard_of(n, 3) for n in names] == [1, 0, 1, 2, 1, 2]
     code = (
-        "from exporter.shard import shard_of;"
+        "from mimecast_exporter.shard import shard_of;"
         "print([shard_of(f'tenant-{i:03d}', 7) for i in range(50)])"
     )
     runs = {
@@ -94,7 +94,7 @@ def test_config_check_says_which_accounts_the_shard_polls(tmp_path):
         [
             sys.executable,
             "-m",
-            "exporter",
+            "mimecast_exporter",
             "--config.file",
             str(config),
             "--config.check",
@@ -111,7 +111,7 @@ def test_config_check_says_which_accounts_the_shard_polls(tmp_path):
 
 def test_a_bad_shard_flag_is_a_usage_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--accounts.shard=2/2", "--config.check"],
+        [sys.executable, "-m", "mimecast_exporter", "--accounts.shard=2/2", "--config.check"],
         capture_output=True,
         text=True,
         timeout=60,

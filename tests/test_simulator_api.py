@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from exporter.simulator.clock import ManualClock
-from exporter.simulator.server import SimulatorServer
-from exporter.simulator.tenants import Tenant
+from mimecast_exporter.simulator.clock import ManualClock
+from mimecast_exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.tenants import Tenant
 
 FIND = "/api/gateway/find-processing-messages"
 MC_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"
@@ -347,7 +347,7 @@ def test_quotas_are_per_credential(
 
 def test_recorded_requests_are_bounded():
     """A simulator running for days keeps only the latest requests."""
-    from exporter.simulator.api import MAX_RECORDED_REQUESTS, MimecastApi
+    from mimecast_exporter.simulator.api import MAX_RECORDED_REQUESTS, MimecastApi
     from tests.fakes import FakeClock
 
     api = MimecastApi(

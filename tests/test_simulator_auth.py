@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from exporter.simulator.clock import ManualClock
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.clock import ManualClock
+from mimecast_exporter.simulator.server import SimulatorServer
 
 FIND = "/api/gateway/find-processing-messages"
 BODY = {"data": [{}]}

@@ -8,11 +8,11 @@ import signal
 import pytest
 import requests
 
-from exporter.simulator.api import Quirks
-from exporter.simulator.backlog import ROUTES, Backlog, attempts_after
-from exporter.simulator.clock import ManualClock, parse_mc_date
-from exporter.simulator.faults import Fault
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.api import Quirks
+from mimecast_exporter.simulator.backlog import ROUTES, Backlog, attempts_after
+from mimecast_exporter.simulator.clock import ManualClock, parse_mc_date
+from mimecast_exporter.simulator.faults import Fault
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.test_simulator_api import open_session
 from tests.test_simulator_cli import read_banner, running
 

@@ -14,14 +14,14 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator.cli import parse_duration, parse_listen, parse_rate_limit
+from mimecast_exporter.simulator.cli import parse_duration, parse_listen, parse_rate_limit
 
 FIND = "/api/gateway/find-processing-messages"
 
 
 def run(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "exporter.simulator", *args],
+        [sys.executable, "-m", "mimecast_exporter.simulator", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +91,7 @@ def test_serves_with_the_printed_credentials_and_stops_on_a_signal(signum: int) 
 @pytest.mark.parametrize("listen", ["0.0.0.0:8080", "192.0.2.1:8080", ":8080", "example.com:80"])
 def test_non_loopback_listen_is_refused(listen: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "exporter.simulator", "--listen", listen],
+        [sys.executable, "-m", "mimecast_exporter.simulator", "--listen", listen],
         capture_output=True,
         text=True,
         timeout=20,
@@ -117,7 +117,7 @@ def test_flag_parsers() -> None:
 
 
 def test_help_describes_every_flag():
-    from exporter.simulator.cli import _parser
+    from mimecast_exporter.simulator.cli import _parser
 
     parser = _parser()
     for action in parser._actions:

@@ -7,9 +7,9 @@ import time
 import pytest
 import requests
 
-from exporter.simulator.clock import ManualClock
-from exporter.simulator.faults import Fault
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.clock import ManualClock
+from mimecast_exporter.simulator.faults import Fault
+from mimecast_exporter.simulator.server import SimulatorServer
 
 FIND = "/api/gateway/find-processing-messages"
 RATE_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}

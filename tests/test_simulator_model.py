@@ -9,10 +9,10 @@ from types import MappingProxyType
 import pytest
 import requests
 
-from exporter.simulator.clock import ManualClock, ModelClock, parse_mc_date
-from exporter.simulator.model import GIVE_UP_AGE, QUEUE_CAP, QueueModel
-from exporter.simulator.scenarios import ROUTES, get_scenario
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.simulator.clock import ManualClock, ModelClock, parse_mc_date
+from mimecast_exporter.simulator.model import GIVE_UP_AGE, QUEUE_CAP, QueueModel
+from mimecast_exporter.simulator.scenarios import ROUTES, get_scenario
+from mimecast_exporter.simulator.server import SimulatorServer
 
 FIND = "/api/gateway/find-processing-messages"
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+0000$")

@@ -14,10 +14,10 @@ from dataclasses import replace
 import pytest
 import requests
 
-from exporter.config.model import PollConfig
-from exporter.mimecast.errors import PollError
-from exporter.simulator.scenarios import SCENARIOS
-from exporter.simulator.server import SimulatorServer
+from mimecast_exporter.config.model import PollConfig
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.simulator.scenarios import SCENARIOS
+from mimecast_exporter.simulator.server import SimulatorServer
 from tests.test_client import account_for, api_calls, client_for, collect, token_calls
 
 SCHEMES = pytest.mark.parametrize("scheme", ["oauth2", "hmac"])

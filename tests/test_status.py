@@ -1,11 +1,11 @@
-"""exporter.status: realistic `info` texts (Mimecast's own, Postfix, Exchange,
+"""mimecast_exporter.status: realistic `info` texts (Mimecast's own, Postfix, Exchange,
 Gmail, Microsoft 365) to their status class; every pattern of the table used."""
 
 from __future__ import annotations
 
 import pytest
 
-from exporter.status import PATTERNS, STATUSES, _classify, classify
+from mimecast_exporter.status import PATTERNS, STATUSES, _classify, classify
 
 CASES = [
     # Mimecast's own wordings

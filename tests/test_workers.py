@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from exporter.workers import DaemonPool
+from mimecast_exporter.workers import DaemonPool
 
 
 def test_runs_jobs_and_delivers_results_and_errors():

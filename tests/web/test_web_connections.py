@@ -15,9 +15,9 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, Gauge
 
-import exporter.web.server
-from exporter.web.connections import ConnectionTable, Slot
-from exporter.web.server import WebServer
+import mimecast_exporter.web.server
+from mimecast_exporter.web.connections import ConnectionTable, Slot
+from mimecast_exporter.web.server import WebServer
 from tests.fakes import ReadyStatus
 from tests.processes import Daemon, sample, scrape, wait_for
 from tests.test_process_behaviour import hmac_config
@@ -102,7 +102,7 @@ def _server(**kwargs):
     "request_bytes", [b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 50]
 )
 def test_a_trickled_request_is_cut_at_the_request_deadline(monkeypatch, request_bytes):
-    monkeypatch.setattr(exporter.web.server, "REQUEST_SECONDS", 1.0)
+    monkeypatch.setattr(mimecast_exporter.web.server, "REQUEST_SECONDS", 1.0)
     with _server() as server, socket.create_connection(("127.0.0.1", server.port)) as slow:
         slow.settimeout(10)
         started = time.monotonic()
@@ -144,7 +144,7 @@ def test_when_every_connection_is_busy_a_new_one_gets_503():
 
 def test_a_full_server_answers_503_while_requests_are_in_flight(monkeypatch):
     """Connections that have sent a request line are busy: never evicted."""
-    monkeypatch.setattr(exporter.web.server, "REQUEST_SECONDS", 5.0)
+    monkeypatch.setattr(mimecast_exporter.web.server, "REQUEST_SECONDS", 5.0)
     with _server(max_connections=2) as server:
         address = ("127.0.0.1", server.port)
         started = [socket.create_connection(address, timeout=5) for _ in range(2)]
@@ -168,7 +168,7 @@ def test_accept_under_emfile_backs_off_instead_of_spinning():
 import resource, socket, sys, time, threading
 resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 from prometheus_client import CollectorRegistry
-from exporter.web.server import WebServer
+from mimecast_exporter.web.server import WebServer
 class S:
     def is_ready(self): return True
     def account_statuses(self): return []
@@ -221,7 +221,7 @@ def test_idle_tls_connections_give_way_too(tmp_path):
     are evicted like plain ones, not left open until the handshake deadline."""
     import trustme
 
-    from exporter.web.watch import WebConfigWatcher
+    from mimecast_exporter.web.watch import WebConfigWatcher
 
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.web.config import WebConfigError, load_web_config
-from exporter.web.server import WebServer
-from exporter.web.watch import WebConfigWatcher
+from mimecast_exporter.web.config import WebConfigError, load_web_config
+from mimecast_exporter.web.server import WebServer
+from mimecast_exporter.web.watch import WebConfigWatcher
 from tests.fakes import ReadyStatus
 
 TESTDATA = Path(__file__).parents[1] / "fixtures" / "exporter_toolkit"
@@ -619,7 +619,7 @@ def test_curve_preferences_are_applied_as_a_list(tmp_path: Path) -> None:
 
 
 def test_a_curve_openssl_lacks_is_refused_at_start(tmp_path: Path) -> None:
-    import exporter.web.openssl
+    import mimecast_exporter.web.openssl
 
     shutil.copytree(TESTDATA, tmp_path / "testdata")
     config = tmp_path / "testdata" / "pq.yml"
@@ -633,4 +633,4 @@ def test_a_curve_openssl_lacks_is_refused_at_start(tmp_path: Path) -> None:
         assert "curve_preferences" in str(err) and "cannot be applied" in str(err)
     else:  # OpenSSL 3.5 and later have it
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        exporter.web.openssl.set_groups(context, ["X25519MLKEM768"])
+        mimecast_exporter.web.openssl.set_groups(context, ["X25519MLKEM768"])

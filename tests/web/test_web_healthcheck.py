@@ -1,4 +1,4 @@
-"""python -m exporter.healthcheck: healthy over plain HTTP, TLS and basic auth;
+"""python -m mimecast_exporter.healthcheck: healthy over plain HTTP, TLS and basic auth;
 unhealthy when nothing (or something else) answers. Real servers on loopback."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import bcrypt
 import trustme
 from prometheus_client import CollectorRegistry
 
-from exporter.healthcheck import probe
-from exporter.web.server import WebServer
-from exporter.web.watch import WebConfigWatcher
+from mimecast_exporter.healthcheck import probe
+from mimecast_exporter.web.server import WebServer
+from mimecast_exporter.web.watch import WebConfigWatcher
 from tests.fakes import ReadyStatus
 
 
@@ -39,7 +39,7 @@ def _tls_config(tmp_path: Path, extra: str = "") -> Path:
 
 def _check(port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter.healthcheck", "--port", str(port)],
+        [sys.executable, "-m", "mimecast_exporter.healthcheck", "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=30,

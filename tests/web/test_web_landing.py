@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import Exporter
-from exporter.clock import SystemClock
-from exporter.config import Config
+from mimecast_exporter.app import Exporter
+from mimecast_exporter.clock import SystemClock
+from mimecast_exporter.config import Config
 from tests.conftest import oauth_account, poll_config
 
 

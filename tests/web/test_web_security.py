@@ -26,11 +26,11 @@ import requests
 import trustme
 from prometheus_client import CollectorRegistry, Gauge
 
-from exporter.simulator.server import SimulatorServer
-from exporter.web.auth import AuthCache, RateLimiter, parse_basic_authorization
-from exporter.web.config import WebConfigError, load_web_config
-from exporter.web.server import WebServer
-from exporter.web.watch import WebConfigWatcher
+from mimecast_exporter.simulator.server import SimulatorServer
+from mimecast_exporter.web.auth import AuthCache, RateLimiter, parse_basic_authorization
+from mimecast_exporter.web.config import WebConfigError, load_web_config
+from mimecast_exporter.web.server import WebServer
+from mimecast_exporter.web.watch import WebConfigWatcher
 from tests.conftest import OAUTH_ID, OAUTH_SECRET
 from tests.fakes import ReadyStatus
 from tests.processes import Daemon, run_exporter, wait_for
@@ -561,7 +561,7 @@ def test_bad_edit_keeps_the_last_good_config(
     good = ("alice", ALICE_PW)
     new_hash = hash_password("second password")
     with (
-        caplog.at_level(logging.INFO, logger="exporter.web.config"),
+        caplog.at_level(logging.INFO, logger="mimecast_exporter.web.config"),
         serving(config, check_interval=FAST) as server,
     ):
 
@@ -609,7 +609,7 @@ def test_key_not_matching_after_edit_keeps_the_old_certificate(
     tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
-        caplog.at_level(logging.INFO, logger="exporter.web.config"),
+        caplog.at_level(logging.INFO, logger="mimecast_exporter.web.config"),
         serving(web_config(tmp_path, pki, TLS), check_interval=FAST) as server,
     ):
         write_atomically(tmp_path / "server.key", pki.server2.private_key_pem.bytes())
@@ -628,7 +628,7 @@ def test_file_named_by_a_bad_edit_is_watched(
 ) -> None:
     config = web_config(tmp_path, pki, TLS)
     with (
-        caplog.at_level(logging.INFO, logger="exporter.web.config"),
+        caplog.at_level(logging.INFO, logger="mimecast_exporter.web.config"),
         serving(config, check_interval=FAST) as server,
     ):
         text = TLS.replace("server.", "new.")

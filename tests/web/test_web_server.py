@@ -1,4 +1,4 @@
-"""Tests for exporter.web: real sockets on 127.0.0.1, requests as the client."""
+"""Tests for mimecast_exporter.web: real sockets on 127.0.0.1, requests as the client."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.web.landing import RUNBOOK_URL
-from exporter.web.server import (
+from mimecast_exporter.web.landing import RUNBOOK_URL
+from mimecast_exporter.web.server import (
     NOT_READY_TEXT,
     AccountStatus,
     QueueStatus,
@@ -173,7 +173,7 @@ def test_collector_error_is_500_and_server_survives(
     server: WebServer, collector: TinyCollector, caplog: pytest.LogCaptureFixture
 ) -> None:
     collector.fail = True
-    with caplog.at_level(logging.ERROR, logger="exporter.web"):
+    with caplog.at_level(logging.ERROR, logger="mimecast_exporter.web"):
         r = requests.get(server.url + "/metrics", timeout=5)
     assert r.status_code == 500
     assert "RuntimeError" in r.text
@@ -189,7 +189,7 @@ def test_collector_error_is_500_and_server_survives(
 
 
 def landing_snapshot(now: float, details: bool):
-    from exporter.aggregate import QueueAggregator
+    from mimecast_exporter.aggregate import QueueAggregator
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now - 7200))
     agg = QueueAggregator(now, details=details, top_domains=3)
@@ -213,7 +213,7 @@ def landing_snapshot(now: float, details: bool):
 
 
 def test_landing_page(server: WebServer, status: FakeStatus) -> None:
-    from exporter.store import Failure
+    from mimecast_exporter.store import Failure
 
     now = time.time()
     failure = Failure(
@@ -342,7 +342,7 @@ def test_other_methods_are_405(server: WebServer, method: str) -> None:
 def test_client_disconnect_before_response(
     server: WebServer, collector: TinyCollector, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="exporter.web"):
+    with caplog.at_level(logging.DEBUG, logger="mimecast_exporter.web"):
         for _ in range(3):
             collector.gate = threading.Event()
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
@@ -371,7 +371,7 @@ def test_concurrent_scrapers(server: WebServer) -> None:
 def test_requests_logged_at_debug_not_stderr(
     server: WebServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="exporter.web"):
+    with caplog.at_level(logging.DEBUG, logger="mimecast_exporter.web"):
         requests.get(server.url + "/-/healthy", timeout=5)
         requests.get(server.url + "/nope", timeout=5)
         deadline = time.monotonic() + 5  # the record is written after the response
@@ -379,7 +379,9 @@ def test_requests_logged_at_debug_not_stderr(
             assert time.monotonic() < deadline
             time.sleep(0.01)
     logged = [r for r in caplog.records if r.message == "request"]
-    assert all(r.levelno == logging.DEBUG and r.name == "exporter.web.server" for r in logged)
+    assert all(
+        r.levelno == logging.DEBUG and r.name == "mimecast_exporter.web.server" for r in logged
+    )
     assert {(r.path, r.status) for r in logged} == {("/-/healthy", 200), ("/nope", 404)}
     assert capfd.readouterr().err == ""
 
@@ -496,7 +498,7 @@ def test_shutdown_from_signal_handler_in_serving_thread() -> None:
     script = """
 import os, signal, threading
 from prometheus_client import CollectorRegistry
-from exporter.web.server import WebServer
+from mimecast_exporter.web.server import WebServer
 
 class Status:
     def is_ready(self): return True

@@ -1,0 +1,795 @@
+"""Messages, page by page, into an immutable per-route summary of one queue.
+
+Only running totals are kept, never the messages, so a queue of a million
+messages costs as much memory as an empty one. Upstream data is not trusted:
+a message with a missing, null or malformed field still counts, the bad value
+is skipped, and a debug log says why.
+
+A figure is exact or absent. The sums (sizes, attempts, histograms) are only
+published from a scan that saw the whole queue (:meth:`QueueAggregator.snapshot`);
+a route's oldest age only when every message of the route had a usable date.
+For a scan that stopped early, :mod:`mimecast_exporter.scan` builds the snapshot from
+what this aggregator knows about the part it saw (:class:`Prefix`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import operator
+import types
+import typing
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+from prometheus_client.utils import floatToGoString
+
+from mimecast_exporter import recipients
+from mimecast_exporter.dates import MINUTE, UTC_SECONDS, DateParser
+from mimecast_exporter.dates import parse_mimecast_date as parse_mimecast_date
+from mimecast_exporter.logs import scrub_and_cut
+from mimecast_exporter.mimecast.pages import (
+    NO_DETAILS,
+    NOT_A_SCALAR,
+    RAW_NULL,
+    UNREAD,
+    Details,
+    Message,
+    Page,
+)
+from mimecast_exporter.recipients import OldMessage
+from mimecast_exporter.status import INDEX_CACHE, STATUSES, status_index
+
+_pagesum: types.ModuleType | None
+try:  # optional: built where a C compiler was (see setup.py)
+    from mimecast_exporter import _pagesum
+except ImportError:  # pragma: no cover - the wheel was built without it
+    _pagesum = None
+
+log = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
+UNKNOWN_ROUTE = "unknown"
+# How routes are spelled in answers, as indexes into ROUTES for the C sums:
+# lower case as documented, upper case as other endpoints of the API answer.
+# Other spellings still count (route_key), message by message.
+_ROUTE_INDEX: dict[str, int] = {
+    spelling: index
+    for index, route in enumerate(ROUTES)
+    for spelling in (route, route.upper(), route.title())
+}
+
+# Upper bounds (seconds) for message age: a healthy queue holds messages for
+# minutes; a destination that is down makes them hours to days old.
+AGE_BUCKETS: tuple[float, ...] = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    43200,
+    86400,
+    172800,
+    345600,
+    604800,
+)
+# Upper bounds (bytes) for message size: plain text mail to large attachments.
+SIZE_BUCKETS: tuple[float, ...] = (
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    10485760,
+    26214400,
+    52428800,
+)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts per bucket (not cumulative; the last is +Inf) and the sum."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(le, cumulative count) pairs as Prometheus wants them, +Inf last."""
+        pairs, running = [], 0
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            pairs.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
+        return pairs
+
+
+@dataclass(frozen=True)
+class RouteSums:
+    """Sums over every message of a route: only ever taken from a complete scan."""
+
+    size_bytes: int
+    attempts: int
+    max_attempts: int
+    age: Histogram  # at the time of the poll
+    size: Histogram
+    by_status: tuple[int, ...] = ()  # messages per mimecast_exporter.status.STATUSES, in that order
+    locked: int | None = None  # None: a message did not say whether it is locked
+    retry_overdue: int | None = None  # None: a message did not say when its next try is
+    # With top_domains K: the K recipient domains with the most messages, then
+    # "other"; (domain, messages, oldest creation time or None when not certain).
+    # None: not asked for, or too many distinct domains to count exactly.
+    by_domain: tuple[tuple[str, int, float | None], ...] | None = None
+
+
+@dataclass(frozen=True)
+class RouteStats:
+    messages: int | None  # None: not known exactly this poll
+    oldest_created: float | None  # epoch seconds; None when unknown or the route is empty
+    oldest_known: bool  # the oldest age is exact (0 for an empty route)
+    sums: RouteSums | None = None  # None unless the scan saw the whole queue
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What one successful poll of one (account, queue) found."""
+
+    taken_at: float  # epoch seconds, when the poll started
+    routes: Mapping[str, RouteStats]  # the four ROUTES, plus "unknown" when seen
+    complete: bool = True  # the scan read every message of the queue
+    scanned: int = 0  # messages read by the scan
+    # The oldest messages, oldest first (at most OLDEST_MESSAGES); None when
+    # not certain (a scan that stopped early on a server not sorting as asked).
+    oldest_messages: tuple[OldMessage, ...] | None = None
+
+    @property
+    def messages(self) -> int | None:
+        """Messages in the queue; None when a route's count is not known."""
+        counts = [stats.messages for stats in self.routes.values()]
+        return None if None in counts else sum(c for c in counts if c is not None)
+
+
+# Larger "counts" are garbage, and would not fit the float of a sample or a sum.
+_MAX_COUNT = 2**53
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer from an int, an integral float or a digit string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    # isdecimal, not isdigit: int() refuses "²"; over 100 digits it is too large anyway.
+    elif isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 100:
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value <= _MAX_COUNT:
+        return value
+    return None
+
+
+_NOTHING: Any = object()  # matches no date text
+# What a field absent from a message's JSON object stands for: the default the
+# page decoder gives it (None, or UNSET for the retry fields).
+_MISSING: dict[str, Any] = dict(
+    zip(Message.__struct_encode_fields__, Message.__struct_defaults__, strict=True)
+)
+# A retry whose time passed longer ago than this is overdue: retries are not
+# happening (mimecast_queue_retry_overdue_messages); poll.retry_overdue_after.
+RETRY_OVERDUE_SECONDS = 900.0
+# The oldest messages a snapshot keeps, for the status page.
+OLDEST_MESSAGES = 10
+# Distinct recipient domains counted per queue (top_domains). More cannot be
+# ranked exactly within bounded memory: the domain series are then left out.
+MAX_DOMAINS = 10_000
+OTHER_DOMAIN = "other"  # never a domain: those have a dot (mimecast_exporter.recipients)
+NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
+# (account, queue) already warned of too many domains: once per process, not per poll.
+_WARNED_DOMAINS: set[tuple[object, ...]] = set()
+
+
+def _raw(value: Any) -> msgspec.Raw:
+    """A decoded JSON value as raw JSON again, as Details holds it."""
+    try:
+        return msgspec.Raw(msgspec.json.encode(value))
+    except (TypeError, ValueError, RecursionError):
+        return RAW_NULL
+
+
+def route_key(route: Any) -> str:
+    """One of ROUTES (any case, spaces around), else UNKNOWN_ROUTE."""
+    key = route.strip().lower() if isinstance(route, str) else None
+    return key if key in ROUTES else UNKNOWN_ROUTE
+
+
+_BY_INDEX = operator.itemgetter(1)  # (created, index in the page): page order
+
+
+def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
+    """Oldest first; among equal dates, the first seen."""
+    return entry[0], entry[1]
+
+
+def _detail_of(message: Message, messages: list[Message], details: list[Details] | None) -> Details:
+    """The Details of ``message`` (one of ``messages``, found by identity)."""
+    if details is None:
+        return NO_DETAILS
+    for index, other in enumerate(messages):
+        if other is message:
+            return details[index]
+    return NO_DETAILS
+
+
+def _microseconds(when: float) -> int:
+    """``when`` as the microseconds of the datetime the loop compares dates with."""
+    return (datetime.fromtimestamp(when, UTC) - _EPOCH) // _MICROSECOND
+
+
+def _timestamp(value: Any, dates: DateParser) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return dates(value)
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON value as the page decoder passes it on: containers are never usable."""
+    return NOT_A_SCALAR if isinstance(value, dict | list) else value
+
+
+class _RouteTotals:
+    __slots__ = (
+        "age_counts",
+        "age_sum",
+        "attempts",
+        "by_status",
+        "domains",
+        "lock_unknown",
+        "locked",
+        "max_attempts",
+        "messages",
+        "oldest",
+        "overdue",
+        "retry_unknown",
+        "size",
+        "size_counts",
+        "undated",
+    )
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.size = 0
+        self.attempts = 0
+        self.max_attempts = 0
+        self.oldest = math.inf  # inf: no dated message yet
+        self.undated = 0  # messages without a usable date: the oldest is then unknown
+        self.age_counts = [0] * (len(AGE_BUCKETS) + 1)
+        self.age_sum = 0.0
+        self.size_counts = [0] * (len(SIZE_BUCKETS) + 1)
+        self.by_status = [0] * len(STATUSES)
+        self.locked = 0  # lockedUntil after the poll's time
+        self.overdue = 0  # nextAttempt passed by more than retry_overdue_after
+        self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
+        self.retry_unknown = 0  # nextAttempt absent or not a date
+        self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
+
+    def merge(
+        self,
+        messages: int,
+        size: int,
+        attempts: int,
+        max_attempts: int,
+        size_counts: tuple[int, ...],
+        age_counts: tuple[int, ...],
+        age_sum: float,  # the route's, with this page's ages
+        oldest: float,
+        by_status: tuple[int, ...],
+        misses: dict[Any, int] | None,
+        locked: int,
+        overdue: int,
+        lock_unknown: int,
+        retry_unknown: int,
+    ) -> None:
+        """Add one page's sums for this route (from mimecast_exporter/_pagesum.c)."""
+        self.messages += messages
+        self.size += size
+        self.attempts += attempts
+        self.max_attempts = max(self.max_attempts, max_attempts)
+        self.size_counts = list(map(operator.add, self.size_counts, size_counts))
+        self.age_counts = list(map(operator.add, self.age_counts, age_counts))
+        self.age_sum = age_sum  # the running sum, this page's ages added on
+        self.oldest = min(self.oldest, oldest)
+        self.by_status = list(map(operator.add, self.by_status, by_status))
+        for info, count in (misses or {}).items():  # infos not classified yet
+            self.by_status[status_index(info)] += count
+        self.locked += locked
+        self.overdue += overdue
+        self.lock_unknown += lock_unknown
+        self.retry_unknown += retry_unknown
+
+    @property
+    def oldest_created(self) -> float | None:
+        return None if self.oldest == math.inf else self.oldest
+
+    @property
+    def oldest_known(self) -> bool:
+        return self.messages == 0 or (self.undated == 0 and self.oldest != math.inf)
+
+    def freeze(self, top_domains: int) -> RouteStats:
+        return RouteStats(
+            messages=self.messages,
+            oldest_created=self.oldest_created,
+            oldest_known=self.oldest_known,
+            sums=RouteSums(
+                size_bytes=self.size,
+                attempts=self.attempts,
+                max_attempts=self.max_attempts,
+                age=Histogram(AGE_BUCKETS, tuple(self.age_counts), self.age_sum),
+                size=Histogram(SIZE_BUCKETS, tuple(self.size_counts), float(self.size)),
+                by_status=tuple(self.by_status),
+                locked=None if self.lock_unknown else self.locked,
+                retry_overdue=None if self.retry_unknown else self.overdue,
+                by_domain=self._top_domains(top_domains) if top_domains else None,
+            ),
+        )
+
+    def _top_domains(self, k: int) -> tuple[tuple[str, int, float | None], ...]:
+        """The k domains with the most messages (ties by name), then "other": the
+        rest, and the messages without a valid recipient domain."""
+        dated = self.undated == 0  # else no domain's oldest is certain
+
+        def oldest(created: float) -> float | None:
+            return created if dated and created != math.inf else None
+
+        named = [item for item in self.domains.items() if item[0] != NO_DOMAIN]
+        named.sort(key=lambda item: (-item[1][0], item[0]))
+        rest = [entry for _, entry in named[k:]]
+        if NO_DOMAIN in self.domains:
+            rest.append(self.domains[NO_DOMAIN])
+        top = [(domain, int(count), oldest(first)) for domain, (count, first) in named[:k]]
+        other = int(sum(count for count, _ in rest))
+        top.append((OTHER_DOMAIN, other, oldest(min((f for _, f in rest), default=math.inf))))
+        return tuple(top)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """What a scan that stopped early saw: the first ``scanned`` messages.
+
+    ``ascending`` is True when the dates seen rose at least once and never
+    fell: only then is the part seen the oldest part of the queue, so that a
+    route's oldest message, if the route was seen, is among them.
+    """
+
+    scanned: int
+    ascending: bool
+    newest: float | None  # the latest date seen
+    seen: frozenset[str]  # routes with at least one message
+    oldest: Mapping[str, float]  # per route seen with every message dated
+
+
+class QueueAggregator:
+    """Feed pages with :meth:`add`, then take the :meth:`snapshot`."""
+
+    def __init__(
+        self,
+        now: float,
+        context: Mapping[str, str] | None = None,
+        *,
+        top_domains: int = 0,
+        details: bool = False,
+        retry_overdue_after: float = RETRY_OVERDUE_SECONDS,
+    ) -> None:
+        """``top_domains``: rank recipient domains (K, 0 for off); ``details``: keep
+        subjects, addresses and info texts of the oldest messages."""
+        self.now = now
+        self._context = dict(context or {})
+        self.top_domains = top_domains
+        self.details = details
+        self.retry_overdue_after = retry_overdue_after
+        # The times the C sums compare dates with, as the loop's datetimes hold them.
+        self._now_us = _microseconds(now)
+        self._overdue_us = _microseconds(now - retry_overdue_after)
+        self._domain_count = 0
+        self._domains_dropped = False
+        # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
+        self._oldest: list[tuple[float, int, OldMessage]] = []
+        self._cut = math.inf  # a message older than this is among the oldest
+        self._order = itertools.count()  # ties between equal dates: the first seen wins
+        self._routes = {route: _RouteTotals() for route in ROUTES}
+        self._dates = DateParser()
+        self.scanned = 0
+        # Order evidence: the latest date so far, and whether a date ever fell below it.
+        self._newest = -math.inf
+        self._falls = False
+
+    def add_json(self, objects: Iterable[Any]) -> int:
+        """Count decoded JSON values (dicts) as messages; returns how many were objects."""
+        messages, details = [], []
+        for item in objects:
+            if not isinstance(item, dict):
+                self._skip("message is not an object", type(item).__name__)
+                continue
+            messages.append(
+                Message(
+                    *(
+                        _scalar(item[key]) if key in item else _MISSING[key]
+                        for key in Message.__struct_encode_fields__
+                    )
+                )
+            )
+            details.append(Details(*(_raw(item.get(k)) for k in ("to", "fromEnv", "subject"))))
+        self.add(messages, lambda: details)
+        return len(messages)
+
+    def add(
+        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
+    ) -> None:
+        """Count one page of messages.
+
+        ``details`` gives the page's Details, in the order of ``messages``; it is
+        called only when they are needed (an oldest message, or top_domains).
+        A page of well-formed messages is summed in C (mimecast_exporter/_pagesum.c),
+        when the extension was built; any other, message by message.
+        """
+        if _pagesum is None or not messages:
+            self.add_each(messages, details)
+            return
+        sums = _pagesum.summarize(messages, Message, *self._c_context())
+        if sums is None:  # a value the loop must look at
+            self.add_each(messages, details)
+            return
+        older = sorted(sums[3], key=_BY_INDEX)
+        self._merge(sums)
+        if older:
+            self._keep_c_oldest(older, [messages[i] for _, i in older], messages, details)
+        if self.top_domains and not self._domains_dropped and details is not None:
+            self._count_domains(messages, details())
+        self.scanned += len(messages)
+
+    def add_page(self, page: Page) -> None:
+        """Count one page. A framed page (see :class:`Page`) whose every message is
+        well formed is summed from the answer's bytes, and only its messages
+        among the oldest are decoded; any other page goes to :meth:`add`."""
+        if page.frame is None or _pagesum is None or self.top_domains:
+            self.add(page.messages, page.details)
+            return
+        if not page.count:
+            return
+        sums = _pagesum.sum_frame(page.body, page.frame, *self._c_context())
+        if sums is None:  # a value the loop must look at
+            self.add(page.messages, page.details)
+            return
+        older = sorted(sums[3], key=_BY_INDEX)
+        chosen = [page.message_at(index) for _, index in older]
+        if None in chosen:  # msgspec does not take one of them as the C side did
+            self.add(page.messages, page.details)
+            return
+        self._merge(sums)
+        if older:
+            messages = typing.cast(list[Message], chosen)
+            self._keep_c_oldest(
+                older, messages, messages, lambda: [page.details_at(i) for _, i in older]
+            )
+        self.scanned += page.count
+
+    def _c_context(self) -> tuple[Any, ...]:
+        """The arguments of the C sums after the page's messages (see _pagesum.pyi)."""
+        return (
+            _ROUTE_INDEX,
+            INDEX_CACHE,
+            msgspec.UNSET,
+            self.now,
+            self._now_us,
+            self._overdue_us,
+            SIZE_BUCKETS,
+            AGE_BUCKETS,
+            _MAX_COUNT,
+            len(STATUSES),
+            OLDEST_MESSAGES,
+            self._newest,
+            self._falls,
+            self._cut,
+            tuple(self._routes[route].age_sum for route in ROUTES),
+        )
+
+    def _merge(self, sums: Any) -> None:
+        """Take in the C sums of a page."""
+        by_route, self._newest, self._falls, _ = sums
+        for route, route_sums in zip(ROUTES, by_route, strict=True):
+            if route_sums is not None:
+                self._routes[route].merge(*route_sums)
+
+    def _keep_c_oldest(
+        self,
+        older: list[tuple[float, int]],
+        chosen: list[Message],
+        messages: list[Message],
+        details: Callable[[], list[Details]] | None,
+    ) -> None:
+        """:meth:`_keep_oldest` for the C sums' candidates, in page order
+        (``chosen``: their messages). Numbered in page order, as the loop
+        numbers them: among equal dates, the first seen wins."""
+        candidates = [
+            (created, next(self._order), message)
+            for (created, _), message in zip(older, chosen, strict=True)
+        ]
+        self._keep_oldest(candidates, messages, details)
+
+    def add_each(
+        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
+    ) -> None:
+        """:meth:`add`, message by message: for any page, however malformed.
+        Written for speed: this runs once per message."""
+        routes, now, max_count = self._routes, self.now, _MAX_COUNT
+        size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
+        dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
+        newest, falls = self._newest, self._falls
+        status_cache = INDEX_CACHE
+        overdue_before = now - self.retry_overdue_after
+        now_dt = datetime.fromtimestamp(now, UTC)
+        overdue_dt = datetime.fromtimestamp(overdue_before, UTC)
+        last_text: Any = _NOTHING
+        created: float | None = None
+        age, bucket = 0.0, 0
+        cut = self._cut
+        candidates: list[tuple[float, int, Message]] = []
+        for message in messages:
+            totals = routes.get(message.routing)  # type: ignore[arg-type]
+            if totals is None:
+                totals = self._totals_for(message)
+            totals.messages += 1
+
+            info = message.info
+            status = status_cache.get(info) if type(info) is str else None
+            if status is None:
+                status = status_index(info)
+            totals.by_status[status] += 1
+
+            # Retry state, as the console's Locked / Delayed: null means none.
+            # msgspec decoded well-formed dates (in C); anything else came down the
+            # tolerant path as it was, and is parsed or found unusable here.
+            locked_until = message.locked_until
+            if locked_until is not None:
+                if type(locked_until) is datetime:
+                    if locked_until > now_dt:
+                        totals.locked += 1
+                else:
+                    until = dates(locked_until)  # None: absent (UNSET) or not a date
+                    if until is None:
+                        totals.lock_unknown += 1
+                    elif until > now:
+                        totals.locked += 1
+            next_attempt = message.next_attempt
+            if next_attempt is not None:
+                if type(next_attempt) is datetime:
+                    if next_attempt < overdue_dt:
+                        totals.overdue += 1
+                else:
+                    when = dates(next_attempt)
+                    if when is None:
+                        totals.retry_unknown += 1
+                    elif when < overdue_before:
+                        totals.overdue += 1
+
+            size = message.size
+            if type(size) is not int or not 0 <= size <= max_count:
+                size = self._slow_count("size", message)
+            if size is not None:
+                totals.size += size
+                totals.size_counts[bisect_left(size_bounds, size)] += 1
+
+            attempts = message.attempts
+            if type(attempts) is not int or not 0 <= attempts <= max_count:
+                attempts = self._slow_count("attempts", message)
+            if attempts is not None:
+                totals.attempts += attempts
+                if attempts > totals.max_attempts:
+                    totals.max_attempts = attempts
+
+            # DateParser, inlined for its common case. Neighbours often share a
+            # second: then the date, its age and its bucket are those just computed.
+            text = message.created
+            if text != last_text:
+                seconds = utc_seconds.get(text[MINUTE:]) if type(text) is str else None
+                minute = minutes.get(text[:MINUTE]) if seconds is not None else None  # type: ignore[index]
+                created = minute + seconds if minute is not None else dates(text)  # type: ignore[operator]
+                if created is not None:
+                    # A message "from the future" (clock skew) is as young as can be.
+                    age = now - created if created < now else 0.0
+                    bucket = bisect_left(age_bounds, age)
+                last_text = text
+            if created is None:
+                totals.undated += 1
+                self._skip("created missing or not a date", text)
+                continue
+            if created < totals.oldest:
+                totals.oldest = created
+            if created < cut:  # among the oldest so far: kept aside, a few at a time
+                candidates.append((created, next(self._order), message))
+                if len(candidates) >= 2 * OLDEST_MESSAGES:
+                    candidates.sort(key=_by_age)
+                    del candidates[OLDEST_MESSAGES:]
+                    cut = min(cut, candidates[-1][0])
+            if created >= newest:
+                newest = created
+            else:
+                falls = True  # not in ascending order
+            totals.age_sum += age
+            totals.age_counts[bucket] += 1
+        self._newest, self._falls = newest, falls
+        if candidates:
+            self._keep_oldest(candidates, messages, details)
+        if self.top_domains and not self._domains_dropped and details is not None:
+            self._count_domains(messages, details())
+        self.scanned += len(messages)
+
+    def _keep_oldest(
+        self,
+        candidates: list[tuple[float, int, Message]],
+        messages: list[Message],
+        details: Callable[[], list[Details]] | None,
+    ) -> None:
+        """The OLDEST_MESSAGES oldest of those kept and this page's candidates;
+        only the new ones among them are described (a few per page at most),
+        and the page's Details read only if one of them is."""
+        pool: list[tuple[float, int, Any]] = [*self._oldest, *candidates]
+        pool.sort(key=_by_age)
+        kept = pool[:OLDEST_MESSAGES]
+        new = any(not isinstance(item, OldMessage) for _, _, item in kept)
+        page_details = details() if new and details is not None else None
+        self._oldest = [
+            (
+                created,
+                seen,
+                item
+                if isinstance(item, OldMessage)
+                else self._describe(item, created, _detail_of(item, messages, page_details)),
+            )
+            for created, seen, item in kept
+        ]
+        if len(self._oldest) == OLDEST_MESSAGES:
+            self._cut = self._oldest[-1][0]
+
+    def _describe(self, message: Message, created: float, details: Details) -> OldMessage:
+        to = recipients.addresses(details.to)
+        domain = next((d for d in map(recipients.domain_of, to) if d is not None), None)
+        detail: dict[str, Any] = {}
+        if self.details:
+            detail = {
+                "subject": recipients.text(details.subject, recipients.SUBJECT_CHARS),
+                "sender": recipients.sender(details.from_env),
+                "to": tuple(to[:5]),
+                "info": recipients.text(message.info, recipients.INFO_CHARS),
+            }
+        return OldMessage(
+            created=created,
+            route=route_key(message.routing),
+            status=STATUSES[status_index(message.info)],
+            attempts=_count(message.attempts),
+            domain=domain,
+            recipients=len(to),
+            next_attempt=_timestamp(message.next_attempt, self._dates),
+            locked_until=_timestamp(message.locked_until, self._dates),
+            **detail,
+        )
+
+    def _count_domains(self, messages: list[Message], details: list[Details]) -> None:
+        """Count each message under each of its recipient domains (top_domains):
+        a pass of its own, paid for only when asked for."""
+        dates = self._dates
+        for message, detail in zip(messages, details, strict=True):
+            totals = self._routes.get(message.routing)  # type: ignore[arg-type]
+            if totals is None:
+                totals = self._totals_for(message)
+            if detail is UNREAD:  # recipients unknown: no ranking can be exact
+                self._drop_domains(
+                    "unread",
+                    "the recipients of a page could not be read (too many objects for "
+                    "poll.max_response_bytes, or not decodable)",
+                )
+                return
+            created = dates(message.created)
+            for domain in recipients.domains(detail.to) or {NO_DOMAIN}:
+                entry = totals.domains.get(domain)
+                if entry is None:
+                    self._domain_count += 1
+                    if self._domain_count > MAX_DOMAINS:
+                        self._drop_domains(
+                            "too_many",
+                            f"more than {MAX_DOMAINS} distinct recipient domains in the "
+                            "queue (they could not be ranked exactly)",
+                        )
+                        return
+                    entry = totals.domains[domain] = [0, math.inf]
+                entry[0] += 1
+                if created is not None and created < entry[1]:
+                    entry[1] = created
+
+    def _drop_domains(self, reason: str, why: str) -> None:
+        """Serve no domain series for this poll (they could not be exact), saying
+        why once per (account, queue) and reason for the life of the process."""
+        self._domains_dropped = True
+        for totals in self._routes.values():
+            totals.domains.clear()
+        key = (reason, *sorted(self._context.items()))
+        if key not in _WARNED_DOMAINS:
+            _WARNED_DOMAINS.add(key)
+            log.warning(
+                f"{why}: mimecast_queue_messages_by_domain is not served; said once",
+                extra=self._context,
+            )
+
+    def _totals_for(self, message: Message) -> _RouteTotals:
+        key = route_key(message.routing)
+        if key == UNKNOWN_ROUTE:
+            self._skip("routing missing or unknown, counted as route 'unknown'", message.routing)
+        return self._routes.setdefault(key, _RouteTotals())
+
+    def _slow_count(self, field: str, message: Message) -> int | None:
+        value = getattr(message, field)
+        count = _count(value)
+        if count is None:
+            self._skip(f"{field} missing or not a count", value)
+        return count
+
+    def _skip(self, why: str, value: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                f"bad message field: {why}",
+                extra={**self._context, "value": scrub_and_cut(repr(value), 100)},
+            )
+
+    @property
+    def ascending(self) -> bool:
+        """The dates seen rose at least once and never fell."""
+        first = min(totals.oldest for totals in self._routes.values())
+        return not self._falls and self._newest > first
+
+    def prefix(self) -> Prefix:
+        return Prefix(
+            scanned=self.scanned,
+            ascending=self.ascending,
+            newest=None if self._newest == -math.inf else self._newest,
+            seen=frozenset(route for route, totals in self._routes.items() if totals.messages),
+            oldest=MappingProxyType(
+                {
+                    route: totals.oldest
+                    for route, totals in self._routes.items()
+                    if totals.messages and totals.oldest_known
+                }
+            ),
+        )
+
+    def snapshot(self) -> QueueSnapshot:
+        """The snapshot of a scan that read the whole queue: every figure exact."""
+        return QueueSnapshot(
+            taken_at=self.now,
+            routes=MappingProxyType(
+                {
+                    route: totals.freeze(0 if self._domains_dropped else self.top_domains)
+                    for route, totals in self._routes.items()
+                }
+            ),
+            complete=True,
+            scanned=self.scanned,
+            oldest_messages=self.oldest_messages(),
+        )
+
+    def oldest_messages(self) -> tuple[OldMessage, ...]:
+        """The oldest messages seen so far, oldest first."""
+        return tuple(item for _, _, item in self._oldest)

@@ -1,0 +1,87 @@
+"""The entry points: a YAML file or an already-loaded document in, a :class:`Config` out.
+
+Owns reading the file, turning YAML errors into messages that never quote the
+source line (it may hold a secret), the top-level keys, and setting up the
+parsing :class:`~mimecast_exporter.config.expand.Context`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mimecast_exporter.config.accounts import parse_accounts
+from mimecast_exporter.config.expand import Context, check_keys, expect_mapping
+from mimecast_exporter.config.model import Config, ConfigError
+from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
+from mimecast_exporter.config.poll import parse_poll
+
+_TOP_KEYS = ("poll", "accounts")
+
+
+def parse_config(
+    data: Any,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a loaded YAML document and build the :class:`Config`.
+
+    ``base_dir`` anchors relative ``*_file`` paths (the config file's
+    directory); ``environ`` feeds ``${VAR}`` expansion (default ``os.environ``).
+    """
+    ctx = Context(environ=os.environ if environ is None else environ, base_dir=base_dir)
+    if data is None:
+        raise ConfigError("", "the configuration is empty; expected a mapping with 'accounts'")
+    root = expect_mapping(data, "", "a mapping with 'poll' and 'accounts' at the top level")
+    check_keys(root, _TOP_KEYS, "")
+    return Config(poll=parse_poll(root.get("poll"), ctx), accounts=parse_accounts(root, ctx))
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, parse and validate a YAML config file.
+
+    File-level problems (missing, unreadable, bad YAML) are ConfigErrors with
+    an empty field_path whose message names the file.
+    """
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"cannot read config file {config_path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError("", f"cannot read config file {config_path}: it is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"cannot read config file {config_path}: not UTF-8 text") from None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ConfigError("", f"cannot read config file {config_path}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError("", _yaml_error_message(config_path, err)) from None
+    except (ValueError, RecursionError) as err:
+        # Not YAMLErrors: a date that does not exist (2026-02-30), an integer
+        # over 4300 digits, nesting deeper than the recursion limit. The text
+        # never quotes the value.
+        raise ConfigError("", f"invalid YAML in {config_path}: {err}") from None
+    config = parse_config(data, base_dir=config_path.absolute().parent, environ=environ)
+    if holds_inline_secret(data):
+        # A config that only names secret files or variables may be public.
+        warn_if_readable_by_others(config_path, "config file (it holds secrets inline)")
+    return config
+
+
+def _yaml_error_message(path: Path, err: yaml.YAMLError) -> str:
+    # str(err) quotes the offending source line, which may hold a secret:
+    # use only the problem description and its position.
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or "syntax error"
+    return f"invalid YAML in {path}{where}: {problem}"

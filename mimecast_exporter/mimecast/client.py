@@ -1,0 +1,508 @@
+"""Requests to find-processing-messages: one call, the retry policy, pagination.
+
+Each failure becomes a :class:`PollError` whose ``reason`` is a metric label.
+Retries (tenacity) cover connection errors, timeouts, 5xx, 429 and ``fail[]``
+errors that Mimecast marks retryable, with exponential back-off and jitter;
+every retry of one poll ends before the poll's deadline. After a 429 no request
+goes to the account before the reset Mimecast announced has passed.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from urllib3.exceptions import ReadTimeoutError
+
+from mimecast_exporter import __version__
+from mimecast_exporter.clock import Clock
+from mimecast_exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
+from mimecast_exporter.deadline_socket import DeadlinePassed, TooManyBytes
+from mimecast_exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
+from mimecast_exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
+from mimecast_exporter.mimecast.budget import RequestBudget
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.filters import route_filter
+from mimecast_exporter.mimecast.http11 import BadFraming
+from mimecast_exporter.mimecast.pages import Page, decode_page
+from mimecast_exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
+from mimecast_exporter.mimecast.responses import parse_token, upstream_text
+from mimecast_exporter.mimecast.transport import Answer as TransportAnswer
+from mimecast_exporter.mimecast.transport import (
+    BadEncoding,
+    ConnectTimeout,
+    Transport,
+    transport_for,
+)
+
+log = logging.getLogger(__name__)
+
+API_PATH = "/api/gateway/find-processing-messages"
+TOKEN_PATH = "/oauth/token"
+USER_AGENT = f"mimecast-exporter/{__version__}"
+
+# Attempts per page (first try included). Deadlines usually end retrying first.
+MAX_ATTEMPTS = 5
+# Answers larger than this are refused rather than read into memory: a page of
+# 500 messages is well under 1 MiB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# The buffer an answer that does not declare its length is first read into;
+# it doubles as needed, up to max_response_bytes.
+_FIRST_BUFFER = 256 * 1024
+# A 401/403 whose Date header is further than this from our clock gets a hint in
+# its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
+
+# What a failed exchange with Mimecast raises, whichever transport.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+_CONNECT_TIMEOUTS = (ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
+
+# Called after every HTTP answer with (endpoint, status code, X-RateLimit-Remaining
+# or None); the endpoint is one of ENDPOINTS.
+ResponseHook = Callable[[str, int, float | None], None]
+# The `endpoint` label of mimecast_api_requests_total, by request path.
+ENDPOINTS: dict[str, str] = {
+    "/oauth/token": "token",
+    "/api/gateway/find-processing-messages": "find-processing-messages",
+}
+
+
+def _no_hook(endpoint: str, status: int, remaining: float | None) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one find-processing-messages request asks for."""
+
+    queue: str
+    start: str
+    end: str
+    page_size: int
+    token: str | None = None  # the page token of the previous answer
+    route: str | None = None  # count one route: filterBy [{"route": route}]
+
+
+def format_api_date(epoch_seconds: float) -> str:
+    """``yyyy-MM-dd'T'HH:mm:ssZ``, as the endpoint's page gives it: 2015-11-16T14:49:18+0000."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+class MimecastClient:
+    """Polls one account's processing queues. One instance per (account, queue)
+    worker; the token cache and the rate-limit gate are shared per account."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        poll: PollConfig,
+        *,
+        clock: Clock,
+        gate: RateLimitGate,
+        token_cache: TokenCache | None = None,
+        on_response: ResponseHook = _no_hook,
+        transport: Transport | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.account = account
+        self.poll = poll
+        self.clock = clock
+        self.gate = gate
+        self.token_cache = token_cache or TokenCache()
+        self.on_response = on_response
+        self.transport = transport or transport_for(account.base_url, account.ca_file)
+        self.max_attempts = max_attempts
+        self.max_response_bytes = max_response_bytes
+
+    # -- one logical request ----------------------------------------------
+
+    def window(self) -> tuple[str, str]:
+        """``start``/``end`` for one poll: fixed for all its requests so that they agree."""
+        now = self.clock.time()
+        return format_api_date(now - self.poll.lookback), format_api_date(now)
+
+    def find(self, query: Query, *, budget: RequestBudget, deadline: float, number: int) -> Page:
+        """One page for ``query``, retried as the policy allows within ``budget``.
+
+        ``deadline`` is monotonic; no request or retry starts past it. Every
+        request made, retries included, is taken from ``budget``; the caller
+        makes sure it has at least one left.
+        """
+        return self._call_with_retries(self._request_body(query), budget, deadline, number)
+
+    def _request_body(self, query: Query) -> dict[str, Any]:
+        criteria: dict[str, Any] = {
+            "type": query.queue,
+            "start": query.start,
+            "end": query.end,
+            # Oldest first: a scan that stops early has still seen the oldest messages.
+            "sortOrder": "ascending",
+        }
+        if self.account.search_by is not None:
+            criteria["searchBy"] = dict(self.account.search_by)
+        filter_by = route_filter(self.account.filter_by, query.route)
+        if filter_by is not None:
+            criteria["filterBy"] = filter_by
+        pagination: dict[str, Any] = {"pageSize": query.page_size}
+        if query.token is not None:
+            pagination["pageToken"] = query.token
+        return {"meta": {"pagination": pagination}, "data": [criteria]}
+
+    # -- retries ----------------------------------------------------------
+
+    def _call_with_retries(
+        self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
+    ) -> Page:
+        # The first attempt outside tenacity: its machinery cost 5 to 9 % of a
+        # poll's CPU, and nearly every request succeeds at once. A retryable
+        # failure is handed to tenacity as its own first attempt (replayed), so
+        # that the policy, its waits and its log lines are exactly as if
+        # tenacity had made that attempt.
+        try:
+            return self._call_once(body, budget, deadline, page_number)
+        except PollError as error:
+            if not error.retryable:
+                raise
+            first_failure: list[PollError] = [error]
+
+        def attempt(*args: Any) -> Page:
+            if first_failure:
+                raise first_failure.pop()
+            return self._call_once(*args)
+
+        backoff = wait_exponential_jitter(max=30, jitter=1)
+
+        def wait(state: RetryCallState) -> float:
+            # Never earlier than the rate-limit reset, whatever the back-off says.
+            return max(backoff(state), self.gate.remaining(self.clock.monotonic()))
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts or budget.remaining <= 0:
+                return True
+            return self.clock.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            fields = error.log_fields() if isinstance(error, PollError) else {}
+            log.warning(
+                "request failed, retrying",
+                extra={
+                    **self._log_context(body),
+                    **fields,
+                    "page": page_number,
+                    "attempt": state.attempt_number,
+                    "retry_in_seconds": round(state.upcoming_sleep or 0.0, 3),
+                    "error": str(error),
+                },
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, PollError) and e.retryable),
+            wait=wait,
+            stop=stop,
+            sleep=self.clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(attempt, body, budget, deadline, page_number)
+
+    def _log_context(self, body: dict[str, Any]) -> dict[str, object]:
+        return {"account": self.account.name, "queue": body["data"][0]["type"]}
+
+    # -- one call ---------------------------------------------------------
+
+    def _call_once(
+        self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
+    ) -> Page:
+        self._wait_for_rate_limit(deadline)
+        payload = json.dumps(body).encode("utf-8")
+        creds = self.account.credentials
+        if not budget.take():
+            raise RuntimeError("no request left in this poll's budget")  # the caller checks first
+        if isinstance(creds, OAuth2Credentials):
+            token = self._bearer_token(creds, deadline)
+            answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
+            if answer.status == 401 and budget.take():
+                # Expired or revoked: one fresh token, one more try. A 401 after
+                # that is a real credentials problem.
+                self.token_cache.invalidate(token)
+                log.info(
+                    "bearer token refused, fetching a new one",
+                    extra={
+                        **self._log_context(body),
+                        "status": 401,
+                        "code": first_code(answer),
+                        "request_id": answer.request_id,
+                    },
+                )
+                token = self._bearer_token(creds, deadline)
+                answer = self._post(API_PATH, payload, self._bearer_headers(token), deadline)
+        else:
+            answer = self._post(API_PATH, payload, None, deadline, hmac_creds=creds)
+        raise_for_status(answer, self.clock.time())
+        return decode_page(answer.body, page_number, answer.request_id, self.max_response_bytes)
+
+    def _bearer_headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def _bearer_token(self, creds: OAuth2Credentials, deadline: float) -> str:
+        with self.token_cache.lock:
+            token = self.token_cache.current(self.clock.monotonic())
+            if token is not None:
+                return token
+            form = {
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret.reveal(),
+                "grant_type": "client_credentials",
+            }
+            answer = self._post(TOKEN_PATH, None, None, deadline, form=form)
+            raise_for_status(answer, self.clock.time(), token_request=True)
+            value, expires_in = parse_token(answer.body, answer.request_id)
+            self.token_cache.store(value, expires_in, self.clock.monotonic())
+            return value
+
+    def _wait_for_rate_limit(self, deadline: float) -> None:
+        now = self.clock.monotonic()
+        remaining = self.gate.remaining(now)
+        if remaining <= 0:
+            return
+        if now + remaining >= deadline:
+            raise PollError(
+                "rate_limited",
+                f"rate limit resets in {remaining:.1f}s, after this poll's deadline",
+            )
+        self.clock.sleep(remaining)
+
+    def _post(
+        self,
+        path: str,
+        payload: bytes | None,
+        headers: dict[str, str] | None,
+        deadline: float,
+        *,
+        form: dict[str, str] | None = None,
+        hmac_creds: HmacCredentials | None = None,
+    ) -> Answer:
+        request_id = str(uuid.uuid4())
+        all_headers = {
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "x-mc-req-id": request_id,
+        }
+        if payload is not None:
+            all_headers["Content-Type"] = "application/json"
+        if hmac_creds is not None:
+            # Signed last: date and request id must be those of this very request.
+            all_headers.update(hmac_headers(hmac_creds, path, request_id, self.clock.time()))
+        else:
+            all_headers["x-mc-date"] = mc_date(self.clock.time())
+        if headers:
+            all_headers.update(headers)
+        timeout = min(self.poll.timeout, deadline - self.clock.monotonic())
+        if timeout <= 0:
+            raise PollError("timeout", "poll deadline reached before the request", retryable=False)
+        request_deadline = self.clock.monotonic() + timeout
+        if form is not None:
+            payload = urlencode(form).encode("ascii")
+            all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            response = self.transport.post(
+                self.account.base_url + path,
+                payload or b"",
+                all_headers,
+                timeout,
+                self.max_response_bytes,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            _raise_if_local_or_too_large(exc, request_id)
+            if _is_timeout(exc):
+                connecting = isinstance(
+                    exc, ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
+                )
+                what = "could not connect" if connecting else "no answer"
+                raise PollError(
+                    "timeout",
+                    f"{what} within {timeout:.1f}s",
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
+            raise PollError(
+                "connection",
+                f"connection failed: {_short(exc)}",
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+        except ValueError as exc:  # after OSError: ssl's errors are both
+            # http.client refuses a header value with a line break; its message
+            # quotes the value, which may be a credential: never passed on.
+            raise PollError(
+                "local",
+                "request not sent: a header value is invalid (a credential with a line break?)",
+                request_id=request_id,
+            ) from exc
+        try:
+            body = self._read_body(response, request_deadline, request_id)
+        except BaseException:
+            response.abort()  # the rest of the body is unread: the connection is not reused
+            raise
+        response.finish()
+        answer = Answer(response.status, response.headers, body, request_id)
+        self._note_rate_limit(ENDPOINTS[path], answer)
+        return answer
+
+    def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
+        declared = response.headers.get("Content-Length", "")
+        if not (declared.isascii() and declared.isdigit()):
+            declared = ""  # not a length: read until the body ends
+        if declared and int(declared[:30]) > self.max_response_bytes:
+            shown = declared if len(declared) <= 20 else f"{len(declared)}-digit"
+            raise PollError(
+                "bad_response",
+                f"answer of {shown} bytes is larger than the {self.max_response_bytes} cap",
+                status=response.status,
+                request_id=request_id,
+            )
+        # One buffer the socket reads into, of the declared size (one byte more,
+        # to see the end) or growing to the cap: no chunk is copied twice, and an
+        # answer at the cap is held once.
+        cap = self.max_response_bytes
+        size = int(declared) + 1 if declared else _FIRST_BUFFER
+        body = bytearray(min(size, cap + 1))
+        got = 0
+        while True:
+            if got == len(body):
+                body += bytes(min(len(body), cap + 1 - len(body)))
+            try:
+                # The deadline socket ends each read at the request's deadline,
+                # however slowly the bytes arrive.
+                read = response.readinto(memoryview(body)[got:])
+            except (ReadTimeoutError, TimeoutError) as exc:
+                passed = any(isinstance(cause, DeadlinePassed) for cause in _causes(exc))
+                raise PollError(
+                    "timeout",
+                    "answer still arriving at the request deadline"
+                    if passed
+                    else "answer stalled mid-body",
+                    status=response.status,
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
+            except BadEncoding as exc:
+                raise PollError(
+                    "bad_response", str(exc), status=response.status, request_id=request_id
+                ) from exc
+            except _TRANSPORT_ERRORS as exc:
+                _raise_if_local_or_too_large(exc, request_id, response.status)
+                raise PollError(
+                    "connection",
+                    f"connection failed mid-body: {_short(exc)}",
+                    status=response.status,
+                    request_id=request_id,
+                    retryable=True,
+                ) from exc
+            if not read:
+                del body[got:]
+                return body
+            got += read
+            if got > cap:
+                raise PollError(
+                    "bad_response",
+                    f"answer larger than the {cap} byte cap",
+                    status=response.status,
+                    request_id=request_id,
+                )
+            if self.clock.monotonic() > deadline:
+                raise PollError(
+                    "timeout",
+                    "answer still arriving at the request deadline",
+                    status=response.status,
+                    request_id=request_id,
+                    retryable=True,
+                )
+
+    def _note_rate_limit(self, endpoint: str, answer: Answer) -> None:
+        remaining = header_number(answer.headers, "X-RateLimit-Remaining")
+        self.on_response(endpoint, answer.status, remaining)
+        exhausted = remaining is not None and remaining <= 0
+        if answer.status == 429 or exhausted:
+            wait = rate_limit_wait(answer.headers, self.clock.time())
+            if wait is not None:
+                self.gate.block_for(self.clock.monotonic(), wait)
+
+
+# Errors of the exporter's own host, not of Mimecast or the network to it.
+_LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+
+
+def _raise_if_local_or_too_large(
+    exc: BaseException, request_id: str, status: int | None = None
+) -> None:
+    """A local failure is ``local``, never blamed on Mimecast as ``connection``;
+    an answer past its byte cap (headers and framing included), or with broken
+    framing, is ``bad_response``."""
+    for cause in _causes(exc):
+        if isinstance(cause, BadFraming):
+            raise PollError(
+                "bad_response",
+                f"answer malformed: {cause}",
+                status=status,
+                request_id=request_id,
+            ) from exc
+        if isinstance(cause, TooManyBytes):
+            raise PollError(
+                "bad_response",
+                "answer larger than the byte cap (headers and framing included)",
+                status=status,
+                request_id=request_id,
+            ) from exc
+        if isinstance(cause, OSError) and cause.errno in _LOCAL_ERRNOS:
+            raise PollError(
+                "local",
+                f"the exporter's host could not make the request: {os.strerror(cause.errno)}",
+                status=status,
+                request_id=request_id,
+                retryable=True,
+            ) from exc
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A timeout, however deep urllib3 wrapped it (a proxy's, a TLS handshake's)."""
+    return any(
+        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
+        not isinstance(seen, urllib3.exceptions.NewConnectionError)
+        and isinstance(seen, urllib3.exceptions.TimeoutError | TimeoutError)
+        for seen in _causes(exc)
+    )
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost cause, one line: 'Connection refused', not a urllib3 essay."""
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    text = str(inner)
+    return upstream_text(text.splitlines()[0]) if text.strip() else type(inner).__name__

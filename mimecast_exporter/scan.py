@@ -1,0 +1,344 @@
+"""One poll of one (account, queue): read what the request budget allows, count the rest.
+
+Requests ask for the oldest messages first (``sortOrder: ascending``). A
+queue that fits the budget is read completely, page by page, and every
+figure comes from the messages themselves. A queue too large for the budget
+(``meta.pagination.totalCount`` says how large) is not walked: after the
+first page, the exporter asks
+
+- for each route, one message (``pageSize`` 1, ``filterBy: [{"route": R}]``):
+  the answer's ``totalCount`` is the route's count, its message the route's
+  oldest;
+- once more for the whole queue (``pageSize`` 1): its ``totalCount`` and the
+  first page's tell how much the queue moved during the poll.
+
+Nothing the server may have ignored is trusted. Counts are served only when
+every answer carried a ``totalCount``, each route's message is on that route,
+and the route counts add up to the queue's total (allowing for what moved).
+Oldest ages of routes the scan did not see in full are served only when the
+pages read were in ascending date order, and the route requests were too (a
+route both read and requested must give the same oldest message). A figure in
+doubt is left out, never guessed, and a warning says why, once per account and
+reason.
+
+At default settings a poll makes at most 15 find requests (``poll.max_pages``):
+up to 10 pages of 100 messages, or 1 page, 4 route counts and 1 total.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from mimecast_exporter.aggregate import (
+    ROUTES,
+    UNKNOWN_ROUTE,
+    Prefix,
+    QueueAggregator,
+    QueueSnapshot,
+    RouteStats,
+    route_key,
+)
+from mimecast_exporter.config import PollConfig
+from mimecast_exporter.dates import parse_mimecast_date
+from mimecast_exporter.mimecast.budget import RequestBudget
+from mimecast_exporter.mimecast.client import MimecastClient, Query
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.filters import requested_routes
+from mimecast_exporter.mimecast.pages import Page
+
+log = logging.getLogger(__name__)
+
+# How far the route counts may exceed the queue's total, beyond what the total
+# itself moved during the poll, as a fraction of the total: messages that came
+# and went between two requests. A server that ignores filterBy answers the
+# whole queue for every route, which is several times the total.
+ROUTE_SUM_SLACK = 0.1
+
+
+class WarnOnce:
+    """Warnings said once per account and reason; shared by an account's queues."""
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+        self._lock = threading.Lock()
+
+    def warn(self, reason: str, message: str, context: Mapping[str, Any]) -> None:
+        with self._lock:
+            first = reason not in self._said
+            self._said.add(reason)
+        level = logging.WARNING if first else logging.DEBUG
+        log.log(level, message, extra={**context, "doubt": reason})
+
+
+@dataclass(frozen=True)
+class _Counts:
+    routes: Mapping[str, int]  # every route in ROUTES
+    unknown: int | None  # messages with no known route, when that is exact
+
+
+class QueueScan:
+    """Runs polls of one (account, queue) with one client."""
+
+    def __init__(
+        self,
+        client: MimecastClient,
+        poll: PollConfig,
+        warnings: WarnOnce,
+        context: Mapping[str, str],
+    ) -> None:
+        self.client = client
+        self.poll = poll
+        self.warnings = warnings
+        self.context = dict(context)
+        self.routes = requested_routes(client.account.filter_by)
+        self.requests = 0  # find requests made by the latest poll, for the log
+
+    def run(self, queue: str, now: float, deadline: float) -> QueueSnapshot:
+        """One poll; raises PollError when it fails (and then publishes nothing)."""
+        budget = RequestBudget(self.poll.max_pages)
+        start, end = self.client.window()
+        account = self.client.account
+        aggregator = QueueAggregator(
+            now,
+            self.context,
+            top_domains=account.top_domains,
+            details=account.expose_message_details,
+            retry_overdue_after=self.poll.retry_overdue_after,
+        )
+        try:
+            total = self._scan(
+                Query(queue, start, end, self.poll.page_size), aggregator, budget, deadline
+            )
+            if total is _COMPLETE:
+                return aggregator.snapshot()
+            return self._count(queue, start, end, aggregator, total, budget, deadline)
+        finally:
+            self.requests = budget.used
+
+    # -- reading pages --------------------------------------------------------
+
+    def _scan(
+        self, query: Query, aggregator: QueueAggregator, budget: RequestBudget, deadline: float
+    ) -> Any:
+        """Read pages while the queue can be read to the end within the budget.
+
+        Returns _COMPLETE when it was, else the latest totalCount (or None).
+        """
+        # Digests, not the tokens: what a poll remembers stays small whatever comes back.
+        seen_tokens: set[bytes] = set()
+        total: int | None = None
+        number = 0
+        while True:
+            number += 1
+            page = self.client.find(query, budget=budget, deadline=deadline, number=number)
+            aggregator.add_page(page)
+            if page.total_count is not None:
+                total = page.total_count
+            if not page.count or not page.next_token:
+                return _COMPLETE
+            digest = _digest(page.next_token)
+            if digest in seen_tokens:
+                raise PollError(
+                    "pagination_loop",
+                    f"page {number} handed back a page token already followed",
+                    request_id=page.request_id,
+                )
+            seen_tokens.add(digest)
+            if not self._another_page(budget, total, aggregator, page.count):
+                return total
+            query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
+
+    def _another_page(
+        self, budget: RequestBudget, total: int | None, aggregator: QueueAggregator, page_len: int
+    ) -> bool:
+        """Whether reading on can finish the queue and still leave the count requests."""
+        left = budget.remaining - self._reserve(total, aggregator.ascending)
+        if left < 1:
+            return False
+        if total is None:
+            return True  # no way to tell: read while the budget allows
+        return math.ceil(max(total - aggregator.scanned, 1) / page_len) <= left
+
+    def _reserve(self, total: int | None, ascending: bool) -> int:
+        """Requests kept for counting: one per route, and the closing total."""
+        if total is not None:
+            return len(self.routes) + 1
+        # Without totalCount, route requests can only tell oldest messages, and
+        # only when the server sorts as asked.
+        return len(self.routes) if ascending else 0
+
+    # -- counting what was not read ------------------------------------------------
+
+    def _count(
+        self,
+        queue: str,
+        start: str,
+        end: str,
+        aggregator: QueueAggregator,
+        total: int | None,
+        budget: RequestBudget,
+        deadline: float,
+    ) -> QueueSnapshot:
+        prefix = aggregator.prefix()
+        context = {**self.context, "scanned": prefix.scanned, "total": total}
+        if not prefix.ascending:
+            self.warnings.warn(
+                "sort_order",
+                "Mimecast did not answer oldest first (sortOrder ignored, or every date "
+                "equal): the oldest-message age of queues too large to read is not served",
+                context,
+            )
+        if total is None:
+            self.warnings.warn(
+                "total_count",
+                "Mimecast's answers carry no meta.pagination.totalCount: message counts of "
+                "queues too large to read are not served",
+                context,
+            )
+        probes: dict[str, Page] = {}
+        closing: Page | None = None
+        needed = self._reserve(total, prefix.ascending)
+        if needed and budget.remaining < needed:
+            self.warnings.warn(
+                "budget",
+                f"the request budget (poll.max_pages={self.poll.max_pages}, retries included) "
+                "ran out before the queue could be counted: message counts are not served; "
+                f"poll.max_pages must be at least {len(self.routes) + 2} to count a large queue",
+                context,
+            )
+        elif needed:
+            number = 1 + aggregator.scanned // max(self.poll.page_size, 1)
+            for route in self.routes:
+                number += 1
+                probes[route] = self.client.find(
+                    Query(queue, start, end, 1, route=route),
+                    budget=budget,
+                    deadline=deadline,
+                    number=number,
+                )
+            if total is not None and all(p.total_count is not None for p in probes.values()):
+                closing = self.client.find(
+                    Query(queue, start, end, 1), budget=budget, deadline=deadline, number=number + 1
+                )
+        counts = self._route_counts(total, closing, probes, context)
+        return QueueSnapshot(
+            taken_at=aggregator.now,
+            routes=MappingProxyType(self._route_stats(prefix, probes, counts)),
+            complete=False,
+            scanned=prefix.scanned,
+            # What was read is the oldest part of the queue only when it came oldest first.
+            oldest_messages=aggregator.oldest_messages() if prefix.ascending else None,
+        )
+
+    def _route_counts(
+        self,
+        total: int | None,
+        closing: Page | None,
+        probes: Mapping[str, Page],
+        context: Mapping[str, Any],
+    ) -> _Counts | None:
+        if total is None or closing is None or closing.total_count is None:
+            return None
+        for route, probe in probes.items():
+            count = probe.total_count
+            first = probe.messages[0] if probe.messages else None
+            if count is None:
+                return None
+            if (count == 0) != (first is None) or (first and route_key(first.routing) != route):
+                self.warnings.warn(
+                    "filter_by",
+                    f"Mimecast answered a request for route {route!r} with a message of another "
+                    "route (filterBy ignored?): per-route counts of queues too large to read "
+                    "are not served",
+                    {**context, "route": route},
+                )
+                return None
+        routed = sum(p.total_count or 0 for p in probes.values())
+        low, high = sorted((total, closing.total_count))
+        if routed > high + (high - low) + int(high * ROUTE_SUM_SLACK):
+            self.warnings.warn(
+                "filter_by",
+                f"the route counts add up to {routed}, more than the queue's {high} messages "
+                "(filterBy ignored?): per-route counts of queues too large to read are not served",
+                context,
+            )
+            return None
+        # Exact only when the queue did not move while it was counted.
+        unknown = high - routed if low == high and routed <= high else None
+        return _Counts(
+            MappingProxyType(
+                {r: (probes[r].total_count or 0) if r in probes else 0 for r in ROUTES}
+            ),
+            unknown,
+        )
+
+    def _route_stats(
+        self, prefix: Prefix, probes: Mapping[str, Page], counts: _Counts | None
+    ) -> dict[str, RouteStats]:
+        stats: dict[str, RouteStats] = {}
+        ordered = _probes_ordered(prefix, probes)
+        for route in ROUTES:
+            count = counts.routes[route] if counts is not None else None
+            if count == 0:  # routes the user filtered out are 0 too, as in a full scan
+                stats[route] = RouteStats(0, None, True)
+            elif route not in self.routes:  # filtered out, but the counts are in doubt
+                stats[route] = RouteStats(None, None, False)
+            else:
+                oldest = self._oldest(route, prefix, probes.get(route) if ordered else None)
+                stats[route] = RouteStats(count, oldest, oldest is not None)
+        unknown = counts.unknown if counts is not None else None
+        # As in a full scan, route "unknown" shows once such a message is seen.
+        if unknown == 0 and UNKNOWN_ROUTE in prefix.seen:
+            stats[UNKNOWN_ROUTE] = RouteStats(0, None, True)
+        elif unknown or UNKNOWN_ROUTE in prefix.seen:
+            oldest = prefix.oldest.get(UNKNOWN_ROUTE) if prefix.ascending else None
+            stats[UNKNOWN_ROUTE] = RouteStats(unknown, oldest, oldest is not None)
+        return stats
+
+    @staticmethod
+    def _oldest(route: str, prefix: Prefix, probe: Page | None) -> float | None:
+        """The route's oldest date when it is certain, else None."""
+        if not prefix.ascending:
+            return None
+        if route in prefix.oldest:  # the pages read hold the oldest messages of the queue
+            return prefix.oldest[route]
+        first = probe.messages[0] if probe is not None and probe.messages else None
+        if first is None or route_key(first.routing) != route:
+            return None
+        created = parse_mimecast_date(first.created)
+        # Not among the oldest messages read, so not older than the newest of them.
+        if created is None or (prefix.newest is not None and created < prefix.newest):
+            return None
+        return created
+
+
+_COMPLETE: Any = object()
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _probes_ordered(prefix: Prefix, probes: Mapping[str, Page]) -> bool:
+    """Whether the one-message route requests were answered oldest first too.
+
+    The pages read show that the server sorts its pages; not that it sorts a
+    page of one filtered message. A route both read and requested tells: its
+    requested message must be the oldest one read. Without such a route, or
+    when one disagrees (also when that message left the queue meanwhile), no
+    route's oldest is taken from its request.
+    """
+    checked = False
+    for route, probe in probes.items():
+        if route in prefix.oldest and probe.messages:
+            if parse_mimecast_date(probe.messages[0].created) != prefix.oldest[route]:
+                return False
+            checked = True
+    return checked
