@@ -31,25 +31,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# A C compiler for mimecast_exporter/_pagesum.c and _pageframe.c, which read and sum pages
-# of messages at half the CPU of msgspec and the Python loop. Only in this
-# stage: the runtime image gets the compiled wheel, not the compiler. Debian's
-# own versions of the day (the base image is pinned; these follow its security
-# updates).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /src
 # Only what the wheel is built from (see .dockerignore).
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY mimecast_exporter ./mimecast_exporter
 # --no-deps: only our own wheel; the runtime stage resolves the dependencies
 # from pyproject.toml. Build requirements (setuptools, wheel) come from the
-# [build-system] table, in pip's isolated build environment. The C extension
-# is required here: an image must not silently ship without it.
-RUN MIMECAST_EXPORTER_REQUIRE_C=1 pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+# [build-system] table, in pip's isolated build environment. The wheel is pure
+# Python: no compiler in either stage.
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 # --- stage 2: runtime -----------------------------------------------------------
 FROM python:3.12.8-slim-bookworm

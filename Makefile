@@ -13,7 +13,7 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench lock compiler promtool chromium docker-compose systemd-analyze venv dist clean
+.PHONY: help demo test lint format bench lock promtool chromium docker-compose systemd-analyze venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
@@ -22,9 +22,7 @@ help:
 	@echo "make dist   build the wheel into dist/"
 
 # The exporter and its runtime dependencies only: what `make demo` needs.
-# mimecast_exporter/_pagesum.c and _pageframe.c are compiled if a C compiler is there (else the exporter
-# decodes and sums pages in Python: the same figures, more CPU).
-$(RUNTIME_STAMP): pyproject.toml setup.py mimecast_exporter/_pagesum.c mimecast_exporter/_pageframe.c mimecast_exporter/_pageframe.h
+$(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 	  echo "installing python3-venv (needed to create $(VENV))"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv; }
@@ -33,18 +31,10 @@ $(RUNTIME_STAMP): pyproject.toml setup.py mimecast_exporter/_pagesum.c mimecast_
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	@touch $(RUNTIME_STAMP)
 
-# And the development tools: what tests, lint and benchmarks need. Here the C
-# extension is required: the tests compare it with the Python loop.
-$(STAMP): $(RUNTIME_STAMP) | compiler
-	MIMECAST_EXPORTER_REQUIRE_C=1 $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+# And the development tools: what tests, lint and benchmarks need.
+$(STAMP): $(RUNTIME_STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
-
-# gcc and the Python headers, to compile mimecast_exporter/_pagesum.c.
-compiler:
-	@command -v cc >/dev/null 2>&1 && $(PYTHON) -c 'import os, sys, sysconfig; \
-	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { \
-	  echo "installing gcc and python3-dev (to compile mimecast_exporter/_pagesum.c)"; \
-	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends gcc libc6-dev python3-dev; }
 
 venv: $(STAMP)
 
@@ -73,13 +63,13 @@ docker-compose:
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check mimecast_exporter tests benchmarks scripts setup.py
-	$(BIN)/ruff format --check mimecast_exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff check mimecast_exporter tests benchmarks scripts
+	$(BIN)/ruff format --check mimecast_exporter tests benchmarks scripts
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format mimecast_exporter tests benchmarks scripts setup.py
-	$(BIN)/ruff check --fix mimecast_exporter tests benchmarks scripts setup.py
+	$(BIN)/ruff format mimecast_exporter tests benchmarks scripts
+	$(BIN)/ruff check --fix mimecast_exporter tests benchmarks scripts
 
 test: $(STAMP) promtool chromium docker-compose systemd-analyze lint
 	$(BIN)/python -m pytest

@@ -17,13 +17,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import operator
-import types
-import typing
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -46,27 +43,10 @@ from mimecast_exporter.mimecast.pages import (
 from mimecast_exporter.recipients import OldMessage
 from mimecast_exporter.status import INDEX_CACHE, STATUSES, status_index
 
-_pagesum: types.ModuleType | None
-try:  # optional: built where a C compiler was (see setup.py)
-    from mimecast_exporter import _pagesum
-except ImportError:  # pragma: no cover - the wheel was built without it
-    _pagesum = None
-
 log = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
 UNKNOWN_ROUTE = "unknown"
-# How routes are spelled in answers, as indexes into ROUTES for the C sums:
-# lower case as documented, upper case as other endpoints of the API answer.
-# Other spellings still count (route_key), message by message.
-_ROUTE_INDEX: dict[str, int] = {
-    spelling: index
-    for index, route in enumerate(ROUTES)
-    for spelling in (route, route.upper(), route.title())
-}
-
 # Upper bounds (seconds) for message age: a healthy queue holds messages for
 # minutes; a destination that is down makes them hours to days old.
 AGE_BUCKETS: tuple[float, ...] = (
@@ -217,9 +197,6 @@ def route_key(route: Any) -> str:
     return key if key in ROUTES else UNKNOWN_ROUTE
 
 
-_BY_INDEX = operator.itemgetter(1)  # (created, index in the page): page order
-
-
 def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
     """Oldest first; among equal dates, the first seen."""
     return entry[0], entry[1]
@@ -233,11 +210,6 @@ def _detail_of(message: Message, messages: list[Message], details: list[Details]
         if other is message:
             return details[index]
     return NO_DETAILS
-
-
-def _microseconds(when: float) -> int:
-    """``when`` as the microseconds of the datetime the loop compares dates with."""
-    return (datetime.fromtimestamp(when, UTC) - _EPOCH) // _MICROSECOND
 
 
 def _timestamp(value: Any, dates: DateParser) -> float | None:
@@ -286,40 +258,6 @@ class _RouteTotals:
         self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
         self.retry_unknown = 0  # nextAttempt absent or not a date
         self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
-
-    def merge(
-        self,
-        messages: int,
-        size: int,
-        attempts: int,
-        max_attempts: int,
-        size_counts: tuple[int, ...],
-        age_counts: tuple[int, ...],
-        age_sum: float,  # the route's, with this page's ages
-        oldest: float,
-        by_status: tuple[int, ...],
-        misses: dict[Any, int] | None,
-        locked: int,
-        overdue: int,
-        lock_unknown: int,
-        retry_unknown: int,
-    ) -> None:
-        """Add one page's sums for this route (from mimecast_exporter/_pagesum.c)."""
-        self.messages += messages
-        self.size += size
-        self.attempts += attempts
-        self.max_attempts = max(self.max_attempts, max_attempts)
-        self.size_counts = list(map(operator.add, self.size_counts, size_counts))
-        self.age_counts = list(map(operator.add, self.age_counts, age_counts))
-        self.age_sum = age_sum  # the running sum, this page's ages added on
-        self.oldest = min(self.oldest, oldest)
-        self.by_status = list(map(operator.add, self.by_status, by_status))
-        for info, count in (misses or {}).items():  # infos not classified yet
-            self.by_status[status_index(info)] += count
-        self.locked += locked
-        self.overdue += overdue
-        self.lock_unknown += lock_unknown
-        self.retry_unknown += retry_unknown
 
     @property
     def oldest_created(self) -> float | None:
@@ -401,9 +339,6 @@ class QueueAggregator:
         self.top_domains = top_domains
         self.details = details
         self.retry_overdue_after = retry_overdue_after
-        # The times the C sums compare dates with, as the loop's datetimes hold them.
-        self._now_us = _microseconds(now)
-        self._overdue_us = _microseconds(now - retry_overdue_after)
         self._domain_count = 0
         self._domains_dropped = False
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
@@ -436,105 +371,17 @@ class QueueAggregator:
         self.add(messages, lambda: details)
         return len(messages)
 
+    def add_page(self, page: Page) -> None:
+        """Count one page."""
+        self.add(page.messages, page.details)
+
     def add(
         self, messages: list[Message], details: Callable[[], list[Details]] | None = None
     ) -> None:
-        """Count one page of messages.
-
-        ``details`` gives the page's Details, in the order of ``messages``; it is
-        called only when they are needed (an oldest message, or top_domains).
-        A page of well-formed messages is summed in C (mimecast_exporter/_pagesum.c),
-        when the extension was built; any other, message by message.
-        """
-        if _pagesum is None or not messages:
-            self.add_each(messages, details)
-            return
-        sums = _pagesum.summarize(messages, Message, *self._c_context())
-        if sums is None:  # a value the loop must look at
-            self.add_each(messages, details)
-            return
-        older = sorted(sums[3], key=_BY_INDEX)
-        self._merge(sums)
-        if older:
-            self._keep_c_oldest(older, [messages[i] for _, i in older], messages, details)
-        if self.top_domains and not self._domains_dropped and details is not None:
-            self._count_domains(messages, details())
-        self.scanned += len(messages)
-
-    def add_page(self, page: Page) -> None:
-        """Count one page. A framed page (see :class:`Page`) whose every message is
-        well formed is summed from the answer's bytes, and only its messages
-        among the oldest are decoded; any other page goes to :meth:`add`."""
-        if page.frame is None or _pagesum is None or self.top_domains:
-            self.add(page.messages, page.details)
-            return
-        if not page.count:
-            return
-        sums = _pagesum.sum_frame(page.body, page.frame, *self._c_context())
-        if sums is None:  # a value the loop must look at
-            self.add(page.messages, page.details)
-            return
-        older = sorted(sums[3], key=_BY_INDEX)
-        chosen = [page.message_at(index) for _, index in older]
-        if None in chosen:  # msgspec does not take one of them as the C side did
-            self.add(page.messages, page.details)
-            return
-        self._merge(sums)
-        if older:
-            messages = typing.cast(list[Message], chosen)
-            self._keep_c_oldest(
-                older, messages, messages, lambda: [page.details_at(i) for _, i in older]
-            )
-        self.scanned += page.count
-
-    def _c_context(self) -> tuple[Any, ...]:
-        """The arguments of the C sums after the page's messages (see _pagesum.pyi)."""
-        return (
-            _ROUTE_INDEX,
-            INDEX_CACHE,
-            msgspec.UNSET,
-            self.now,
-            self._now_us,
-            self._overdue_us,
-            SIZE_BUCKETS,
-            AGE_BUCKETS,
-            _MAX_COUNT,
-            len(STATUSES),
-            OLDEST_MESSAGES,
-            self._newest,
-            self._falls,
-            self._cut,
-            tuple(self._routes[route].age_sum for route in ROUTES),
-        )
-
-    def _merge(self, sums: Any) -> None:
-        """Take in the C sums of a page."""
-        by_route, self._newest, self._falls, _ = sums
-        for route, route_sums in zip(ROUTES, by_route, strict=True):
-            if route_sums is not None:
-                self._routes[route].merge(*route_sums)
-
-    def _keep_c_oldest(
-        self,
-        older: list[tuple[float, int]],
-        chosen: list[Message],
-        messages: list[Message],
-        details: Callable[[], list[Details]] | None,
-    ) -> None:
-        """:meth:`_keep_oldest` for the C sums' candidates, in page order
-        (``chosen``: their messages). Numbered in page order, as the loop
-        numbers them: among equal dates, the first seen wins."""
-        candidates = [
-            (created, next(self._order), message)
-            for (created, _), message in zip(older, chosen, strict=True)
-        ]
-        self._keep_oldest(candidates, messages, details)
-
-    def add_each(
-        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
-    ) -> None:
-        """:meth:`add`, message by message: for any page, however malformed.
-        Written for speed: this runs once per message."""
+        """Count one page of messages, however malformed. ``details`` gives the
+        page's Details, in the order of ``messages``; it is called only when they
+        are needed (an oldest message, or top_domains). Written for speed: this
+        runs once per message."""
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
         dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS

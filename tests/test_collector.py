@@ -66,7 +66,7 @@ def test_nothing_about_queues_before_first_poll(env):
             == 0
         )
     assert (
-        value(registry, "mimecast_exporter_build_info", version=__import__("exporter").__version__)
+        value(registry, "mimecast_exporter_build_info", version=__import__("mimecast_exporter").__version__)
         == 1
     )
 

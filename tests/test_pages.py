@@ -128,12 +128,12 @@ def test_an_answer_of_millions_of_tiny_elements_is_refused_before_it_is_built(el
 @pytest.mark.parametrize(
     "one",
     [
-        # Summed by the loop: the page is decoded by msgspec (its frame dropped first).
+        # Values the loop must convert or skip.
         b'{"routing":"outbound","size":"1234","attempts":1.5,"created":"2026-11-23T23:00:00Z"}',
-        # Summed from the answer's bytes (C): only its frame's table is built.
+        # Well-formed values.
         b'{"routing":"outbound","size":1234,"attempts":1,"created":"2026-11-23T23:00:00Z"}',
     ],
-    ids=["decoded", "framed"],
+    ids=["odd", "well-formed"],
 )
 def test_an_answer_at_the_bound_costs_at_most_three_times_the_cap_besides_its_bytes(one):
     """With the answer's own bytes, at most 4 times poll.max_response_bytes,

@@ -6,12 +6,6 @@ Only what the exporter uses is decoded: ``meta.pagination`` (``next``,
 ``lockedUntil``). Everything else is skipped without being built into Python
 objects.
 
-Where the C extension is built, an answer of the usual shape is first framed
-(mimecast_exporter/_pageframe.c): one pass checks the JSON and finds each message's
-values, and the page's messages are decoded by msgspec only if something
-asks for them (:attr:`Page.messages`); a well-formed page is summed from its
-bytes instead (:meth:`mimecast_exporter.aggregate.QueueAggregator.add_page`).
-
 Three rules:
 
 - **The envelope must be right.** A JSON object whose ``data`` is a list;
@@ -31,8 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -40,15 +32,6 @@ import msgspec
 
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.responses import fail_errors
-
-_frame: Callable[[bytes | bytearray], Any] | None
-try:  # optional: built where a C compiler was (see setup.py)
-    from mimecast_exporter._pagesum import frame as _frame
-except ImportError:  # pragma: no cover - the wheel was built without it
-    _frame = None
-
-# Bytes per message in a frame's table (mimecast_exporter/_pageframe.h): nine uint32.
-FRAME_ROW = 9 * 4
 
 Scalar = str | int | float | bool | None
 RAW_NULL = msgspec.Raw(b"null")
@@ -109,20 +92,13 @@ NOT_A_SCALAR: Any = _NotAScalar()
 
 
 class Page:
-    """One page of an answer.
-
-    ``messages`` are decoded on first use when the C extension framed the
-    answer (``frame``: where each message's fields are, see
-    mimecast_exporter/_pageframe.c): the sums of a clean page are read from the answer's
-    bytes (mimecast_exporter/_pagesum.c, ``sum_frame``) and need no message object.
-    """
+    """One page of an answer."""
 
     __slots__ = (
-        "_messages",
         "body",
         "count",
-        "frame",
         "max_bytes",
+        "messages",
         "next_token",
         "number",
         "read_details",
@@ -133,75 +109,34 @@ class Page:
     def __init__(
         self,
         number: int,
-        messages: list[Message] | None,
+        messages: list[Message],
         next_token: str | None,
         total_count: int | None,  # meta.pagination.totalCount: the whole query's size, if sent
         request_id: str,
-        body: bytes | bytearray | None = None,  # the answer: for details(), and messages if framed
+        body: bytes | bytearray | None = None,  # the answer, for details()
         max_bytes: int = 0,
         read_details: list[Details] | None = None,  # None: not read yet
-        frame: bytes | None = None,
     ) -> None:
-        if messages is None and (frame is None or body is None):
-            raise ValueError("a page without its messages needs its body and frame")
         self.number = number
-        self._messages = messages
+        self.messages = messages
         self.next_token = next_token
         self.total_count = total_count
         self.request_id = request_id
         self.body = body
         self.max_bytes = max_bytes
         self.read_details = read_details
-        self.frame = frame
-        self.count = len(messages) if messages is not None else len(frame or b"") // FRAME_ROW
+        self.count = len(messages)
 
     def __repr__(self) -> str:
         return f"Page(number={self.number}, count={self.count}, request_id={self.request_id!r})"
-
-    @property
-    def messages(self) -> list[Message]:
-        """Every message of the page, decoded by msgspec on first use."""
-        if self._messages is None:
-            assert self.body is not None  # checked in __init__
-            # The table goes first: the memory bound of an answer (see _Bound)
-            # counts its messages or its table, not both.
-            self.frame = None
-            bound = _Bound(self.body, self.request_id, self.max_bytes)
-            self._messages, details, _ = _decode_answer(self.body, bound, fail_checked=True)
-            if details is not None:
-                self.read_details = details
-        return self._messages
 
     def details(self) -> list[Details]:
         """The Details of each message, in the order of ``messages``: decoded from
         the answer on first use. :data:`UNREAD` where they cannot be had within
         the memory bound (see :data:`COST_PER_DETAIL`) or decoded."""
         if self.read_details is None:
-            self.messages  # noqa: B018 - the tolerant path reads details with them
-        if self.read_details is None:
             self.read_details = _details(self.body, self.count, self.max_bytes)
         return self.read_details
-
-    def message_at(self, index: int) -> Message | None:
-        """Message ``index`` of a framed page, decoded alone; None if msgspec
-        does not take it as a Message (then the whole page must be decoded)."""
-        try:
-            return _MESSAGE.decode(self._slice(index))
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return None
-
-    def details_at(self, index: int) -> Details:
-        """The Details of message ``index`` of a framed page, decoded alone."""
-        try:
-            return _ONE_DETAILS.decode(self._slice(index))
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return UNREAD  # e.g. "to" where an object was expected: nothing is shown of them
-
-    def _slice(self, index: int) -> memoryview:
-        if self.frame is None or self.body is None:
-            raise ValueError("only a framed page is read message by message")
-        start, end = struct.unpack_from("<II", self.frame, index * FRAME_ROW)
-        return memoryview(self.body)[start:end]
 
 
 # Memory the decoded array elements of one answer may take, in multiples of
@@ -284,8 +219,6 @@ _DETAILS = msgspec.json.Decoder(_DetailsEnvelope)
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _MESSAGES = msgspec.json.Decoder(list[Message])
 _DETAILS_LIST = msgspec.json.Decoder(list[Details])
-_MESSAGE = msgspec.json.Decoder(Message)
-_ONE_DETAILS = msgspec.json.Decoder(Details)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _DATA_ITEM = msgspec.json.Decoder(_DataItem)
@@ -303,13 +236,7 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     """
     bound = _Bound(body, request_id, max_bytes)
     bound.admit_objects()
-    framed = _frame(body) if _frame is not None else None
-    if framed is not None:  # well-formed JSON of the usual shape: messages left undecoded
-        meta, fail, table = framed
-        _raise_for_fail(_span(body, fail, b"null"), request_id)
-        next_token, total_count = _pagination(_span(body, meta, b"null"), request_id)
-        return Page(number, None, next_token, total_count, request_id, body, max_bytes, frame=table)
-    messages, details, meta = _decode_answer(body, bound, fail_checked=False)
+    messages, details, meta = _decode_answer(body, bound)
     next_token, total_count = _pagination(meta, request_id)
     return Page(
         number,
@@ -323,15 +250,11 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     )
 
 
-def _span(body: bytes | bytearray, span: tuple[int, int] | None, default: bytes) -> Any:
-    return default if span is None else memoryview(body)[span[0] : span[1]]
-
-
 def _decode_answer(
-    body: bytes | bytearray, bound: _Bound, *, fail_checked: bool
+    body: bytes | bytearray, bound: _Bound
 ) -> tuple[list[Message], list[Details] | None, msgspec.Raw]:
     """(messages, their Details if the tolerant path read them, else None, and
-    ``meta``), with msgspec. ``fail[]`` is checked first unless it already was."""
+    ``meta``), with msgspec. ``fail[]`` is checked first."""
     request_id = bound.request_id
     try:  # one pass over the answer, for every well-formed page
         fast = _FAST.decode(body)
@@ -340,15 +263,13 @@ def _decode_answer(
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _bad(f"answer is not valid JSON: {exc}", request_id) from exc
     if fast is not None and fast.data is not msgspec.UNSET:
-        if not fail_checked:
-            _raise_for_fail(fast.fail, request_id)
+        _raise_for_fail(fast.fail, request_id)
         if len(fast.data) == 1:  # as in every answer seen: no copy
             return fast.data[0].messages or [], None, fast.meta
         messages = [m for item in fast.data if item.messages for m in item.messages]
         return messages, None, fast.meta
     envelope = _decode_envelope(body, request_id)
-    if not fail_checked:
-        _raise_for_fail(envelope.fail, request_id)
+    _raise_for_fail(envelope.fail, request_id)
     details: list[Details] = []
     return _careful_messages(envelope.data, bound, details), details, envelope.meta
 

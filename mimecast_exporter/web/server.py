@@ -13,10 +13,11 @@ Where it listens (``--web.listen-address``) is parsed and bound by
 :mod:`mimecast_exporter.web.listen`. Every connection is bounded
 (:mod:`mimecast_exporter.web.connections`, :mod:`mimecast_exporter.deadline_socket`):
 at most ``--web.max-connections`` open, the oldest idle one giving way to a
-new one; a request must arrive within REQUEST_SECONDS of connecting (TLS handshake included) and its answer be taken
-within RESPONSE_SECONDS; accept() backs off instead of spinning when out of
-file descriptors. With a web configuration (``--web.config.file``,
-:mod:`mimecast_exporter.web.config`, kept in force by :mod:`mimecast_exporter.web.watch`)
+new one; a request must arrive within REQUEST_SECONDS of connecting (TLS
+handshake included) and its answer be taken within RESPONSE_SECONDS; accept()
+backs off instead of spinning when out of file descriptors. With a web
+configuration (``--web.config.file``, :mod:`mimecast_exporter.web.config`, kept
+in force by :mod:`mimecast_exporter.web.watch`)
 connections are TLS, the handshake done in the connection's own thread, and
 every path is behind basic auth when users are configured (see
 :mod:`mimecast_exporter.web.auth`).
