@@ -93,17 +93,18 @@ class Poller:
             gate = previous.gates.get(account.name) if previous is not None else None
             gate = gate or RateLimitGate()
             self.gates[account.name] = gate
-            tokens, warnings = TokenCache(), WarnOnce()
+            # One client per account: its connections, token and retry policy.
+            client = MimecastClient(
+                account,
+                config.poll,
+                clock=clock,
+                gate=gate,
+                token_cache=TokenCache(),
+                on_response=self._response_hook(account),
+                max_response_bytes=config.poll.max_response_bytes,
+            )
+            warnings = WarnOnce()
             for queue in config.poll.queues:
-                client = MimecastClient(
-                    account,
-                    config.poll,
-                    clock=clock,
-                    gate=gate,
-                    token_cache=tokens,
-                    on_response=self._response_hook(account),
-                    max_response_bytes=config.poll.max_response_bytes,
-                )
                 context = {"account": account.name, "queue": queue}
                 self._scans[(account.name, queue)] = QueueScan(
                     client, config.poll, warnings, context

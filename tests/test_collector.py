@@ -6,6 +6,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+import mimecast_exporter
 from mimecast_exporter.aggregate import QueueAggregator, parse_mimecast_date
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.mimecast.errors import REASONS
@@ -66,8 +67,7 @@ def test_nothing_about_queues_before_first_poll(env):
             == 0
         )
     assert (
-        value(registry, "mimecast_exporter_build_info", version=__import__("mimecast_exporter").__version__)
-        == 1
+        value(registry, "mimecast_exporter_build_info", version=mimecast_exporter.__version__) == 1
     )
 
 

@@ -9,42 +9,29 @@ goes to the account before the reset Mimecast announced has passed.
 
 from __future__ import annotations
 
-import errno
-import http.client
 import json
 import logging
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
-from urllib3.exceptions import ReadTimeoutError
 
 from mimecast_exporter import __version__
 from mimecast_exporter.clock import Clock
 from mimecast_exporter.config import AccountConfig, HmacCredentials, OAuth2Credentials, PollConfig
-from mimecast_exporter.deadline_socket import DeadlinePassed, TooManyBytes
 from mimecast_exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from mimecast_exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from mimecast_exporter.mimecast.budget import RequestBudget
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import route_filter
-from mimecast_exporter.mimecast.http11 import BadFraming
 from mimecast_exporter.mimecast.pages import Page, decode_page
 from mimecast_exporter.mimecast.ratelimit import RateLimitGate, rate_limit_wait
-from mimecast_exporter.mimecast.responses import parse_token, upstream_text
-from mimecast_exporter.mimecast.transport import Answer as TransportAnswer
-from mimecast_exporter.mimecast.transport import (
-    BadEncoding,
-    ConnectTimeout,
-    Transport,
-    transport_for,
-)
+from mimecast_exporter.mimecast.responses import parse_token
+from mimecast_exporter.mimecast.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +44,8 @@ MAX_ATTEMPTS = 5
 # Answers larger than this are refused rather than read into memory: a page of
 # 500 messages is well under 1 MiB.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-# The buffer an answer that does not declare its length is first read into;
-# it doubles as needed, up to max_response_bytes.
-_FIRST_BUFFER = 256 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
-
-# What a failed exchange with Mimecast raises, whichever transport.
-_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
-_CONNECT_TIMEOUTS = (ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
 
 # Called after every HTTP answer with (endpoint, status code, X-RateLimit-Remaining
 # or None); the endpoint is one of ENDPOINTS.
@@ -121,9 +101,12 @@ class MimecastClient:
         self.gate = gate
         self.token_cache = token_cache or TokenCache()
         self.on_response = on_response
-        self.transport = transport or transport_for(account.base_url, account.ca_file)
+        self.transport = transport or Transport(
+            account.base_url, account.ca_file, connections=len(poll.queues)
+        )
         self.max_attempts = max_attempts
         self.max_response_bytes = max_response_bytes
+        self._retrying = self._retry_policy()
 
     # -- one logical request ----------------------------------------------
 
@@ -139,7 +122,10 @@ class MimecastClient:
         request made, retries included, is taken from ``budget``; the caller
         makes sure it has at least one left.
         """
-        return self._call_with_retries(self._request_body(query), budget, deadline, number)
+        page: Page = self._retrying(
+            self._call_once, self._request_body(query), budget, deadline, number
+        )
+        return page
 
     def _request_body(self, query: Query) -> dict[str, Any]:
         criteria: dict[str, Any] = {
@@ -160,39 +146,26 @@ class MimecastClient:
         return {"meta": {"pagination": pagination}, "data": [criteria]}
 
     # -- retries ----------------------------------------------------------
+    # One tenacity policy for every attempt of every request of this client:
+    # exponential back-off with jitter, never sooner than the rate-limit reset,
+    # and no attempt past max_attempts, the request budget or the deadline.
+    # Each call's own budget and deadline are read from its arguments
+    # (RetryCallState.args: body, budget, deadline, page number).
 
-    def _call_with_retries(
-        self, body: dict[str, Any], budget: RequestBudget, deadline: float, page_number: int
-    ) -> Page:
-        # The first attempt outside tenacity: its machinery cost 5 to 9 % of a
-        # poll's CPU, and nearly every request succeeds at once. A retryable
-        # failure is handed to tenacity as its own first attempt (replayed), so
-        # that the policy, its waits and its log lines are exactly as if
-        # tenacity had made that attempt.
-        try:
-            return self._call_once(body, budget, deadline, page_number)
-        except PollError as error:
-            if not error.retryable:
-                raise
-            first_failure: list[PollError] = [error]
-
-        def attempt(*args: Any) -> Page:
-            if first_failure:
-                raise first_failure.pop()
-            return self._call_once(*args)
-
+    def _retry_policy(self) -> Retrying:
         backoff = wait_exponential_jitter(max=30, jitter=1)
 
         def wait(state: RetryCallState) -> float:
-            # Never earlier than the rate-limit reset, whatever the back-off says.
             return max(backoff(state), self.gate.remaining(self.clock.monotonic()))
 
         def stop(state: RetryCallState) -> bool:
+            _, budget, deadline, _ = state.args
             if state.attempt_number >= self.max_attempts or budget.remaining <= 0:
                 return True
-            return self.clock.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+            return bool(self.clock.monotonic() + (state.upcoming_sleep or 0.0) >= deadline)
 
         def before_sleep(state: RetryCallState) -> None:
+            body, _, _, page_number = state.args
             error = state.outcome.exception() if state.outcome else None
             fields = error.log_fields() if isinstance(error, PollError) else {}
             log.warning(
@@ -207,15 +180,14 @@ class MimecastClient:
                 },
             )
 
-        retrying = Retrying(
+        return Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, PollError) and e.retryable),
             wait=wait,
             stop=stop,
-            sleep=self.clock.sleep,
+            sleep=lambda seconds: self.clock.sleep(seconds),
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(attempt, body, budget, deadline, page_number)
 
     def _log_context(self, body: dict[str, Any]) -> dict[str, object]:
         return {"account": self.account.name, "queue": body["data"][0]["type"]}
@@ -312,7 +284,6 @@ class MimecastClient:
         timeout = min(self.poll.timeout, deadline - self.clock.monotonic())
         if timeout <= 0:
             raise PollError("timeout", "poll deadline reached before the request", retryable=False)
-        request_deadline = self.clock.monotonic() + timeout
         if form is not None:
             payload = urlencode(form).encode("ascii")
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -324,112 +295,12 @@ class MimecastClient:
                 timeout,
                 self.max_response_bytes,
             )
-        except _TRANSPORT_ERRORS as exc:
-            _raise_if_local_or_too_large(exc, request_id)
-            if _is_timeout(exc):
-                connecting = isinstance(
-                    exc, ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
-                )
-                what = "could not connect" if connecting else "no answer"
-                raise PollError(
-                    "timeout",
-                    f"{what} within {timeout:.1f}s",
-                    request_id=request_id,
-                    retryable=True,
-                ) from exc
-            raise PollError(
-                "connection",
-                f"connection failed: {_short(exc)}",
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-        except ValueError as exc:  # after OSError: ssl's errors are both
-            # http.client refuses a header value with a line break; its message
-            # quotes the value, which may be a credential: never passed on.
-            raise PollError(
-                "local",
-                "request not sent: a header value is invalid (a credential with a line break?)",
-                request_id=request_id,
-            ) from exc
-        try:
-            body = self._read_body(response, request_deadline, request_id)
-        except BaseException:
-            response.abort()  # the rest of the body is unread: the connection is not reused
+        except PollError as error:
+            error.request_id = request_id
             raise
-        response.finish()
-        answer = Answer(response.status, response.headers, body, request_id)
+        answer = Answer(response.status, response.headers, response.body, request_id)
         self._note_rate_limit(ENDPOINTS[path], answer)
         return answer
-
-    def _read_body(self, response: TransportAnswer, deadline: float, request_id: str) -> bytearray:
-        declared = response.headers.get("Content-Length", "")
-        if not (declared.isascii() and declared.isdigit()):
-            declared = ""  # not a length: read until the body ends
-        if declared and int(declared[:30]) > self.max_response_bytes:
-            shown = declared if len(declared) <= 20 else f"{len(declared)}-digit"
-            raise PollError(
-                "bad_response",
-                f"answer of {shown} bytes is larger than the {self.max_response_bytes} cap",
-                status=response.status,
-                request_id=request_id,
-            )
-        # One buffer the socket reads into, of the declared size (one byte more,
-        # to see the end) or growing to the cap: no chunk is copied twice, and an
-        # answer at the cap is held once.
-        cap = self.max_response_bytes
-        size = int(declared) + 1 if declared else _FIRST_BUFFER
-        body = bytearray(min(size, cap + 1))
-        got = 0
-        while True:
-            if got == len(body):
-                body += bytes(min(len(body), cap + 1 - len(body)))
-            try:
-                # The deadline socket ends each read at the request's deadline,
-                # however slowly the bytes arrive.
-                read = response.readinto(memoryview(body)[got:])
-            except (ReadTimeoutError, TimeoutError) as exc:
-                passed = any(isinstance(cause, DeadlinePassed) for cause in _causes(exc))
-                raise PollError(
-                    "timeout",
-                    "answer still arriving at the request deadline"
-                    if passed
-                    else "answer stalled mid-body",
-                    status=response.status,
-                    request_id=request_id,
-                    retryable=True,
-                ) from exc
-            except BadEncoding as exc:
-                raise PollError(
-                    "bad_response", str(exc), status=response.status, request_id=request_id
-                ) from exc
-            except _TRANSPORT_ERRORS as exc:
-                _raise_if_local_or_too_large(exc, request_id, response.status)
-                raise PollError(
-                    "connection",
-                    f"connection failed mid-body: {_short(exc)}",
-                    status=response.status,
-                    request_id=request_id,
-                    retryable=True,
-                ) from exc
-            if not read:
-                del body[got:]
-                return body
-            got += read
-            if got > cap:
-                raise PollError(
-                    "bad_response",
-                    f"answer larger than the {cap} byte cap",
-                    status=response.status,
-                    request_id=request_id,
-                )
-            if self.clock.monotonic() > deadline:
-                raise PollError(
-                    "timeout",
-                    "answer still arriving at the request deadline",
-                    status=response.status,
-                    request_id=request_id,
-                    retryable=True,
-                )
 
     def _note_rate_limit(self, endpoint: str, answer: Answer) -> None:
         remaining = header_number(answer.headers, "X-RateLimit-Remaining")
@@ -439,70 +310,3 @@ class MimecastClient:
             wait = rate_limit_wait(answer.headers, self.clock.time())
             if wait is not None:
                 self.gate.block_for(self.clock.monotonic(), wait)
-
-
-# Errors of the exporter's own host, not of Mimecast or the network to it.
-_LOCAL_ERRNOS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
-)
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: BaseException | None = exc
-    while seen is not None:
-        yield seen
-        seen = (
-            seen.__cause__
-            or seen.__context__
-            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-        )
-
-
-def _raise_if_local_or_too_large(
-    exc: BaseException, request_id: str, status: int | None = None
-) -> None:
-    """A local failure is ``local``, never blamed on Mimecast as ``connection``;
-    an answer past its byte cap (headers and framing included), or with broken
-    framing, is ``bad_response``."""
-    for cause in _causes(exc):
-        if isinstance(cause, BadFraming):
-            raise PollError(
-                "bad_response",
-                f"answer malformed: {cause}",
-                status=status,
-                request_id=request_id,
-            ) from exc
-        if isinstance(cause, TooManyBytes):
-            raise PollError(
-                "bad_response",
-                "answer larger than the byte cap (headers and framing included)",
-                status=status,
-                request_id=request_id,
-            ) from exc
-        if isinstance(cause, OSError) and cause.errno in _LOCAL_ERRNOS:
-            raise PollError(
-                "local",
-                f"the exporter's host could not make the request: {os.strerror(cause.errno)}",
-                status=status,
-                request_id=request_id,
-                retryable=True,
-            ) from exc
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """A timeout, however deep urllib3 wrapped it (a proxy's, a TLS handshake's)."""
-    return any(
-        # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
-        not isinstance(seen, urllib3.exceptions.NewConnectionError)
-        and isinstance(seen, urllib3.exceptions.TimeoutError | TimeoutError)
-        for seen in _causes(exc)
-    )
-
-
-def _short(exc: BaseException) -> str:
-    """The innermost cause, one line: 'Connection refused', not a urllib3 essay."""
-    inner: BaseException = exc
-    while inner.__context__ is not None and inner.__context__ is not inner:
-        inner = inner.__context__
-    text = str(inner)
-    return upstream_text(text.splitlines()[0]) if text.strip() else type(inner).__name__

@@ -1,35 +1,48 @@
-"""HTTP to one Mimecast host: one keep-alive connection, settings read once.
+"""HTTP to one Mimecast account's host: urllib3, bounded in time and bytes.
 
-requests, and urllib3 under it, do a lot around every request: read the
-environment for proxies and CA bundles, merge settings, look up pools. At
-pages of 500 messages that cost more CPU than decoding the answer (see
-BENCHMARKS.md), and the exporter needs none of it per request. So the
-environment is read once, here, as requests reads it (``HTTPS_PROXY``,
-``NO_PROXY``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``), and a request goes
-straight out on a connection kept open between requests, written and read by
-:mod:`mimecast_exporter.mimecast.http11` (``http.client`` parses headers with the email
-package: more CPU per request than decoding a page). Through a proxy,
-urllib3's ProxyManager does the tunnelling.
+One :class:`Transport` per account carries every request to it, token and
+find, directly or through a proxy. It is urllib3 (a pool of kept-alive
+connections, a ProxyManager for ``HTTPS_PROXY``), with three things added:
 
-TLS is always verified: against ``tls_config.ca_file`` when the account has
-one, else the environment's bundle, else certifi's (as requests does).
+- **One deadline per exchange**, whatever phase it is in. A socket timeout
+  bounds each read, not an exchange: a peer that sends a byte just before
+  every timeout holds it open for ever. So a watchdog thread shuts down the
+  socket of an exchange that outlives its deadline: connecting (the TCP
+  connect itself has the time left as its timeout), a proxy's answer to
+  CONNECT, the TLS handshake, the status line, headers, chunk framing, the
+  body and its decompression all end there. It holds its own duplicate of the
+  socket's descriptor, which stays valid while ``ssl`` wraps the socket.
+- **A byte cap per exchange**: every byte read on the wire, framing and
+  headers included, counts (:class:`~mimecast_exporter.deadline_socket.DeadlineSocket`,
+  armed with the cap only), and the inflated body may not pass the caller's
+  cap (urllib3 2.6 and later inflate a bounded amount per read).
+- **No stale bytes**: a kept-alive connection is used again only if it holds
+  nothing unread, in the socket or in a TLS record already decrypted
+  (``SSLSocket.pending()``); urllib3 checks the socket, this checks the rest.
 
-Answers may come compressed (gzip, deflate): they are inflated here, a
-bounded amount at a time, so that the caller's size cap bounds the bytes
-after inflating, not only those on the wire.
+The environment is read once, at start: ``HTTPS_PROXY``/``HTTP_PROXY``,
+``NO_PROXY``, ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``, as requests reads
+them. Nothing else of it, and never ``~/.netrc``: the exporter's own
+credentials are the only ones sent. TLS is always verified: against
+``tls_config.ca_file`` when the account has one, else the environment's
+bundle, else certifi's (requests' own, as requests does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import heapq
+import http.client
+import itertools
+import math
 import os
-import select
 import socket
-import ssl
 import threading
 import time
-import zlib
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests.certs
@@ -37,211 +50,85 @@ import requests.utils
 import urllib3
 import urllib3.connection
 
-from mimecast_exporter.deadline_socket import DeadlineSocket
-from mimecast_exporter.logs import scrub_and_cut
-from mimecast_exporter.mimecast import http11
+from mimecast_exporter.deadline_socket import DeadlineSocket, TooManyBytes
+from mimecast_exporter.mimecast.errors import PollError
+from mimecast_exporter.mimecast.responses import upstream_text
 
-HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
+HEADERS = {"Accept-Encoding": "gzip, deflate"}
+# Encodings urllib3 inflates for us; the ones asked for above, and none.
+_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 # Bytes an answer may take on the wire beyond its body cap: status line,
 # headers, chunk framing, compression overhead. Mimecast's headers are ~1 KiB.
 HEADER_ALLOWANCE = 256 * 1024
+_READ = 256 * 1024  # inflated bytes asked for per read
 
 
-class ConnectTimeout(TimeoutError):
-    """No connection (TCP and TLS) within the timeout."""
+class _Refused(ValueError):
+    """The answer is too large, or compressed in a way not asked for."""
 
 
-class BadEncoding(ValueError):
-    """An answer compressed in a way the exporter did not ask for, or that does
-    not inflate as its Content-Encoding says."""
+class DeadlinePassed(TimeoutError):
+    """The watchdog ended the exchange at its deadline."""
 
 
-class Answer(Protocol):
+@dataclass(frozen=True)
+class Response:
     status: int
-    headers: Any  # a case-insensitive mapping
-
-    def read1(self, size: int) -> bytes:
-        """Up to ``size`` bytes of the inflated body, as soon as any are there; b"" at the end."""
-
-    def readinto(self, buffer: memoryview) -> int:
-        """Bytes of the inflated body into ``buffer`` (as many as fit, unless the
-        body ends first): their number, 0 at the end. Not compressed, the body
-        goes from the socket into ``buffer`` without a copy in between."""
-
-    def finish(self) -> None:
-        """The body was read to the end: keep the connection for the next request."""
-
-    def abort(self) -> None:
-        """Give up on the body: close the connection."""
+    headers: Mapping[str, str]  # looked up case-insensitively
+    body: bytearray
 
 
-class Transport(Protocol):
-    proxy: str | None
+class Transport:
+    """Every request to one account's host; safe to share between its queues."""
 
-    def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
-    ) -> Answer:
-        """Send a request; the answer's body is left to read.
-
-        ``timeout`` bounds the whole exchange: connecting, sending, the status
-        line, headers, chunk framing and the body, however slowly the host
-        sends them. ``max_bytes`` bounds every byte read on the wire for it,
-        compressed or not, framing and headers included. Raises OSError
-        (TimeoutError past the deadline, TooManyBytes past the cap),
-        http.client.HTTPException or urllib3's errors (ConnectTimeout, a
-        TimeoutError, for a connection that could not be made in time)."""
-
-
-def transport_for(
-    base_url: str, ca_file: str | None, environ: Mapping[str, str] = os.environ
-) -> Transport:
-    """The transport for one account: its proxy (unless NO_PROXY says not) and CA bundle."""
-    bundle = (
-        ca_file
-        or environ.get("REQUESTS_CA_BUNDLE")
-        or environ.get("CURL_CA_BUNDLE")
-        or requests.certs.where()  # type: ignore[attr-defined]
-    )
-    proxy = _proxy_for(base_url)
-    if proxy is None:
-        return DirectTransport(base_url, bundle)
-    return ProxyTransport(proxy, bundle)
-
-
-class DirectTransport:
-    """One connection to the host, opened when needed and kept between requests;
-    each exchange read by :mod:`mimecast_exporter.mimecast.http11`."""
-
-    proxy: str | None = None
-
-    def __init__(self, base_url: str, bundle: str) -> None:
-        parts = urlsplit(base_url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._https else 80)
-        # The Host header: the URL's host and port, as written there.
-        self._host_header = parts.netloc.rpartition("@")[2]
-        self._context: ssl.SSLContext | None = None
-        if self._https:
-            self._context = ssl.create_default_context(
-                cafile=None if os.path.isdir(bundle) else bundle,
-                capath=bundle if os.path.isdir(bundle) else None,
-            )
-        self._sock: DeadlineSocket | None = None
-
-    def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
-    ) -> Answer:
-        # Not sent again here if the host drops the connection: a request id and
-        # signature are good once, so the client's retry makes a new request.
-        deadline = time.monotonic() + timeout
-        request = http11.request_bytes(
-            "POST", urlsplit(url).path, self._host_header, {**HEADERS, **headers}, body
+    def __init__(
+        self,
+        base_url: str,
+        ca_file: str | None,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        connections: int = 2,
+    ) -> None:
+        bundle = (
+            ca_file
+            or environ.get("REQUESTS_CA_BUNDLE")
+            or environ.get("CURL_CA_BUNDLE")
+            or requests.certs.where()  # type: ignore[attr-defined]
         )
-        sock = self._connection(timeout)
-        try:
-            sock.arm(deadline, max_bytes + HEADER_ALLOWANCE)
-            sock.sendall(request)
-            exchange = http11.Exchange(sock)
-        except BaseException:
-            self.close()
-            raise
-        return _DirectAnswer(exchange, self)
-
-    def _connection(self, timeout: float) -> DeadlineSocket:
-        sock = self._sock
-        if sock is not None and not _dropped(sock):
-            return sock
-        self.close()
-        try:
-            raw = socket.create_connection((self._host, self._port), timeout=timeout)
-        except TimeoutError as exc:
-            raise ConnectTimeout(f"no connection to {self._host}:{self._port}") from exc
-        try:
-            # A request goes out in one piece: no waiting for an ACK of a first part.
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._context is not None:
-                raw = self._context.wrap_socket(raw, server_hostname=self._host)
-        except TimeoutError as exc:
-            raw.close()
-            raise ConnectTimeout(f"no TLS connection to {self._host}:{self._port}") from exc
-        except BaseException:
-            raw.close()
-            raise
-        self._sock = DeadlineSocket(raw)
-        return self._sock
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-def _dropped(sock: Any) -> bool:
-    """An idle keep-alive connection the host has closed reads as readable (EOF).
-
-    poll, not select: select() cannot watch a descriptor past 1024, and with the
-    open-files limit raised the exporter's descriptors may well be.
-    """
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
-
-
-class _DirectAnswer:
-    def __init__(self, exchange: http11.Exchange, transport: DirectTransport) -> None:
-        self._exchange = exchange
-        self._transport = transport
-        self.status = exchange.status
-        self.headers = exchange.headers
-        self._body = _Inflating(exchange, exchange.headers.get("Content-Encoding"))
-
-    def read1(self, size: int) -> bytes:
-        return self._body.read1(size)
-
-    def readinto(self, buffer: memoryview) -> int:
-        return self._body.readinto(buffer)
-
-    def finish(self) -> None:
-        # Kept for the next request only when this answer ended cleanly and the
-        # host did not say it would close.
-        if self._exchange.will_close or not self._exchange.complete:
-            self._transport.close()
-
-    def abort(self) -> None:
-        self._transport.close()
-
-
-class ProxyTransport:
-    """Through a proxy (CONNECT for HTTPS), by urllib3's ProxyManager."""
-
-    proxy: str | None
-
-    def __init__(self, proxy: str, bundle: str) -> None:
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-        tls["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-        parts = urlsplit(proxy)
-        proxy_headers = None
-        if parts.username is not None:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            proxy_headers = urllib3.make_headers(proxy_basic_auth=credentials)
-            proxy = proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
-        self.proxy = proxy
-        self._manager = urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, **tls)
-        self._manager.pool_classes_by_scheme = {
-            "http": _DeadlineHTTPPool,
-            "https": _DeadlineHTTPSPool,
+        options: dict[str, Any] = {
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs": bundle,
+            "maxsize": connections,
+            "retries": False,
         }
+        self.proxy = proxy_for(base_url)
+        manager: urllib3.PoolManager
+        if self.proxy is None:
+            manager = urllib3.PoolManager(**options)
+        else:
+            parts = urlsplit(self.proxy)
+            proxy_headers = None
+            if parts.username is not None:
+                credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                proxy_headers = urllib3.make_headers(proxy_basic_auth=credentials)
+                self.proxy = self.proxy.replace(parts.netloc, parts.netloc.rpartition("@")[2], 1)
+            manager = urllib3.ProxyManager(self.proxy, proxy_headers=proxy_headers, **options)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self._manager = manager
 
     def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
-    ) -> Answer:
-        # The connection classes below arm their socket from this, whether
-        # urlopen() reuses a connection or opens one.
-        _exchange.limits = (time.monotonic() + timeout, max_bytes + HEADER_ALLOWANCE)
+    ) -> Response:
+        """POST and read the whole answer within ``timeout`` seconds.
+
+        Raises :class:`PollError`: ``timeout`` at the deadline, ``bad_response``
+        past ``max_bytes`` of body (inflated) or of bytes on the wire (plus
+        HEADER_ALLOWANCE) or for a malformed answer, ``local`` when the
+        exporter's own host failed, ``connection`` for everything else."""
+        exchange = _Exchange(time.monotonic() + timeout, max_bytes + HEADER_ALLOWANCE)
+        _current.exchange = exchange
+        _WATCHDOG.watch(exchange)
+        response = None
         try:
             response = self._manager.urlopen(
                 "POST",
@@ -249,155 +136,282 @@ class ProxyTransport:
                 body=body,
                 headers={**HEADERS, **headers},
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=False,
                 redirect=False,
                 preload_content=False,
-                decode_content=False,
+                decode_content=True,
             )
+            data = _read(response, max_bytes)
+            if exchange.end():  # it ended as the body was complete: its socket is shut
+                raise DeadlinePassed
+        except BaseException as exc:
+            expired = exchange.end()
+            status = None if response is None else response.status
+            if response is not None:
+                response.close()  # the rest is unread: the connection is not used again
+            raise _failure(exc, expired, exchange.connected, status, timeout) from exc
         finally:
-            _exchange.limits = None
-        return _ProxiedAnswer(response)
+            _current.exchange = None
+        # urllib3 keeps the connection only if the answer ended as its framing
+        # says and the host did not ask to close; before it is used again, it
+        # must hold nothing unread (_BoundedConnection.is_connected).
+        response.release_conn()
+        return Response(response.status, response.headers, data)
+
+    def close(self) -> None:
+        self._manager.clear()
 
 
-# (deadline, byte cap) of the exchange this thread is making through a proxy.
-_exchange = threading.local()
+def _read(response: urllib3.BaseHTTPResponse, max_bytes: int) -> bytearray:
+    coding = (response.headers.get("Content-Encoding") or "").strip().lower()
+    if coding not in _ENCODINGS:
+        shown = coding[:40].encode("ascii", "backslashreplace").decode()
+        raise _Refused(f"answer compressed as {shown!r}, which was not asked for")
+    declared = response.headers.get("Content-Length", "").strip()
+    digits = declared.isascii() and declared.isdigit() and not coding
+    if digits and (len(declared) > 18 or int(declared) > max_bytes):
+        shown = declared if len(declared) <= 20 else f"a {len(declared)}-digit number of"
+        raise _Refused(f"answer of {shown} bytes is larger than the {max_bytes} byte cap")
+    body = bytearray()
+    while True:
+        data = response.read(min(_READ, max_bytes + 1 - len(body)))
+        if not data:
+            return body
+        body += data
+        if len(body) > max_bytes:
+            raise _Refused(f"answer larger than the {max_bytes} byte cap")
 
 
-def _arm(conn: Any) -> None:
-    limits = getattr(_exchange, "limits", None)
-    if limits is not None and isinstance(conn.sock, DeadlineSocket):
-        conn.sock.arm(*limits)
+class _Exchange:
+    """One request's deadline and byte cap, and the socket the watchdog shuts
+    down if the deadline comes first."""
+
+    __slots__ = ("_handle", "_lock", "connected", "deadline", "expired", "finished", "max_bytes")
+
+    def __init__(self, deadline: float, max_bytes: int) -> None:
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.expired = False
+        self.finished = False
+        self.connected = False  # a TCP connection carries it
+        self._handle: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, handle: socket.socket | None) -> None:
+        """The connection that carries this exchange, from now on."""
+        with self._lock:
+            self._handle = handle
+            self.connected = True
+            if self.expired:
+                _shut(handle)
+
+    def expire(self) -> None:
+        """Called by the watchdog at the deadline."""
+        with self._lock:
+            if not self.finished:
+                self.expired = True
+                _shut(self._handle)
+
+    def end(self) -> bool:
+        """The exchange is over: whether its deadline had passed."""
+        with self._lock:
+            self.finished = True
+            self._handle = None
+            return self.expired
 
 
-class _Deadlined:
-    """Mixed into urllib3's connections: the socket bounded by the exchange's deadline."""
+def _shut(handle: socket.socket | None) -> None:
+    if handle is not None:
+        with contextlib.suppress(OSError):  # already closed: nothing left to end
+            handle.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # .exchange: the one this thread is making
+
+
+class _Watchdog:
+    """One thread for the process: expires each exchange at its deadline."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: _Exchange) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (exchange.deadline, next(self._order), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="exchange-watchdog", daemon=True
+                )
+                self._thread.start()
+            if self._heap[0][2] is exchange:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].finished or self._heap[0][0] <= now):
+                    _, _, exchange = heapq.heappop(self._heap)
+                    if not exchange.finished:
+                        exchange.expire()
+                wait = self._heap[0][0] - now if self._heap else None
+                self._wake.wait(wait)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _BoundedConnection:
+    """Mixed into urllib3's connections: each exchange's deadline and byte cap
+    hold on the socket, and a connection with bytes left unread is not reused."""
 
     sock: Any
+    _handle: socket.socket | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        # The watchdog's own descriptor of this connection: ssl detaches the
+        # socket object it wraps, but not the connection.
+        self._handle = sock.dup()
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.attach(self._handle)
+        counted = DeadlineSocket(sock)  # a proxy's answer to CONNECT counts too
+        counted.arm(math.inf, exchange.max_bytes if exchange is not None else math.inf)
+        return counted  # type: ignore[return-value]
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        self.sock = DeadlineSocket(self.sock)
-        _arm(self)
+        if not isinstance(self.sock, DeadlineSocket):  # wrapped for TLS: count again
+            self.sock = DeadlineSocket(self.sock)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _arm(self)
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            exchange.attach(self._handle)
+            if isinstance(self.sock, DeadlineSocket):
+                self.sock.arm(math.inf, exchange.max_bytes)
         super().request(*args, **kwargs)  # type: ignore[misc]
 
+    @property
+    def is_connected(self) -> bool:
+        if not super().is_connected:  # type: ignore[misc]
+            return False
+        inner = self.sock.wrapped if isinstance(self.sock, DeadlineSocket) else self.sock
+        pending = getattr(inner, "pending", None)
+        return not (pending is not None and pending())
 
-class _DeadlineConnection(_Deadlined, urllib3.connection.HTTPConnection):
+    def close(self) -> None:
+        super().close()  # type: ignore[misc]
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class _HTTPConnection(_BoundedConnection, urllib3.connection.HTTPConnection):
     pass
 
 
-class _DeadlineHTTPSConnection(_Deadlined, urllib3.connection.HTTPSConnection):
+class _HTTPSConnection(_BoundedConnection, urllib3.connection.HTTPSConnection):
     pass
 
 
-class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _DeadlineConnection
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
 
 
-class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
-class _ProxiedAnswer:
-    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = response.headers
-        self._body = _Inflating(_Raw(response), response.headers.get("Content-Encoding"))
-
-    def read1(self, size: int) -> bytes:
-        return self._body.read1(size)
-
-    def readinto(self, buffer: memoryview) -> int:
-        return self._body.readinto(buffer)
-
-    def finish(self) -> None:
-        self._response.release_conn()
-
-    def abort(self) -> None:
-        self._response.close()
-
-
-class _Raw:
-    """The bytes as they came (urllib3 inflating nothing: _Inflating does, bounded)."""
-
-    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
-        self._response = response
-
-    def read1(self, size: int) -> bytes:
-        data: bytes = self._response.read1(size, decode_content=False)
-        return data
-
-    def readinto(self, buffer: memoryview) -> int:
-        return _read1_into(self, buffer)
-
-
-class _Inflating:
-    """A body, inflated at most ``size`` bytes per read whatever the ratio."""
-
-    def __init__(self, raw: Any, encoding: str | None) -> None:
-        self._raw = raw
-        coding = (encoding or "identity").strip().lower()
-        self._unsupported = None
-        if coding == "identity":
-            self._inflater = None
-        elif coding in ("gzip", "x-gzip"):
-            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif coding == "deflate":
-            self._inflater = zlib.decompressobj()
-        else:  # said when the body is read, where the caller expects trouble
-            shown = scrub_and_cut(coding, 40)
-            self._unsupported = f"answer compressed as {shown!r}, which was not asked for"
-        self._ended = False
-
-    def read1(self, size: int) -> bytes:
-        if self._unsupported:
-            raise BadEncoding(self._unsupported)
-        inflater = self._inflater
-        if inflater is None:
-            return self._read_raw(size)
-        while True:
-            data = inflater.unconsumed_tail or (b"" if self._ended else self._read_raw(size))
-            if not data:
-                self._ended = True
-                return inflater.flush()  # what is left of the last input: little
-            try:
-                out = inflater.decompress(data, size)
-            except zlib.error as exc:
-                raise BadEncoding(f"answer does not inflate: {exc}") from exc
-            if inflater.eof and inflater.unused_data:
-                # A second gzip member, or junk: nothing Mimecast sends. Refused
-                # rather than read on (its bytes would pile up in unused_data).
-                raise BadEncoding("answer has data after its compressed body")
-            if out:
-                return out
-
-    def readinto(self, buffer: memoryview) -> int:
-        if self._unsupported or self._inflater is not None:
-            return _read1_into(self, buffer)
-        got: int = self._raw.readinto(buffer)
-        return got
-
-    def _read_raw(self, size: int) -> bytes:
-        # A body cut short raises where it is read (http11.Exchange, urllib3).
-        data: bytes = self._raw.read1(size)
-        return data
-
-
-def _read1_into(reader: Any, buffer: memoryview) -> int:
-    """``readinto`` for a reader that only has ``read1``: one copy."""
-    data = reader.read1(len(buffer))
-    buffer[: len(data)] = data
-    return len(data)
-
-
-def _proxy_for(url: str) -> str | None:
-    """The proxy for ``url`` from the environment, as requests chooses it."""
+def proxy_for(url: str) -> str | None:
+    """The proxy for ``url`` from the environment, as requests chooses it
+    (``NO_PROXY`` with host suffixes, ports and CIDR ranges)."""
     proxies = requests.utils.get_environ_proxies(url)  # {} when NO_PROXY matches
-    scheme = urlsplit(url).scheme
-    proxy = proxies.get(scheme) or proxies.get("all")
+    proxy = proxies.get(urlsplit(url).scheme) or proxies.get("all")
     if not proxy:
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+# Errors of the exporter's own host, not of Mimecast or the network to it.
+_LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+# What http.client says of an answer whose head breaks its bounds.
+_MALFORMED = (http.client.LineTooLong, http.client.UnknownProtocol)
+
+
+def _failure(
+    exc: BaseException, expired: bool, connected: bool, status: int | None, timeout: float
+) -> PollError:
+    """What a failed exchange means, as the PollError the client raises."""
+    causes = list(_causes(exc))
+
+    def error(reason: str, message: str, retryable: bool = False) -> PollError:
+        return PollError(reason, message, status=status, retryable=retryable)
+
+    if expired or any(_is_timeout(cause) for cause in causes):
+        if status is not None:
+            return error("timeout", "answer still arriving at the request deadline", True)
+        if not connected or any(_is_connect_timeout(cause) for cause in causes):
+            return error("timeout", f"could not connect within {timeout:.1f}s", True)
+        return error("timeout", f"no answer within {timeout:.1f}s", True)
+    for cause in causes:
+        if isinstance(cause, TooManyBytes):
+            return error(
+                "bad_response", "answer larger than the byte cap (headers and framing included)"
+            )
+        if isinstance(cause, _Refused):
+            return error("bad_response", str(cause))
+        if isinstance(cause, urllib3.exceptions.DecodeError):
+            return error("bad_response", f"answer does not inflate: {_short(cause)}")
+        if isinstance(cause, _MALFORMED) or "more than 100 headers" in str(cause):
+            return error("bad_response", f"answer malformed: {_short(cause)}")
+        if isinstance(cause, OSError) and cause.errno in _LOCAL_ERRNOS:
+            return error(
+                "local",
+                f"the exporter's host could not make the request: {os.strerror(cause.errno)}",
+                True,
+            )
+    if isinstance(exc, ValueError) and not isinstance(exc, OSError):  # ssl's errors are both
+        # http.client refuses a header value with a line break; its message
+        # quotes the value, which may be a credential: never passed on.
+        return error(
+            "local", "request not sent: a header value is invalid (a credential with a line break?)"
+        )
+    where = "connection failed mid-body" if status is not None else "connection failed"
+    return error("connection", f"{where}: {_short(exc)}", True)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError: not a timeout.
+    return not isinstance(exc, urllib3.exceptions.NewConnectionError) and isinstance(
+        exc, urllib3.exceptions.TimeoutError | TimeoutError
+    )
+
+
+def _is_connect_timeout(exc: BaseException) -> bool:
+    return _is_timeout(exc) and isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost cause, one line: 'Connection refused', not a urllib3 essay."""
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    text = str(inner)
+    return upstream_text(text.splitlines()[0]) if text.strip() else type(inner).__name__
