@@ -56,6 +56,7 @@ def test_the_unit_asks_for_the_sandbox_the_docs_promise():
         "DynamicUser=yes",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "MemoryDenyWriteExecute=yes",
         "LoadCredential=",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ):

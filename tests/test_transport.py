@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from mimecast_exporter.mimecast.errors import PollError
-from mimecast_exporter.mimecast.transport import _WATCHDOG, Transport
+from mimecast_exporter.mimecast.transport import _WATCHDOG, Transport, _failure
 from tests.conftest import HMAC_ACCESS_KEY, hmac_account, make_messages, oauth_account
 from tests.fakes import FakeClock
 from tests.rawserver import LoopbackServer, read_request
@@ -263,3 +263,12 @@ def test_one_transport_serves_an_accounts_queues_from_two_threads(sim, clock):
     for thread in threads:
         thread.join(30)
     assert results == {"processing": [7] * 10, "bulk_processing": [4] * 10}
+
+
+def test_a_looping_chain_of_causes_is_read_once():
+    """urllib3 can raise an error while handling its own cause: the chain loops.
+    Reading it must end (it once spun a poll thread, allocating without end)."""
+    first, second = ConnectionResetError("reset"), OSError("again")
+    first.__context__, second.__context__ = second, first
+    error = _failure(first, expired=False, connected=True, status=None, timeout=1.0)
+    assert error.reason == "connection"

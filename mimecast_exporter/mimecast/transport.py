@@ -387,8 +387,12 @@ def _failure(
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, however urllib3 wrapped it; each once (a chain
+    can loop: an exception raised while handling its own cause)."""
     seen: BaseException | None = exc
-    while seen is not None:
+    met: set[int] = set()
+    while seen is not None and id(seen) not in met:
+        met.add(id(seen))
         yield seen
         seen = (
             seen.__cause__
@@ -411,7 +415,9 @@ def _is_connect_timeout(exc: BaseException) -> bool:
 def _short(exc: BaseException) -> str:
     """The innermost cause, one line: 'Connection refused', not a urllib3 essay."""
     inner: BaseException = exc
-    while inner.__context__ is not None and inner.__context__ is not inner:
+    met = {id(exc)}
+    while inner.__context__ is not None and id(inner.__context__) not in met:
         inner = inner.__context__
+        met.add(id(inner))
     text = str(inner)
     return upstream_text(text.splitlines()[0]) if text.strip() else type(inner).__name__

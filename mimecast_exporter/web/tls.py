@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mimecast_exporter.config.expand import found
-from mimecast_exporter.web import openssl
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,12 @@ CLIENT_AUTH_TYPES: dict[str, tuple[bool, bool, bool]] = {
     "RequireAndVerifyClientCert": (True, True, True),
 }
 _CLIENT_AUTH_ALIASES = {"RequireClientCert": "RequireAnyClientCert"}  # exporter-toolkit's too
+# What Python's ssl cannot express (it verifies every client certificate it
+# asks for): refused at start and by --config.check, never approximated.
+_UNSUPPORTED_CLIENT_AUTH: dict[str, str] = {
+    "RequestClientCert": "VerifyClientCertIfGiven with client_ca_file",
+    "RequireAnyClientCert": "RequireAndVerifyClientCert with client_ca_file",
+}
 _REQUIRES_CLIENT_CERT = ("RequireAnyClientCert", "RequireAndVerifyClientCert")
 
 # Go's names (crypto/tls CipherSuites()) -> OpenSSL's, for TLS 1.2 and below.
@@ -96,11 +101,11 @@ _TLS13_CIPHERS = (
     "TLS_AES_256_GCM_SHA384",
     "TLS_CHACHA20_POLY1305_SHA256",
 )
-# Go's curve names -> OpenSSL's group names.
+# Go's curve names -> OpenSSL's short names, as SSLContext.set_ecdh_curve takes them.
 _CURVES: dict[str, str] = {
-    "CurveP256": "P-256",
-    "CurveP384": "P-384",
-    "CurveP521": "P-521",
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
     "X25519": "X25519",
     "X25519MLKEM768": "X25519MLKEM768",
 }
@@ -167,7 +172,7 @@ def parse_tls(p: FieldReader, value: Any) -> tuple[TLSServerConfig | None, ssl.S
             section.get("prefer_server_cipher_suites", True),
             f"{where}.prefer_server_cipher_suites",
         ),
-        curve_preferences=_names(p, section, "curve_preferences", _CURVES),
+        curve_preferences=_curves(p, section),
         client_allowed_sans=p.strings(
             section.get("client_allowed_sans"), f"{where}.client_allowed_sans"
         ),
@@ -240,6 +245,12 @@ def _client_auth_type(p: FieldReader, section: Mapping[str, Any]) -> str:
         raise p.error(
             where, f"expected one of {', '.join(CLIENT_AUTH_TYPES)}; found {found(value)}"
         )
+    if name in _UNSUPPORTED_CLIENT_AUTH:
+        raise p.error(
+            where,
+            f"{name} accepts client certificates without verifying them, which Python's ssl"
+            f" cannot do; use {_UNSUPPORTED_CLIENT_AUTH[name]}",
+        )
     return name
 
 
@@ -259,6 +270,17 @@ def _names(
                 else f"one of {', '.join(known)}"
             )
             raise p.error(f"{where}[{i}]", f"unknown {what} {name!r}; expected {example}")
+    return names
+
+
+def _curves(p: FieldReader, section: Mapping[str, Any]) -> tuple[str, ...]:
+    names = _names(p, section, "curve_preferences", _CURVES)
+    if len(names) > 1:
+        raise p.error(
+            "tls_server_config.curve_preferences",
+            f"lists {len(names)} curves; Python's ssl sets one: list only the one to use"
+            " (OpenSSL's defaults, without curve_preferences, offer X25519 and the NIST curves)",
+        )
     return names
 
 
@@ -298,7 +320,7 @@ def _context(
     _check_certificates(p, cert_pem, cert_field, tls.cert_file or "the inline cert")
     _load_pair(p, context, cert_pem, key_pem, key_field, tls)
 
-    ask, require, verify = CLIENT_AUTH_TYPES[tls.client_auth_type]
+    _, require, verify = CLIENT_AUTH_TYPES[tls.client_auth_type]
     if ca_pem is not None:
         ca_field = f"{where}.client_ca_file" if tls.client_ca_file else f"{where}.client_ca"
         _check_certificates(p, ca_pem, ca_field, tls.client_ca_file or "the inline client_ca")
@@ -309,16 +331,13 @@ def _context(
     if verify:
         context.verify_mode = ssl.CERT_REQUIRED if require else ssl.CERT_OPTIONAL
     if tls.curve_preferences:
+        (curve,) = tls.curve_preferences
         try:
-            openssl.set_groups(context, [_CURVES[name] for name in tls.curve_preferences])
-        except openssl.Unsupported as err:
-            raise p.error(f"{where}.curve_preferences", f"cannot be applied: {err}") from None
-    if ask and not verify:
-        try:  # last: setting verify_mode afterwards would undo it
-            openssl.accept_any_client_certificate(context, require=require)
-        except openssl.Unsupported as err:
+            context.set_ecdh_curve(_CURVES[curve])
+        except (ValueError, ssl.SSLError):
             raise p.error(
-                f"{where}.client_auth_type", f"{tls.client_auth_type} cannot be honoured: {err}"
+                f"{where}.curve_preferences",
+                f"cannot be applied: OpenSSL here ({ssl.OPENSSL_VERSION}) does not offer {curve}",
             ) from None
     return context
 
