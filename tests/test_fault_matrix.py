@@ -1004,7 +1004,11 @@ def test_daemon_survives_faults_while_scraped(make_sim, tmp_path):
             text = metrics()
             return text if 'mimecast_up{account="legacy"} 1.0' in text else None
 
-        final = wait_for(recovered, timeout=15)
+        try:
+            final = wait_for(recovered, timeout=15)
+        except AssertionError:
+            tail = "".join(daemon.lines[-30:])
+            raise AssertionError(f"no recovery in 15 s; the daemon's last lines:\n{tail}") from None
     finally:
         stop.set()
         scraper.join(timeout=10)
