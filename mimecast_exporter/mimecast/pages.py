@@ -157,7 +157,7 @@ _MAX_TOTAL_COUNT = 2**53
 # Mimecast's page tokens are about 100 characters. A token is sent back in the
 # next request and remembered (as a digest) for loop detection; one this long
 # is not a token but an attack or a bug.
-MAX_TOKEN_LENGTH = 4096
+MAX_PAGE_TOKEN_LENGTH = 4096
 
 
 class _Envelope(msgspec.Struct):
@@ -457,10 +457,10 @@ def _pagination(meta: msgspec.Raw, request_id: str) -> tuple[str | None, int | N
         raise _bad(f"'meta.pagination.next' is a {kind}", request_id)
     else:
         token = str(token)
-        if len(token) > MAX_TOKEN_LENGTH:
+        if len(token) > MAX_PAGE_TOKEN_LENGTH:
             raise _bad(
                 f"'meta.pagination.next' is {len(token)} characters long, "
-                f"more than the {MAX_TOKEN_LENGTH} a page token may have",
+                f"more than the {MAX_PAGE_TOKEN_LENGTH} a page token may have",
                 request_id,
             )
     total = _scalar(fields.totalCount)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # stricter; Mimecast's tokens are within it). A line break in one would split
 # the header, and http.client's complaint about it quotes the token.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-MAX_TOKEN_LENGTH = 8192
+MAX_BEARER_TOKEN_LENGTH = 8192
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 # Mimecast's documented default token lifetime, for a token answer without one.
 DEFAULT_TOKEN_LIFETIME = 1800.0
@@ -96,12 +96,12 @@ def parse_token(body: bytes | bytearray, request_id: str) -> tuple[str, float]:
             status=200,
             request_id=request_id,
         )
-    if len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+    if len(token) > MAX_BEARER_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
         # Never quoted: even a malformed token may be a working credential.
         raise PollError(
             "bad_response",
             f"token answer's access_token ({len(token)} characters) is not a usable bearer "
-            f"token: only visible ASCII, at most {MAX_TOKEN_LENGTH} characters",
+            f"token: only visible ASCII, at most {MAX_BEARER_TOKEN_LENGTH} characters",
             status=200,
             request_id=request_id,
         )
