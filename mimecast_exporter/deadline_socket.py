@@ -8,9 +8,11 @@ every operation gets the time left until the deadline as its timeout, raises
 :class:`TooManyBytes` past the byte cap, whatever reads them: http.client's
 status line, header and chunk parsing, or the body.
 
-Used on both sides: requests to Mimecast (:mod:`mimecast_exporter.mimecast.transport`)
-and the exporter's own HTTP server (:mod:`mimecast_exporter.web.server`), where a client that
-trickles its request must not hold a connection for ever.
+Used on both sides. The exporter's own HTTP server (:mod:`mimecast_exporter.web.server`)
+arms both, so that a client that trickles its request cannot hold a connection
+for ever. Requests to Mimecast (:mod:`mimecast_exporter.mimecast.transport`) arm
+only the byte cap: their deadline is the transport's watchdog, which also
+covers the TLS handshake and a proxy's CONNECT answer.
 """
 
 from __future__ import annotations

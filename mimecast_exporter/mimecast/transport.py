@@ -157,9 +157,6 @@ class Transport:
         response.release_conn()
         return Response(response.status, response.headers, data)
 
-    def close(self) -> None:
-        self._manager.clear()
-
 
 def _read(response: urllib3.BaseHTTPResponse, max_bytes: int) -> bytearray:
     coding = (response.headers.get("Content-Encoding") or "").strip().lower()
