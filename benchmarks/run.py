@@ -11,11 +11,10 @@ own work. A fresh child process per size then measures:
 - **poll CPU / json.loads CPU**: a full scan in pages of 500 (budget large
   enough to read everything), the poll's CPU time over the CPU time
   ``json.loads`` takes to decode the same answers (fetched again, only the
-  decoding timed). Scans measured are not the first: a running exporter polls
-  the same queue again and again, and finds the minutes of its dates cached;
-  and start-up objects are frozen for the garbage collector, as the exporter
-  freezes them. Small backlogs are measured over several rounds of (scan,
-  json.loads) in turns, 100,000 messages' worth (at most 50): one poll of
+  decoding timed). Scans measured are not the first (a running exporter polls
+  the same queue again and again), and start-up objects are frozen for the
+  garbage collector, as the exporter freezes them. Small backlogs are
+  measured over several rounds of (scan, json.loads) in turns, 100,000 messages' worth (at most 50): one poll of
   1,000 messages takes a few milliseconds, as noisy as a timer tick;
 - **peak RSS minus idle** during that full scan (VmHWM after resetting it);
 - **scrape p50 / p99**: rendering /metrics from the snapshot of the full scan,
@@ -221,6 +220,7 @@ def tenants_child() -> dict:
 
     from mimecast_exporter.aggregate import QueueAggregator
     from mimecast_exporter.collector import MimecastCollector
+    from mimecast_exporter.mimecast.pages import decode_page
     from mimecast_exporter.store import SnapshotStore
 
     now = time.time()
@@ -228,7 +228,7 @@ def tenants_child() -> dict:
 
     def snapshot():
         agg = QueueAggregator(now)
-        agg.add_json(
+        messages = [
             {
                 "routing": ("inbound", "outbound", "internal", "external")[i % 4],
                 "size": 1000 + i,
@@ -239,7 +239,9 @@ def tenants_child() -> dict:
                 "lockedUntil": None,
             }
             for i in range(40)
-        )
+        ]
+        body = json.dumps({"data": [{"messages": messages}]}).encode()
+        agg.add(decode_page(body, 1, "bench", ANSWER_CAP).messages)
         return agg.snapshot()
 
     queues = ("processing", "bulk_processing")
@@ -301,8 +303,8 @@ def child(url: str, size: int) -> dict:
 
     _poll(url)  # imports, caches
     default_wall, _, requests, _ = _poll(url)
-    # A running exporter has read the queue before: the dates' minute cache is
-    # warm (see mimecast_exporter/dates.py). Measure that steady state, not the first poll.
+    # A running exporter has read the queue before (its connections are open,
+    # its code is warm): measure that steady state, not the first poll.
     _poll(url, page_size=FULL_SCAN_PAGE, max_pages=10**6)
     gc.collect()
     gc.freeze()  # as the exporter does once started (cli._freeze_start_up_objects)
@@ -337,16 +339,26 @@ def answer_child(kind: str) -> dict:
     """Peak RSS of reading and counting one answer of ANSWER_CAP bytes, over its size."""
     from mimecast_exporter.aggregate import QueueAggregator
     from mimecast_exporter.mimecast.errors import PollError
-    from mimecast_exporter.mimecast.pages import decode_page
+    from mimecast_exporter.mimecast.pages import (
+        COST_PER_ELEMENT,
+        COST_PER_OBJECT,
+        ELEMENTS_FACTOR,
+        decode_page,
+    )
 
     if kind == "empty-objects":
         body = bytearray(b'{"data":[{"messages":[' + b"{}," * (ANSWER_CAP // 3 - 10) + b"{}]}]}")
     else:  # the smallest messages the bound lets through in one answer at the cap
-        one = (
+        # One object and five other values (four fields after the first, and
+        # the comma before the next message): info as short as the bound allows.
+        cost = COST_PER_OBJECT + 5 * COST_PER_ELEMENT
+        fields = (
             b'{"routing":"outbound","size":123456,"attempts":3,'
-            b'"created":"2026-11-23T23:00:00+0000","info":"' + b"x" * 130 + b'"}'
+            b'"created":"2026-11-23T23:00:00+0000","info":""},'
         )
-        count = ANSWER_CAP // (len(one) + 1) - 1
+        pad = max(0, -(-cost // ELEMENTS_FACTOR) - len(fields))
+        one = fields[:-3] + b"x" * pad + b'"}'
+        count = ANSWER_CAP // (len(one) + 1) - 2  # room for the envelope
         # small-messages ends with a message without fields, whose defaults
         # the loop must look at; well-formed has every field.
         last = b"{}" if kind == "small-messages" else one
@@ -357,7 +369,7 @@ def answer_child(kind: str) -> dict:
     try:
         page = decode_page(body, 1, "bench", ANSWER_CAP)
         aggregator = QueueAggregator(time.time())
-        aggregator.add_page(page)
+        aggregator.add(page.messages)
         outcome = f"decoded, {aggregator.scanned:,} messages"
     except PollError as error:
         outcome = f"refused ({error.reason})"

@@ -18,35 +18,29 @@ import itertools
 import logging
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-import msgspec
-from prometheus_client.utils import floatToGoString
-
 from mimecast_exporter import recipients
-from mimecast_exporter.dates import MINUTE, UTC_SECONDS, DateParser
-from mimecast_exporter.dates import parse_mimecast_date as parse_mimecast_date
+from mimecast_exporter.dates import parse_mimecast_date
 from mimecast_exporter.logs import scrub_and_cut
-from mimecast_exporter.mimecast.pages import (
-    NO_DETAILS,
-    NOT_A_SCALAR,
-    RAW_NULL,
-    UNREAD,
-    Details,
-    Message,
-    Page,
+from mimecast_exporter.mimecast.pages import Message
+from mimecast_exporter.snapshot import (
+    ROUTES,
+    UNKNOWN_ROUTE,
+    Histogram,
+    OldMessage,
+    QueueSnapshot,
+    RouteStats,
+    RouteSums,
+    route_key,
 )
-from mimecast_exporter.recipients import OldMessage
 from mimecast_exporter.status import INDEX_CACHE, STATUSES, status_index
 
 log = logging.getLogger(__name__)
 
-ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
-UNKNOWN_ROUTE = "unknown"
 # Upper bounds (seconds) for message age: a healthy queue holds messages for
 # minutes; a destination that is down makes them hours to days old.
 AGE_BUCKETS: tuple[float, ...] = (
@@ -79,72 +73,6 @@ SIZE_BUCKETS: tuple[float, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Histogram:
-    """Counts per bucket (not cumulative; the last is +Inf) and the sum."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    total: float
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(le, cumulative count) pairs as Prometheus wants them, +Inf last."""
-        pairs, running = [], 0
-        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
-            running += count
-            pairs.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
-        return pairs
-
-
-@dataclass(frozen=True)
-class RouteSums:
-    """Sums over every message of a route: only ever taken from a complete scan."""
-
-    size_bytes: int
-    attempts: int
-    max_attempts: int
-    age: Histogram  # at the time of the poll
-    size: Histogram
-    by_status: tuple[int, ...] = ()  # messages per mimecast_exporter.status.STATUSES, in that order
-    locked: int | None = None  # None: a message did not say whether it is locked
-    retry_overdue: int | None = None  # None: a message did not say when its next try is
-    # With top_domains K: the K recipient domains with the most messages, then
-    # "other"; (domain, messages, oldest creation time or None when not certain).
-    # None: not asked for, or too many distinct domains to count exactly.
-    by_domain: tuple[tuple[str, int, float | None], ...] | None = None
-
-
-@dataclass(frozen=True)
-class RouteStats:
-    messages: int | None  # None: not known exactly this poll
-    oldest_created: float | None  # epoch seconds; None when unknown or the route is empty
-    oldest_known: bool  # the oldest age is exact (0 for an empty route)
-    sums: RouteSums | None = None  # None unless the scan saw the whole queue
-
-
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """What one successful poll of one (account, queue) found."""
-
-    taken_at: float  # epoch seconds, when the poll started
-    routes: Mapping[str, RouteStats]  # the four ROUTES, plus "unknown" when seen
-    complete: bool = True  # the scan read every message of the queue
-    scanned: int = 0  # messages read by the scan
-    # The oldest messages, oldest first (at most OLDEST_MESSAGES); None when
-    # not certain (a scan that stopped early on a server not sorting as asked).
-    oldest_messages: tuple[OldMessage, ...] | None = None
-
-    @property
-    def messages(self) -> int | None:
-        """Messages in the queue; None when a route's count is not known."""
-        counts = [stats.messages for stats in self.routes.values()]
-        return None if None in counts else sum(c for c in counts if c is not None)
-
-
 # Larger "counts" are garbage, and would not fit the float of a sample or a sum.
 _MAX_COUNT = 2**53
 
@@ -164,11 +92,6 @@ def _count(value: Any) -> int | None:
 
 
 _NOTHING: Any = object()  # matches no date text
-# What a field absent from a message's JSON object stands for: the default the
-# page decoder gives it (None, or UNSET for the retry fields).
-_MISSING: dict[str, Any] = dict(
-    zip(Message.__struct_encode_fields__, Message.__struct_defaults__, strict=True)
-)
 # A retry whose time passed longer ago than this is overdue: retries are not
 # happening (mimecast_queue_retry_overdue_messages); poll.retry_overdue_after.
 RETRY_OVERDUE_SECONDS = 900.0
@@ -183,44 +106,9 @@ NO_DOMAIN = ""  # a message without a valid recipient domain: counted in "other"
 _WARNED_DOMAINS: set[tuple[object, ...]] = set()
 
 
-def _raw(value: Any) -> msgspec.Raw:
-    """A decoded JSON value as raw JSON again, as Details holds it."""
-    try:
-        return msgspec.Raw(msgspec.json.encode(value))
-    except (TypeError, ValueError, RecursionError):
-        return RAW_NULL
-
-
-def route_key(route: Any) -> str:
-    """One of ROUTES (any case, spaces around), else UNKNOWN_ROUTE."""
-    key = route.strip().lower() if isinstance(route, str) else None
-    return key if key in ROUTES else UNKNOWN_ROUTE
-
-
 def _by_age(entry: tuple[float, int, Any]) -> tuple[float, int]:
     """Oldest first; among equal dates, the first seen."""
     return entry[0], entry[1]
-
-
-def _detail_of(message: Message, messages: list[Message], details: list[Details] | None) -> Details:
-    """The Details of ``message`` (one of ``messages``, found by identity)."""
-    if details is None:
-        return NO_DETAILS
-    for index, other in enumerate(messages):
-        if other is message:
-            return details[index]
-    return NO_DETAILS
-
-
-def _timestamp(value: Any, dates: DateParser) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return dates(value)
-
-
-def _scalar(value: Any) -> Any:
-    """A JSON value as the page decoder passes it on: containers are never usable."""
-    return NOT_A_SCALAR if isinstance(value, dict | list) else value
 
 
 class _RouteTotals:
@@ -321,7 +209,7 @@ class Prefix:
 
 
 class QueueAggregator:
-    """Feed pages with :meth:`add`, then take the :meth:`snapshot`."""
+    """Feed each page's messages to :meth:`add`, then take the :meth:`snapshot`."""
 
     def __init__(
         self,
@@ -346,57 +234,28 @@ class QueueAggregator:
         self._cut = math.inf  # a message older than this is among the oldest
         self._order = itertools.count()  # ties between equal dates: the first seen wins
         self._routes = {route: _RouteTotals() for route in ROUTES}
-        self._dates = DateParser()
         self.scanned = 0
         # Order evidence: the latest date so far, and whether a date ever fell below it.
         self._newest = -math.inf
         self._falls = False
 
-    def add_json(self, objects: Iterable[Any]) -> int:
-        """Count decoded JSON values (dicts) as messages; returns how many were objects."""
-        messages, details = [], []
-        for item in objects:
-            if not isinstance(item, dict):
-                self._skip("message is not an object", type(item).__name__)
-                continue
-            messages.append(
-                Message(
-                    *(
-                        _scalar(item[key]) if key in item else _MISSING[key]
-                        for key in Message.__struct_encode_fields__
-                    )
-                )
-            )
-            details.append(Details(*(_raw(item.get(k)) for k in ("to", "fromEnv", "subject"))))
-        self.add(messages, lambda: details)
-        return len(messages)
-
-    def add_page(self, page: Page) -> None:
-        """Count one page."""
-        self.add(page.messages, page.details)
-
-    def add(
-        self, messages: list[Message], details: Callable[[], list[Details]] | None = None
-    ) -> None:
-        """Count one page of messages, however malformed. ``details`` gives the
-        page's Details, in the order of ``messages``; it is called only when they
-        are needed (an oldest message, or top_domains). Written for speed: this
-        runs once per message."""
+    def add(self, messages: list[Message]) -> None:
+        """Count one page of messages, however malformed. Written for speed:
+        this runs once per message."""
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
-        dates, minutes, utc_seconds = self._dates, self._dates.minutes, UTC_SECONDS
+        parse = parse_mimecast_date
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
         overdue_before = now - self.retry_overdue_after
-        now_dt = datetime.fromtimestamp(now, UTC)
-        overdue_dt = datetime.fromtimestamp(overdue_before, UTC)
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
         cut = self._cut
         candidates: list[tuple[float, int, Message]] = []
         for message in messages:
-            totals = routes.get(message.routing)  # type: ignore[arg-type]
+            routing = message.routing  # any JSON value: an object or array is not hashable
+            totals = routes.get(routing) if type(routing) is str else None
             if totals is None:
                 totals = self._totals_for(message)
             totals.messages += 1
@@ -407,31 +266,22 @@ class QueueAggregator:
                 status = status_index(info)
             totals.by_status[status] += 1
 
-            # Retry state, as the console's Locked / Delayed: null means none.
-            # msgspec decoded well-formed dates (in C); anything else came down the
-            # tolerant path as it was, and is parsed or found unusable here.
+            # Retry state, as the console's Locked / Delayed: null means none;
+            # absent (UNSET) or not a date, unknown.
             locked_until = message.locked_until
             if locked_until is not None:
-                if type(locked_until) is datetime:
-                    if locked_until > now_dt:
-                        totals.locked += 1
-                else:
-                    until = dates(locked_until)  # None: absent (UNSET) or not a date
-                    if until is None:
-                        totals.lock_unknown += 1
-                    elif until > now:
-                        totals.locked += 1
+                until = parse(locked_until)
+                if until is None:
+                    totals.lock_unknown += 1
+                elif until > now:
+                    totals.locked += 1
             next_attempt = message.next_attempt
             if next_attempt is not None:
-                if type(next_attempt) is datetime:
-                    if next_attempt < overdue_dt:
-                        totals.overdue += 1
-                else:
-                    when = dates(next_attempt)
-                    if when is None:
-                        totals.retry_unknown += 1
-                    elif when < overdue_before:
-                        totals.overdue += 1
+                when = parse(next_attempt)
+                if when is None:
+                    totals.retry_unknown += 1
+                elif when < overdue_before:
+                    totals.overdue += 1
 
             size = message.size
             if type(size) is not int or not 0 <= size <= max_count:
@@ -448,13 +298,11 @@ class QueueAggregator:
                 if attempts > totals.max_attempts:
                     totals.max_attempts = attempts
 
-            # DateParser, inlined for its common case. Neighbours often share a
-            # second: then the date, its age and its bucket are those just computed.
+            # Neighbours often share a second: then the date, its age and its
+            # bucket are those just computed.
             text = message.created
             if text != last_text:
-                seconds = utc_seconds.get(text[MINUTE:]) if type(text) is str else None
-                minute = minutes.get(text[:MINUTE]) if seconds is not None else None  # type: ignore[index]
-                created = minute + seconds if minute is not None else dates(text)  # type: ignore[operator]
+                created = parse(text)
                 if created is not None:
                     # A message "from the future" (clock skew) is as young as can be.
                     age = now - created if created < now else 0.0
@@ -480,46 +328,31 @@ class QueueAggregator:
             totals.age_counts[bucket] += 1
         self._newest, self._falls = newest, falls
         if candidates:
-            self._keep_oldest(candidates, messages, details)
-        if self.top_domains and not self._domains_dropped and details is not None:
-            self._count_domains(messages, details())
+            self._keep_oldest(candidates)
+        if self.top_domains and not self._domains_dropped:
+            self._count_domains(messages)
         self.scanned += len(messages)
 
-    def _keep_oldest(
-        self,
-        candidates: list[tuple[float, int, Message]],
-        messages: list[Message],
-        details: Callable[[], list[Details]] | None,
-    ) -> None:
+    def _keep_oldest(self, candidates: list[tuple[float, int, Message]]) -> None:
         """The OLDEST_MESSAGES oldest of those kept and this page's candidates;
-        only the new ones among them are described (a few per page at most),
-        and the page's Details read only if one of them is."""
+        only the new ones among them are described (a few per page at most)."""
         pool: list[tuple[float, int, Any]] = [*self._oldest, *candidates]
         pool.sort(key=_by_age)
-        kept = pool[:OLDEST_MESSAGES]
-        new = any(not isinstance(item, OldMessage) for _, _, item in kept)
-        page_details = details() if new and details is not None else None
         self._oldest = [
-            (
-                created,
-                seen,
-                item
-                if isinstance(item, OldMessage)
-                else self._describe(item, created, _detail_of(item, messages, page_details)),
-            )
-            for created, seen, item in kept
+            (created, seen, item if isinstance(item, OldMessage) else self._describe(item, created))
+            for created, seen, item in pool[:OLDEST_MESSAGES]
         ]
         if len(self._oldest) == OLDEST_MESSAGES:
             self._cut = self._oldest[-1][0]
 
-    def _describe(self, message: Message, created: float, details: Details) -> OldMessage:
-        to = recipients.addresses(details.to)
+    def _describe(self, message: Message, created: float) -> OldMessage:
+        to = recipients.addresses(message.to)
         domain = next((d for d in map(recipients.domain_of, to) if d is not None), None)
         detail: dict[str, Any] = {}
         if self.details:
             detail = {
-                "subject": recipients.text(details.subject, recipients.SUBJECT_CHARS),
-                "sender": recipients.sender(details.from_env),
+                "subject": recipients.text(message.subject, recipients.SUBJECT_CHARS),
+                "sender": recipients.sender(message.from_env),
                 "to": tuple(to[:5]),
                 "info": recipients.text(message.info, recipients.INFO_CHARS),
             }
@@ -530,28 +363,24 @@ class QueueAggregator:
             attempts=_count(message.attempts),
             domain=domain,
             recipients=len(to),
-            next_attempt=_timestamp(message.next_attempt, self._dates),
-            locked_until=_timestamp(message.locked_until, self._dates),
+            next_attempt=parse_mimecast_date(message.next_attempt),
+            locked_until=parse_mimecast_date(message.locked_until),
             **detail,
         )
 
-    def _count_domains(self, messages: list[Message], details: list[Details]) -> None:
+    def _count_domains(self, messages: list[Message]) -> None:
         """Count each message under each of its recipient domains (top_domains):
         a pass of its own, paid for only when asked for."""
-        dates = self._dates
-        for message, detail in zip(messages, details, strict=True):
-            totals = self._routes.get(message.routing)  # type: ignore[arg-type]
-            if totals is None:
-                totals = self._totals_for(message)
-            if detail is UNREAD:  # recipients unknown: no ranking can be exact
+        for message in messages:
+            totals = self._totals_for(message)
+            domains = recipients.domains(message.to)
+            if domains is None:  # recipients unknown: no ranking can be exact
                 self._drop_domains(
-                    "unread",
-                    "the recipients of a page could not be read (too many objects for "
-                    "poll.max_response_bytes, or not decodable)",
+                    "unread", "the recipients of a message could not be read (not UTF-8)"
                 )
                 return
-            created = dates(message.created)
-            for domain in recipients.domains(detail.to) or {NO_DOMAIN}:
+            created = parse_mimecast_date(message.created)
+            for domain in domains or {NO_DOMAIN}:
                 entry = totals.domains.get(domain)
                 if entry is None:
                     self._domain_count += 1
@@ -582,7 +411,11 @@ class QueueAggregator:
             )
 
     def _totals_for(self, message: Message) -> _RouteTotals:
-        key = route_key(message.routing)
+        routing = message.routing
+        totals = self._routes.get(routing) if type(routing) is str else None
+        if totals is not None:
+            return totals
+        key = route_key(routing)
         if key == UNKNOWN_ROUTE:
             self._skip("routing missing or unknown, counted as route 'unknown'", message.routing)
         return self._routes.setdefault(key, _RouteTotals())

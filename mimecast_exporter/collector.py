@@ -50,8 +50,9 @@ from prometheus_client.core import (
 )
 
 from mimecast_exporter import __version__
-from mimecast_exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS, QueueSnapshot
+from mimecast_exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS
 from mimecast_exporter.exposition import Part, Parted
+from mimecast_exporter.snapshot import QueueSnapshot
 from mimecast_exporter.status import STATUSES
 from mimecast_exporter.store import ApiStats, QueueState, SnapshotStore
 

@@ -2,8 +2,8 @@
 
 Read only for the messages that need it: the oldest few of a queue (the
 status page) and, with ``top_domains``, every message. The fields come as raw
-JSON (:class:`mimecast_exporter.mimecast.pages.Message` keeps them undecoded), or as
-decoded values on the JSON path; anything malformed reads as absent.
+JSON (:class:`mimecast_exporter.mimecast.pages.Message` keeps them undecoded);
+anything malformed reads as absent.
 
 A recipient domain becomes a label value, so it is made safe here: lowercase,
 internationalised names in their ASCII (IDNA, punycode) form, and only valid
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -32,19 +31,26 @@ SUBJECT_CHARS = 200
 INFO_CHARS = 300
 
 
+_UNREADABLE: Any = object()
+
+
 def _value(raw: Any) -> Any:
-    """A raw JSON field as a Python value; None when it is not readable JSON."""
+    """A raw JSON field as a Python value; _UNREADABLE when msgspec cannot read
+    it (a skipped field is not checked for UTF-8 when the page is decoded)."""
     if isinstance(raw, msgspec.Raw):
         try:
             return _ANY.decode(raw)
-        except (msgspec.DecodeError, RecursionError):
-            return None
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return _UNREADABLE
     return raw
 
 
 def addresses(raw: Any) -> list[str]:
     """The email addresses of ``to`` (a list of {emailAddress}, or one such object)."""
-    value = _value(raw)
+    return _addresses(_value(raw))
+
+
+def _addresses(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     found = []
     for item in items[:MAX_RECIPIENTS]:
@@ -80,9 +86,13 @@ def domain_of(address: str) -> str | None:
     return domain
 
 
-def domains(raw: Any) -> set[str]:
-    """The distinct recipient domains of a message's ``to``."""
-    return {d for d in map(domain_of, addresses(raw)) if d is not None}
+def domains(raw: Any) -> set[str] | None:
+    """The distinct recipient domains of a message's ``to``; None when ``to``
+    cannot be read at all (then no count of domains can be exact)."""
+    value = _value(raw)
+    if value is _UNREADABLE:
+        return None
+    return {d for d in map(domain_of, _addresses(value)) if d is not None}
 
 
 def text(raw: Any, limit: int) -> str | None:
@@ -91,25 +101,3 @@ def text(raw: Any, limit: int) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return scrub_and_cut(value, limit)
-
-
-@dataclass(frozen=True)
-class OldMessage:
-    """One of the oldest messages of a queue, as the status page lists it.
-
-    Without ``expose_message_details`` only the first four lines of fields are
-    filled: no subject, no address, no info text (it can quote addresses).
-    """
-
-    created: float  # Unix seconds
-    route: str
-    status: str  # mimecast_exporter.status class of its info
-    attempts: int | None
-    domain: str | None  # of its first recipient with a valid domain
-    recipients: int  # how many addresses its `to` lists
-    next_attempt: float | None
-    locked_until: float | None
-    subject: str | None = None
-    sender: str | None = None
-    to: tuple[str, ...] = ()
-    info: str | None = None

@@ -36,15 +36,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from mimecast_exporter.aggregate import (
-    ROUTES,
-    UNKNOWN_ROUTE,
-    Prefix,
-    QueueAggregator,
-    QueueSnapshot,
-    RouteStats,
-    route_key,
-)
+from mimecast_exporter.aggregate import Prefix, QueueAggregator
 from mimecast_exporter.config import PollConfig
 from mimecast_exporter.dates import parse_mimecast_date
 from mimecast_exporter.mimecast.budget import RequestBudget
@@ -52,6 +44,7 @@ from mimecast_exporter.mimecast.client import MimecastClient, Query
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import requested_routes
 from mimecast_exporter.mimecast.pages import Page
+from mimecast_exporter.snapshot import ROUTES, UNKNOWN_ROUTE, QueueSnapshot, RouteStats, route_key
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +131,7 @@ class QueueScan:
         while True:
             number += 1
             page = self.client.find(query, budget=budget, deadline=deadline, number=number)
-            aggregator.add_page(page)
+            aggregator.add(page.messages)
             if page.total_count is not None:
                 total = page.total_count
             if not page.count or not page.next_token:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from mimecast_exporter.aggregate import QueueSnapshot
 from mimecast_exporter.mimecast.errors import REASONS
+from mimecast_exporter.snapshot import QueueSnapshot
 
 log = logging.getLogger(__name__)
 

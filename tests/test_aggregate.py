@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from mimecast_exporter.aggregate import AGE_BUCKETS, ROUTES, QueueAggregator, parse_mimecast_date
+from tests.fakes import feed
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
 
@@ -43,8 +44,8 @@ def test_bad_dates_are_none(bad):
 
 def test_sums_per_route_and_four_routes_always_present():
     agg = QueueAggregator(NOW)
-    agg.add_json([message(), message(size=1000, attempts=7, created="2026-11-23T20:00:00Z")])
-    agg.add_json([message(routing="inbound", size=10, attempts=1)])
+    feed(agg, [message(), message(size=1000, attempts=7, created="2026-11-23T20:00:00Z")])
+    feed(agg, [message(routing="inbound", size=10, attempts=1)])
     snap = agg.snapshot()
     assert set(snap.routes) == set(ROUTES)
     out = snap.routes["outbound"]
@@ -59,11 +60,12 @@ def test_sums_per_route_and_four_routes_always_present():
 
 def test_histograms_bucket_by_age_and_size():
     agg = QueueAggregator(NOW)
-    agg.add_json(
+    feed(
+        agg,
         [
             message(created="2026-11-23T23:59:30Z", size=500),  # 30 s old, 500 B
             message(created="2026-11-23T22:00:00Z", size=3_000_000),
-        ]
+        ],
     )  # 2 h old, 3 MB
     stats = agg.snapshot().routes["outbound"].sums
     cumulative = dict(stats.age.cumulative())
@@ -100,7 +102,7 @@ def test_histograms_bucket_by_age_and_size():
 def test_bad_field_skips_the_value_but_counts_the_message(fields, caplog):
     agg = QueueAggregator(NOW, {"account": "acme", "queue": "processing"})
     with caplog.at_level(logging.DEBUG, logger="mimecast_exporter.aggregate"):
-        assert agg.add_json([message(**fields)]) == 1
+        assert feed(agg, [message(**fields)]) == 1
     snap = agg.snapshot()
     assert snap.messages == 1
     assert any("bad message field" in r.getMessage() for r in caplog.records)
@@ -108,7 +110,7 @@ def test_bad_field_skips_the_value_but_counts_the_message(fields, caplog):
 
 def test_missing_fields_entirely():
     agg = QueueAggregator(NOW)
-    agg.add_json([{}])
+    feed(agg, [{}])
     snap = agg.snapshot()
     unknown = snap.routes["unknown"]
     assert unknown.messages == 1
@@ -120,8 +122,9 @@ def test_missing_fields_entirely():
 
 def test_string_numbers_and_case_are_accepted():
     agg = QueueAggregator(NOW)
-    agg.add_json(
-        [message(routing=" Inbound ", size="4096", attempts="2", created="2026-11-23T23:00:00Z")]
+    feed(
+        agg,
+        [message(routing=" Inbound ", size="4096", attempts="2", created="2026-11-23T23:00:00Z")],
     )
     stats = agg.snapshot().routes["inbound"]
     assert (stats.messages, stats.sums.size_bytes, stats.sums.attempts) == (1, 4096, 2)
@@ -129,13 +132,13 @@ def test_string_numbers_and_case_are_accepted():
 
 def test_non_objects_are_not_messages():
     agg = QueueAggregator(NOW)
-    assert agg.add_json([None, "x", 3, [], message()]) == 1
+    assert feed(agg, [None, "x", 3, [], message()]) == 1
     assert agg.snapshot().messages == 1
 
 
 def test_future_created_is_age_zero():
     agg = QueueAggregator(NOW)
-    agg.add_json([message(created="2026-11-24T01:00:00Z")])
+    feed(agg, [message(created="2026-11-24T01:00:00Z")])
     stats = agg.snapshot().routes["outbound"].sums
     assert stats.age.total == 0
     assert dict(stats.age.cumulative())["60.0"] == 1

@@ -11,7 +11,7 @@ from mimecast_exporter.aggregate import QueueAggregator, parse_mimecast_date
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.mimecast.errors import REASONS
 from mimecast_exporter.store import SnapshotStore
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, feed
 from tests.processes import debian_binary
 
 STALE_AFTER = 300.0
@@ -19,7 +19,7 @@ STALE_AFTER = 300.0
 
 def snapshot(now, *messages):
     agg = QueueAggregator(now)
-    agg.add_json(list(messages))
+    feed(agg, list(messages))
     return agg.snapshot()
 
 
@@ -297,12 +297,13 @@ def test_messages_by_domain_and_their_ages_only_with_top_domains_and_complete_sc
     clock, store, registry = env
     now = clock.time()
     agg = QueueAggregator(now, top_domains=1)
-    agg.add_json(
+    feed(
+        agg,
         [
             {**msg(created="2026-11-23T20:00:00Z"), "to": [{"emailAddress": "a@slow.example"}]},
             {**msg(), "to": [{"emailAddress": "b@slow.example"}]},
             {**msg(created="2026-11-23T22:00:00Z"), "to": [{"emailAddress": "c@fine.example"}]},
-        ]
+        ],
     )
     store.record_success("acme", "processing", agg.snapshot(), now, 0.5)
     labels = {"account": "acme", "queue": "processing", "route": "outbound"}
@@ -337,6 +338,6 @@ def test_the_overdue_grace_is_poll_retry_overdue_after():
     counts = []
     for grace in (900.0, 3600.0):
         agg = QueueAggregator(now, retry_overdue_after=grace)
-        agg.add_json(messages)
+        feed(agg, messages)
         counts.append(agg.snapshot().routes["outbound"].sums.retry_overdue)
     assert counts == [2, 1]

@@ -24,7 +24,7 @@ from tests.dashboard import (
     substitute,
     variable_names,
 )
-from tests.fakes import EPOCH
+from tests.fakes import EPOCH, feed
 from tests.processes import debian_binary
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -53,7 +53,8 @@ def served_metrics():
     now = EPOCH
     store = SnapshotStore(["a"], ["processing"])
     aggregator = QueueAggregator(now, top_domains=3)  # every opt-in series too
-    aggregator.add_json(
+    feed(
+        aggregator,
         [
             {
                 "routing": "outbound",
@@ -62,7 +63,7 @@ def served_metrics():
                 "created": "2026-11-23T23:00:00Z",
                 "to": [{"emailAddress": "a@partner.example"}],
             }
-        ]
+        ],
     )
     store.record_success("a", "processing", aggregator.snapshot(), now, 0.5)
     store.record_response("a", "find-processing-messages", 200, 42)

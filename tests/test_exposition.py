@@ -13,7 +13,7 @@ from mimecast_exporter.aggregate import QueueAggregator
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.exposition import MetricsPage, split_families
 from mimecast_exporter.store import SnapshotStore
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, feed
 
 STALE_AFTER = 300.0
 FORMATS = [
@@ -24,7 +24,8 @@ FORMATS = [
 
 def snapshot(now, *routes):
     agg = QueueAggregator(now, top_domains=2)  # the domain series and their ages too
-    agg.add_json(
+    feed(
+        agg,
         [
             {
                 "routing": r,
@@ -37,7 +38,7 @@ def snapshot(now, *routes):
                 "to": [{"emailAddress": f"u@d{i % 3}.example"}],
             }
             for i, r in enumerate(routes)
-        ]
+        ],
     )
     return agg.snapshot()
 

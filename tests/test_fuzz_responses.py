@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mimecast_exporter.aggregate import ROUTES, UNKNOWN_ROUTE, QueueAggregator, parse_mimecast_date
+from mimecast_exporter.aggregate import QueueAggregator
 from mimecast_exporter.collector import MimecastCollector
-from mimecast_exporter.dates import DateParser
+from mimecast_exporter.dates import parse_mimecast_date
 from mimecast_exporter.mimecast.errors import REASONS, PollError
 from mimecast_exporter.mimecast.pages import Page, decode_page
 from mimecast_exporter.mimecast.responses import fail_errors, parse_token
+from mimecast_exporter.snapshot import ROUTES, UNKNOWN_ROUTE
 from mimecast_exporter.store import SnapshotStore
 
 NOW = 1_795_478_400.0  # 2026-11-24T00:00:00Z
@@ -241,16 +242,20 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
             parse_page(dumps(envelope), 1, "rid")
         assert info.value.reason == "bad_response"
         return
+    if "meta" in envelope and not isinstance(envelope["meta"], dict | None):
+        # Where the next page is cannot be known: never taken for the last page.
+        with pytest.raises(PollError) as info:
+            parse_page(raw, 1, "rid")
+        assert info.value.reason == "bad_response" and "$.meta" in info.value.message
+        return
     page = parse_page(raw, 1, "rid")
 
     expected: dict[str, int] = {}
     dated: dict[str, list[float]] = {}
-    objects = []
     for item in envelope["data"]:
         if isinstance(item, dict) and isinstance(item.get("messages"), list):
             for message in item["messages"]:
                 if isinstance(message, dict):
-                    objects.append(message)
                     route = route_of(message)
                     expected[route] = expected.get(route, 0) + 1
                     created = parse_mimecast_date(message.get("created"))
@@ -262,12 +267,6 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
     aggregator.add(page.messages)
     assert aggregator.scanned == total
     snapshot = aggregator.snapshot()
-
-    # The fast path (typed decoding, cached dates) agrees with the plain one:
-    # json.loads and every value checked field by field.
-    reference = QueueAggregator(now)
-    assert reference.add_json(objects) == total
-    assert reference.snapshot() == snapshot
 
     assert snapshot.taken_at == now
     assert set(ROUTES) <= set(snapshot.routes) <= {*ROUTES, UNKNOWN_ROUTE}
@@ -320,9 +319,6 @@ def test_any_envelope_aggregates_and_exposes(envelope, now):
 def test_parse_mimecast_date_never_raises(text):
     parsed = parse_mimecast_date(text)
     assert parsed is None or math.isfinite(parsed)
-    # The per-minute cache gives the same answer, asked once or again.
-    fast = DateParser()
-    assert fast(text) == parsed and fast(text) == parsed
 
 
 @FUZZ

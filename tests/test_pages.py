@@ -1,10 +1,11 @@
-"""Decoding pages: the typed fast path, the tolerant path, and the memory bound."""
+"""Decoding pages: one tolerant struct, values msgspec cannot hold mended, the memory bound."""
 
 from __future__ import annotations
 
 import json
 import tracemalloc
 
+import msgspec
 import pytest
 
 from mimecast_exporter.aggregate import QueueAggregator
@@ -12,9 +13,8 @@ from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import requested_routes, route_filter
 from mimecast_exporter.mimecast.pages import (
     COST_PER_ELEMENT,
+    COST_PER_OBJECT,
     ELEMENTS_FACTOR,
-    NOT_A_SCALAR,
-    UNREAD,
     decode_page,
 )
 
@@ -30,7 +30,12 @@ def envelope(messages, **pagination):
     return {"meta": {"pagination": pagination}, "data": [{"messages": messages}], "fail": []}
 
 
-def test_only_the_four_fields_are_kept():
+def raw_envelope(*messages: bytes) -> bytes:
+    head = b'{"meta":{"pagination":{"next":"t2"}},"data":[{"messages":['
+    return head + b",".join(messages) + b']}],"fail":[]}'
+
+
+def test_only_the_fields_read_are_kept():
     page = decode(envelope([{"routing": "inbound", "size": 5, "to": {"x": [1, 2]}, "id": "m"}]))
     (message,) = page.messages
     assert (message.routing, message.size, message.attempts, message.created) == (
@@ -39,9 +44,11 @@ def test_only_the_four_fields_are_kept():
         None,
         None,
     )
+    assert bytes(message.to) == b'{"x": [1, 2]}'  # undecoded until the recipients are read
+    assert not hasattr(message, "id")
 
 
-def test_a_page_the_typed_decode_rejects_is_read_tolerantly_with_the_same_result():
+def test_odd_values_cost_only_themselves():
     messages = [
         {"routing": "outbound", "size": {"bytes": 10}, "attempts": [1], "created": "x"},
         "not a message",
@@ -50,11 +57,57 @@ def test_a_page_the_typed_decode_rejects_is_read_tolerantly_with_the_same_result
     ]
     page = decode(envelope(messages))
     assert [m.routing for m in page.messages] == ["outbound", "inbound"]
-    assert page.messages[0].size is NOT_A_SCALAR and page.messages[0].attempts is NOT_A_SCALAR
-    fast, plain = QueueAggregator(0.0), QueueAggregator(0.0)
-    fast.add(page.messages)
-    assert plain.add_json(messages) == 2
-    assert fast.snapshot() == plain.snapshot()
+    assert page.messages[0].size == {"bytes": 10} and page.messages[0].attempts == [1]
+    aggregator = QueueAggregator(0.0)
+    aggregator.add(page.messages)
+    routes = aggregator.snapshot().routes
+    assert routes["outbound"].messages == 1 and routes["outbound"].sums.size_bytes == 0
+    assert routes["inbound"].sums.size_bytes == 12 and routes["inbound"].sums.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("one", "field", "value"),
+    [
+        (b'{"routing":"outbound","size":1' + b"1" * 5000 + b',"info":"ok"}', "size", {}),
+        (b'{"routing":"outbound","size":5,"info":"caf\xe9 \xff"}', "info", "caf\ufffd \ufffd"),
+        (b'{"routing":"out\xffbound","size":5}', "routing", "out\ufffdbound"),
+        (b'{"routing":"outbound","info":"\\ud800 \\ud83d\\ude00"}', "info", "\ufffd \U0001f600"),
+        (b'{"routing":"outbound","info":"\\\\ud800"}', "info", "\\ud800"),  # not an escape
+        (b'{"routing":"outbound","size":1e999}', "size", float("inf")),
+        (b'{"routing":"outbound","created":"2026-11-23T\xff"}', "created", "2026-11-23T\ufffd"),
+        (b'{"routing":"outbound","attempts":-1' + b"0" * 4400 + b"}", "attempts", {}),
+    ],
+    ids=["5000-digit size", "not UTF-8", "routing not UTF-8", "lone surrogate",
+         "escaped backslash", "1e999", "created not UTF-8", "4400-digit attempts"],
+)  # fmt: skip
+def test_a_value_msgspec_cannot_hold_costs_that_value_only(one, field, value):
+    """Bytes that are not UTF-8, lone surrogates and numbers too long for Python
+    fail msgspec's decode; the page is mended and read, the other messages whole."""
+    good = b'{"routing":"inbound","size":7,"attempts":2,"created":"2026-11-23T23:00:00Z"}'
+    page = decode(raw_envelope(good, one, good))
+    assert page.count == 3 and page.next_token == "t2"
+    assert getattr(page.messages[1], field) == value
+    for message in (page.messages[0], page.messages[2]):
+        assert (message.routing, message.size, message.attempts) == ("inbound", 7, 2)
+    aggregator = QueueAggregator(1_795_478_400.0)
+    aggregator.add(page.messages)
+    inbound = aggregator.snapshot().routes["inbound"]
+    assert inbound.messages == 2 and inbound.sums.size_bytes == 14 and inbound.oldest_known
+
+
+def test_a_number_that_cannot_be_held_is_never_read_as_absent():
+    """A next token too long for Python is not "no next page" (that would end
+    the scan and serve a part of the queue as all of it)."""
+    body = b'{"meta":{"pagination":{"next":' + b"9" * 5000 + b'}},"data":[]}'
+    with pytest.raises(PollError) as info:
+        decode(body)
+    assert "'meta.pagination.next' is a object or array" in info.value.message
+
+
+def test_digits_inside_strings_are_left_alone():
+    one = b'{"routing":"outbound","info":"' + b"9" * 5000 + b'","size":"\xff"}'
+    (message,) = decode(raw_envelope(one)).messages
+    assert message.info == "9" * 5000 and message.size == "\ufffd"
 
 
 @pytest.mark.parametrize(
@@ -79,9 +132,12 @@ def test_next_and_total_count(pagination, expected):
     ("raw", "reason", "words"),
     [
         (b'{"data": [], "meta": NaN}', "bad_response", "not valid JSON"),
-        (b"[1, 2]", "bad_response", "JSON array"),
+        (b"[1, 2]", "bad_response", "Expected `object`, got `array`"),
         (b'{"fail": []}', "bad_response", "no 'data' list"),
-        (b'{"data": [{"messages": 5}]}', "bad_response", "not a list"),
+        (b'{"data": null}', "bad_response", "got `null` - at `$.data`"),
+        (b'{"data": [{"messages": 5}]}', "bad_response", "at `$.data[0].messages`"),
+        (b'{"data": [], "meta": [1]}', "bad_response", "at `$.meta`"),
+        (b'{"data": [], "meta": {"pagination": 7}}', "bad_response", "at `$.meta.pagination`"),
         (b'{"data": [], "meta": {"pagination": {"next": [1]}}}', "bad_response", "next"),
         (b'{"data": [], "fail": [' + b'"x",' * 30_000 + b'"x"]}', "api_fail", "too large"),
     ],
@@ -115,14 +171,30 @@ def peak_of(call):
 
 
 @pytest.mark.parametrize(
-    "element", [b"{}", b"1", b'""', b"[]", b'{"routing":"a"}'], ids=["{}", "1", "str", "[]", "obj"]
+    "element",
+    [b"{}", b"1", b'""', b"[]", b'{"routing":"a"}', b'{"a":1}'],
+    ids=["{}", "1", "str", "[]", "obj", "dict"],
 )
-def test_an_answer_of_millions_of_tiny_elements_is_refused_before_it_is_built(element):
-    body = b'{"data":[{"messages":[' + b",".join([element] * (CAP // (len(element) + 1))) + b"]}]}"
+@pytest.mark.parametrize("where", ["messages", "a field"])
+def test_an_answer_of_millions_of_tiny_values_is_refused_before_it_is_built(element, where):
+    values = b",".join([element] * (CAP // (len(element) + 1)))
+    if where == "messages":
+        body = b'{"data":[{"messages":[' + values + b"]}]}"
+    else:  # inside one message, where any JSON value is decoded as it is
+        body = b'{"data":[{"messages":[{"info":[' + values + b"]}]}]}"
     peak, error = peak_of(lambda: decode(body))
     assert error is not None and error.reason == "bad_response"
     assert "could take more than" in error.message
     assert peak < 1024 * 1024  # nothing was built
+
+
+def largest_admitted(one: bytes, cap: int) -> bytes:
+    """An answer of as many copies of ``one`` as the bound lets in."""
+    objects, elements = one.count(b"{"), one.count(b",") + one.count(b"[") + 1
+    cost = objects * COST_PER_OBJECT + elements * COST_PER_ELEMENT
+    count = (ELEMENTS_FACTOR * cap - 2 * COST_PER_OBJECT - 2 * COST_PER_ELEMENT) // cost
+    body = b'{"data":[{"messages":[' + b",".join([one] * count) + b"]}]}"
+    return body[:cap] if len(body) > cap else body
 
 
 @pytest.mark.parametrize(
@@ -132,21 +204,23 @@ def test_an_answer_of_millions_of_tiny_elements_is_refused_before_it_is_built(el
         b'{"routing":"outbound","size":"1234","attempts":1.5,"created":"2026-11-23T23:00:00Z"}',
         # Well-formed values.
         b'{"routing":"outbound","size":1234,"attempts":1,"created":"2026-11-23T23:00:00Z"}',
+        # Containers where scalars belong, built as they are.
+        b'{"routing":[[],[],[],[]],"size":{"a":1,"b":2},"attempts":[0.5,0.5],"info":["ab","cd"]}',
+        # The three undecoded fields.
+        b'{"to":[{"emailAddress":"a@b.c"}],"fromEnv":{},"subject":"s","routing":"inbound"}',
     ],
-    ids=["odd", "well-formed"],
+    ids=["odd", "well-formed", "containers", "raw fields"],
 )
 def test_an_answer_at_the_bound_costs_at_most_three_times_the_cap_besides_its_bytes(one):
     """With the answer's own bytes, at most 4 times poll.max_response_bytes,
     decoded and counted."""
     cap = 4 * 1024 * 1024
-    # As many objects as the bound lets in: the envelope and its data item are two.
-    count = ELEMENTS_FACTOR * cap // COST_PER_ELEMENT - 2
-    body = b'{"data":[{"messages":[' + b",".join([one] * count) + b"]}]}"
+    body = largest_admitted(one, cap)
     assert len(body) <= cap
 
     def decode_and_count() -> QueueAggregator:
         aggregator = QueueAggregator(1_795_478_400.0)
-        aggregator.add_page(decode(body, cap))
+        aggregator.add(decode(body, cap).messages)
         return aggregator
 
     peak, error = peak_of(decode_and_count)
@@ -154,12 +228,14 @@ def test_an_answer_at_the_bound_costs_at_most_three_times_the_cap_besides_its_by
     assert peak <= 3 * cap
 
 
-def test_the_tolerant_path_is_bounded_too():
-    cap = 1024 * 1024
-    body = b'{"data":[{"messages":[' + b",".join([b"1"] * (cap // 2 - 20)) + b"]}]}"
-    peak, error = peak_of(lambda: decode(body, cap))
-    assert error is not None and "array elements" in error.message
-    assert peak < 3 * cap
+def test_mending_is_bounded_too():
+    """An answer that must be mended costs at most one more copy of itself."""
+    cap = 4 * 1024 * 1024
+    one = b'{"routing":"outbound","size":5,"info":"caf\xe9 ' + b"x" * 200 + b'"}'
+    body = largest_admitted(one, cap)
+    peak, error = peak_of(lambda: decode(body, cap).messages)
+    assert error is None
+    assert peak <= 4 * cap
 
 
 # --- the user's filters and the route filter -----------------------------------------
@@ -192,23 +268,14 @@ def test_route_filter_keeps_the_users_other_filters():
 
 def test_retry_fields_absent_null_or_bad_stay_apart():
     """Absent (UNSET: the server did not say), null (none) and not-a-date differ."""
-    import msgspec
-
-    from mimecast_exporter.mimecast.pages import NOT_A_SCALAR
-
-    fast = b'{"data":[{"messages":[{"lockedUntil":null,"nextAttempt":"x"},{}]}]}'
-    first, second = decode(fast).messages
+    body = b'{"data":[{"messages":[{"lockedUntil":null,"nextAttempt":"x"},{},{"lockedUntil":{}}]}]}'
+    first, second, third = decode(body).messages
     assert first.locked_until is None and first.next_attempt == "x"
     assert second.locked_until is msgspec.UNSET and second.next_attempt is msgspec.UNSET
-    # A container sends the page down the tolerant path: the same distinctions.
-    tolerant = b'{"data":[{"messages":[{"lockedUntil":{"a":1}},{"nextAttempt":null}]}]}'
-    first, second = decode(tolerant).messages
-    assert first.locked_until is NOT_A_SCALAR and first.next_attempt is msgspec.UNSET
-    assert second.next_attempt is None and second.locked_until is msgspec.UNSET
+    assert third.locked_until == {} and third.next_attempt is msgspec.UNSET
 
 
-def test_retry_dates_count_the_same_on_the_fast_and_the_json_path():
-    """msgspec's dates (fast path) and the aggregator's own parse (json path) agree."""
+def test_retry_dates_in_every_zone_style():
     now = 1_795_478_400.0  # 2026-11-24T00:00:00Z
     messages = [
         {"routing": "outbound", "created": "2026-11-23T20:00:00+0000",
@@ -220,64 +287,19 @@ def test_retry_dates_count_the_same_on_the_fast_and_the_json_path():
         {"routing": "inbound", "created": "2026-11-23T22:00:00+0000",
          "lockedUntil": "2026-11-24T01:00:00+0100", "nextAttempt": None},
     ]  # fmt: skip
-    body = json.dumps({"data": [{"messages": messages}]}).encode()
-    fast = QueueAggregator(now)
-    fast.add(decode(body).messages)
-    slow = QueueAggregator(now)
-    slow.add_json(json.loads(body)["data"][0]["messages"])
-    fast_sums = {r: s.sums for r, s in fast.snapshot().routes.items()}
-    assert fast_sums == {r: s.sums for r, s in slow.snapshot().routes.items()}
-    assert fast_sums["outbound"].locked == 1 and fast_sums["outbound"].retry_overdue == 1
-    assert fast_sums["inbound"].locked == 0  # 01:00+01:00 is midnight UTC: not after now
+    aggregator = QueueAggregator(now)
+    aggregator.add(decode(envelope(messages)).messages)
+    sums = {r: s.sums for r, s in aggregator.snapshot().routes.items()}
+    assert sums["outbound"].locked == 1 and sums["outbound"].retry_overdue == 1
+    assert sums["inbound"].locked == 0  # 01:00+01:00 is midnight UTC: not after now
 
 
-# --- Details: read only when asked, aligned with the messages ----------------------------
-
-
-def test_details_are_read_on_demand_in_the_order_of_the_messages():
-    messages = [
-        {"routing": "outbound", "to": [{"emailAddress": f"u{i}@d{i}.example"}], "subject": f"s{i}"}
-        for i in range(5)
-    ]
-    page = decode(envelope(messages))
-    assert page.read_details is None  # nothing decoded until asked
-    details = page.details()
-    assert [bytes(d.to) for d in details] == [
-        f'[{{"emailAddress": "u{i}@d{i}.example"}}]'.encode() for i in range(5)
-    ]
-    assert [bytes(d.subject) for d in details] == [f'"s{i}"'.encode() for i in range(5)]
-    assert page.details() is details  # decoded once
-
-
-def test_details_stay_aligned_on_the_tolerant_path():
-    messages = [
-        {"routing": "outbound", "size": {"x": 1}, "to": [{"emailAddress": "a@one.example"}]},
-        7,  # not an object: not a message
-        {"routing": "inbound", "to": [{"emailAddress": "b@two.example"}], "subject": "hi"},
-    ]
-    page = decode(envelope(messages))
-    assert len(page.messages) == 2
-    assert [bytes(d.to) for d in page.details()] == [
-        b'[{"emailAddress": "a@one.example"}]',
-        b'[{"emailAddress": "b@two.example"}]',
-    ]
-
-
-def test_details_are_left_out_when_they_would_break_the_memory_bound():
-    # Messages of ~250 bytes: the messages fit the bound, messages and details not.
-    one = {"routing": "outbound", "info": "x" * 215, "to": []}
-    body = json.dumps(envelope([one] * 400)).encode()
-    page = decode_page(body, 1, "req", 0)  # the bound is twice the answer's own size
-    assert len(page.messages) == 400
-    assert all(d is UNREAD for d in page.details())  # unread: not "no recipients"
-
-
-def test_domains_are_left_out_when_a_page_s_recipients_cannot_be_read():
-    # Two objects a message (its own and its recipient): ~530 bytes each fit, with details not.
-    one = {"routing": "outbound", "info": "x" * 450, "to": [{"emailAddress": "a@b.example"}]}
-    body = json.dumps(envelope([one] * 400)).encode()
-    page = decode_page(body, 1, "req", 0)
+def test_domains_are_left_out_when_a_message_s_recipients_cannot_be_read():
+    """A field msgspec skips is not checked for UTF-8 when the page is decoded:
+    a recipient that is not UTF-8 is found when the domains are counted."""
+    good = b'{"routing":"outbound","to":[{"emailAddress":"a@b.example"}]}'
+    bad = b'{"routing":"outbound","to":[{"emailAddress":"a@b\xff.example"}]}'
     agg = QueueAggregator(0.0, top_domains=3)
-    agg.add(page.messages, page.details)
+    agg.add(decode(raw_envelope(good, bad)).messages)
     sums = agg.snapshot().routes["outbound"].sums
     assert sums.by_domain is None  # absent, not "everything is other"

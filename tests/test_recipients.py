@@ -41,7 +41,7 @@ def page(messages):
     """Through the real page decoder: the fields come as raw JSON, as in production."""
     body = json.dumps({"meta": {}, "data": [{"messages": messages}], "fail": []}).encode()
     decoded = decode_page(body, 1, "req", 1 << 25)
-    return decoded.messages, decoded.details
+    return decoded.messages
 
 
 # --- domains as label values ------------------------------------------------------------
@@ -106,7 +106,7 @@ def by_domain(snapshot, route="outbound"):
 def test_the_top_k_domains_then_other():
     agg = QueueAggregator(NOW, top_domains=2)
     agg.add(
-        *page(
+        page(
             [
                 *(msg("a@alpha.example", minutes_ago=m) for m in (5, 50, 7)),
                 *(msg("b@beta.example", minutes_ago=m) for m in (3, 4)),
@@ -128,7 +128,7 @@ def test_the_top_k_domains_then_other():
 
 def test_never_more_than_k_plus_one_series_per_route():
     agg = QueueAggregator(NOW, top_domains=3)
-    agg.add(*page([msg(f"u@d{i % 40}.example", minutes_ago=i) for i in range(400)]))
+    agg.add(page([msg(f"u@d{i % 40}.example", minutes_ago=i) for i in range(400)]))
     top = agg.snapshot().routes["outbound"].sums.by_domain
     assert len(top) == 4 and top[-1][0] == "other"
     assert sum(n for _, n, _ in top) == 400
@@ -138,10 +138,10 @@ def test_never_more_than_k_plus_one_series_per_route():
 
 def test_off_by_default_and_absent_when_a_date_is_missing():
     agg = QueueAggregator(NOW)
-    agg.add(*page([msg("a@alpha.example")]))
+    agg.add(page([msg("a@alpha.example")]))
     assert agg.snapshot().routes["outbound"].sums.by_domain is None
     agg = QueueAggregator(NOW, top_domains=5)
-    agg.add(*page([msg("a@alpha.example"), msg("a@alpha.example", created="not a date")]))
+    agg.add(page([msg("a@alpha.example"), msg("a@alpha.example", created="not a date")]))
     # Counted, but no domain's oldest is certain when a message has no usable date.
     assert by_domain(agg.snapshot()) == {"alpha.example": (2, None), "other": (0, None)}
 
@@ -152,7 +152,7 @@ def test_too_many_domains_to_rank_exactly_leaves_them_out_and_says_so_once(caplo
     for _ in range(2):  # two polls: one warning
         agg = QueueAggregator(NOW, {"account": "acme", "queue": "processing"}, top_domains=5)
         with caplog.at_level(logging.WARNING):
-            agg.add(*page([msg(f"u@d{i}.example") for i in range(60)]))
+            agg.add(page([msg(f"u@d{i}.example") for i in range(60)]))
         snapshot = agg.snapshot()
         assert snapshot.routes["outbound"].sums.by_domain is None
         assert snapshot.routes["outbound"].messages == 60  # everything else still counted
@@ -170,7 +170,7 @@ def test_the_oldest_messages_across_pages_oldest_first():
     rng.shuffle(ages)
     agg = QueueAggregator(NOW)
     for start in range(0, 100, 25):  # four pages in no order
-        agg.add(*page([msg(f"u{a}@d{a}.example", minutes_ago=a) for a in ages[start : start + 25]]))
+        agg.add(page([msg(f"u{a}@d{a}.example", minutes_ago=a) for a in ages[start : start + 25]]))
     oldest = agg.snapshot().oldest_messages
     assert len(oldest) == OLDEST_MESSAGES
     assert [round((NOW - m.created) / 60) for m in oldest] == list(range(100, 90, -1))
@@ -188,7 +188,7 @@ def test_the_oldest_messages_across_pages_oldest_first():
 def test_details_only_when_exposed():
     agg = QueueAggregator(NOW, details=True)
     agg.add(
-        *page(
+        page(
             [
                 msg(
                     "Bob@Partner.Example",
@@ -212,5 +212,5 @@ def test_details_only_when_exposed():
 
 def test_undated_messages_are_never_among_the_oldest():
     agg = QueueAggregator(NOW)
-    agg.add(*page([msg(created=None), msg(minutes_ago=3), msg(created="garbage")]))
+    agg.add(page([msg(created=None), msg(minutes_ago=3), msg(created="garbage")]))
     assert [round((NOW - m.created) / 60) for m in agg.snapshot().oldest_messages] == [3]

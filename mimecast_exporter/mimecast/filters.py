@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-ALL_ROUTES: tuple[str, ...] = ("inbound", "outbound", "internal", "external")
+from mimecast_exporter.snapshot import ROUTES
 
 
 def _route_of(item: dict[str, Any]) -> Any:
@@ -35,8 +35,8 @@ def requested_routes(filter_by: Sequence[dict[str, Any]] | None) -> tuple[str, .
         if route is not None:
             named.add(str(route).strip().lower())
     if not named or "all" in named:
-        return ALL_ROUTES
-    return tuple(route for route in ALL_ROUTES if route in named)
+        return ROUTES
+    return tuple(route for route in ROUTES if route in named)
 
 
 def route_filter(

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from mimecast_exporter.status import STATUSES
 
 if TYPE_CHECKING:
-    from mimecast_exporter.aggregate import QueueSnapshot, RouteStats
-    from mimecast_exporter.recipients import OldMessage
+    from mimecast_exporter.snapshot import OldMessage, QueueSnapshot, RouteStats
     from mimecast_exporter.store import Failure
 
 RUNBOOK_URL = "https://github.com/mimecast-exporter/mimecast-exporter/blob/main/docs/runbook.md"

@@ -27,6 +27,7 @@ from mimecast_exporter.web.server import (
     WebServer,
     parse_listen_address,
 )
+from tests.fakes import feed
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -193,7 +194,8 @@ def landing_snapshot(now: float, details: bool):
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(now - 7200))
     agg = QueueAggregator(now, details=details, top_domains=3)
-    agg.add_json(
+    feed(
+        agg,
         [
             {
                 "routing": "outbound",
@@ -207,7 +209,7 @@ def landing_snapshot(now: float, details: bool):
                 "lockedUntil": None,
             },
             {"routing": "inbound", "created": stamp, "info": "Connection refused"},
-        ]
+        ],
     )
     return agg.snapshot()
 
