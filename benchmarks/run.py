@@ -14,8 +14,9 @@ own work. A fresh child process per size then measures:
   decoding timed). Scans measured are not the first (a running exporter polls
   the same queue again and again), and start-up objects are frozen for the
   garbage collector, as the exporter freezes them. Small backlogs are
-  measured over several rounds of (scan, json.loads) in turns, 100,000 messages' worth (at most 50): one poll of
-  1,000 messages takes a few milliseconds, as noisy as a timer tick;
+  measured over several rounds of (scan, json.loads) in turns, 100,000
+  messages' worth (at most 50): one poll of 1,000 messages takes a few
+  milliseconds, as noisy as a timer tick;
 - **peak RSS minus idle** during that full scan (VmHWM after resetting it);
 - **scrape p50 / p99**: rendering /metrics from the snapshot of the full scan,
   and its ratio to rendering an empty queue's, timed in turns in the same process.
