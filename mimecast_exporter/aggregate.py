@@ -44,19 +44,16 @@ log = logging.getLogger(__name__)
 # Upper bounds (seconds) for message age: a healthy queue holds messages for
 # minutes; a destination that is down makes them hours to days old.
 AGE_BUCKETS: tuple[float, ...] = (
-    60,
+    60,  # 1 minute
     300,
     900,
-    1800,
-    3600,
+    3600,  # 1 hour: the mixin's oldest-message threshold
     7200,
     14400,
-    28800,
     43200,
-    86400,
-    172800,
-    345600,
-    604800,
+    86400,  # 1 day
+    259200,
+    604800,  # 7 days: the default lookback
 )
 # Upper bounds (bytes) for message size: plain text mail to large attachments.
 SIZE_BUCKETS: tuple[float, ...] = (

@@ -12,7 +12,6 @@ from mimecast_exporter import __version__
 from mimecast_exporter.clock import Clock
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.config import Config
-from mimecast_exporter.exposition import MetricsPage
 from mimecast_exporter.poller import Poller
 from mimecast_exporter.store import SnapshotStore
 from mimecast_exporter.web.server import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
@@ -95,19 +94,14 @@ class Exporter:
         self.poller = Poller(config, self.store, clock)
         self.registry = CollectorRegistry(auto_describe=True)
         self.collector = MimecastCollector(
-            self.store, config.poll.stale_after, clock.time, clock.monotonic
+            self.store, config.poll.stale_after, clock.time, clock.monotonic, config.metrics
         )
         self.registry.register(self.collector)
-        # Everything but the Mimecast series, which /metrics takes from its part cache.
-        self.others = CollectorRegistry(auto_describe=True)
-        for registry in (self.registry, self.others):
-            registry.register(self.reloads)
-            if process_metrics:
-                ProcessCollector(registry=registry)
-                PlatformCollector(registry=registry)
-                GCCollector(registry=registry)
-        self.page = MetricsPage(self.collector, self.others)
-        self.store.listen(self.page.changed)  # polls format what they change
+        self.registry.register(self.reloads)
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         self.status = StoreStatus(self.store, config, clock)
         self.web: WebServer | None = None
 
@@ -131,7 +125,6 @@ class Exporter:
             version=__version__,
             web_config=web_config,
             max_connections=max_connections,
-            page=self.page,
             dashboard_url=dashboard_url,
         )
         self.web.start()
@@ -155,6 +148,7 @@ class Exporter:
         self.store.reconfigure((a.name for a in config.accounts), config.poll.queues)
         self.poller = Poller(config, self.store, self.clock, previous=old)
         self.collector.stale_after = config.poll.stale_after
+        self.collector.metrics = config.metrics
         self.status.config = config
         self.config = config
         self.reloads.successful, self.reloads.success_time = True, self.clock.time()

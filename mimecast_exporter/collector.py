@@ -1,9 +1,8 @@
 """Every metric the exporter serves, built from the store.
 
 This is the only place metric names live. Nothing here does I/O: a scrape
-reads the latest snapshots, so it is fast and never calls Mimecast. /metrics
-formats each (account, queue) only when it changed (:meth:`MimecastCollector.parts`,
-:mod:`mimecast_exporter.exposition`); only the oldest ages are computed at every scrape.
+reads the latest snapshots, so it is fast and never calls Mimecast, and
+prometheus_client's own encoder formats it.
 
 A figure is exact or absent. Message counts and oldest ages are exact at any
 backlog size (where Mimecast honours sortOrder, filterBy and sends
@@ -18,9 +17,9 @@ Series, for each configured account and queue type::
     mimecast_queue_max_attempts{account,queue,route}                  gauge
     mimecast_queue_oldest_message_age_seconds{account,queue,route}    gauge
     mimecast_queue_oldest_message_created_timestamp_seconds{...}      gauge (routes with messages)
-    mimecast_queue_message_age_seconds{account,queue,route}           gaugehistogram
-    mimecast_queue_message_size_bytes{account,queue,route}            gaugehistogram
-    mimecast_queue_messages_by_status{account,queue,route,status}     gauge
+    mimecast_queue_message_age_seconds{account,queue}                 gaugehistogram
+    mimecast_queue_messages_by_status{account,queue,status}           gauge
+    mimecast_queue_message_size_bytes{account,queue}                  gaugehistogram (opt-in)
     mimecast_queue_locked_messages{account,queue,route}               gauge
     mimecast_queue_retry_overdue_messages{account,queue,route}        gauge
     mimecast_queue_messages_by_domain{account,queue,route,domain}     gauge (top_domains)
@@ -34,13 +33,17 @@ Series, for each configured account and queue type::
     mimecast_api_requests_total{account,endpoint,code}                counter
     mimecast_api_rate_limit_remaining{account}                        gauge
     mimecast_exporter_build_info{version}                             gauge
+
+With ``metrics.by_route``, the age histogram, the size histogram and the
+status counts carry a route label too (docs/metrics.md says why not by default).
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -48,11 +51,12 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     Metric,
 )
+from prometheus_client.registry import Collector
 
 from mimecast_exporter import __version__
 from mimecast_exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS
-from mimecast_exporter.exposition import Part, Parted
-from mimecast_exporter.snapshot import QueueSnapshot
+from mimecast_exporter.config import MetricsConfig
+from mimecast_exporter.snapshot import Histogram, QueueSnapshot
 from mimecast_exporter.status import STATUSES
 from mimecast_exporter.store import ApiStats, QueueState, SnapshotStore
 
@@ -68,9 +72,8 @@ def _queue_gauge(name: str, what: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, what + _FROM_POLL, labels=QUEUE_LABELS)
 
 
-class MimecastCollector(Parted):
-    """The Mimecast series, for the registry (``collect``) and, cut into parts
-    whose text is kept until they change, for /metrics (:meth:`parts`)."""
+class MimecastCollector(Collector):
+    """The Mimecast series, read from the store at every scrape."""
 
     def __init__(
         self,
@@ -78,154 +81,43 @@ class MimecastCollector(Parted):
         stale_after: float,
         now: Callable[[], float],
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: MetricsConfig | None = None,
     ) -> None:
         self.store = store
         self.stale_after = stale_after
         self.now = now  # wall clock: message ages
         self.monotonic = monotonic  # staleness: the store's successes are stamped on it
-        # id(snapshot) -> (snapshot, its age prefixes), for the snapshots last served
-        self._prefixes: dict[int, tuple[QueueSnapshot, tuple[AgePrefix, ...]]] = {}
+        self.metrics = metrics or MetricsConfig()  # replaced on reload
 
     def describe(self) -> list[Metric]:
         # The families without samples: lets the registry know every name
         # (for ?name[]= filtering) without reading the store.
-        return [
-            *_QueueFamilies().all(),
-            _oldest_age_family(),
-            _domain_age_family(),
-            *_HealthFamilies().all(),
-            _build_info(),
-        ]
+        return [*_QueueFamilies(self.metrics).all(), *_HealthFamilies().all(), _build_info()]
 
     def collect(self) -> Iterator[Metric]:
         view = self.store.view()
         now, monotonic = self.now(), self.monotonic()
-        queues, health = _QueueFamilies(), _HealthFamilies()
-        ages = {OLDEST_AGE: _oldest_age_family(), DOMAIN_AGE: _domain_age_family()}
+        queues, health = _QueueFamilies(self.metrics), _HealthFamilies()
         for (account, queue), state in view.queues.items():
             snapshot = state.fresh_snapshot(monotonic, self.stale_after)
             if snapshot is not None:
-                queues.add(account, queue, snapshot)
-                for family, labels, created in _age_series(account, queue, snapshot):
-                    ages[family].add_metric(list(labels), _age(created, now))
+                queues.add(account, queue, snapshot, now)
         for account in view.accounts:
             health.add_account(account, view.account_up(account), view.api[account])
             for queue in view.queue_types:
                 health.add_queue(account, queue, view.queues[(account, queue)])
         yield from queues.all()
-        yield from ages.values()
         yield from health.all()
         yield _build_info()
 
-    def parts(self, only: Iterable[Hashable] | None = None) -> list[Part]:
-        """The same series as :meth:`collect` but the ages, as parts for the
-        page's cache (:mod:`mimecast_exporter.exposition`)."""
-        view = self.store.view()
-        monotonic = self.monotonic()
-        wanted = None if only is None else set(only)
-        parts = []
-        for (account, queue), state in view.queues.items():
-            key = ("queue", account, queue)
-            if wanted is None or key in wanted:
-                snapshot = state.fresh_snapshot(monotonic, self.stale_after)
-                parts.append(
-                    Part(
-                        key,
-                        (state, snapshot is not None),
-                        functools.partial(_queue_part, account, queue, state, snapshot),
-                    )
-                )
-        for account in view.accounts:
-            account_key = ("account", account)
-            if wanted is None or account_key in wanted:
-                up, api = view.account_up(account), view.api[account]
-                parts.append(
-                    Part(account_key, (up, api), functools.partial(_account_part, account, up, api))
-                )
-        if wanted is None or ("build",) in wanted:
-            parts.append(Part(("build",), (), lambda: [_build_info()]))
-        return parts
 
-    def scrape_samples(self) -> dict[str, bytes]:
-        """The oldest messages' ages, which move with the clock: computed at every
-        scrape, from each snapshot's label prefixes made once."""
-        view = self.store.view()
-        now, monotonic = self.now(), self.monotonic()
-        previous, kept = self._prefixes, {}
-        lines: dict[str, list[str]] = {OLDEST_AGE: [], DOMAIN_AGE: []}
-        for (account, queue), state in view.queues.items():
-            snapshot = state.fresh_snapshot(monotonic, self.stale_after)
-            if snapshot is None:
-                continue
-            entry = previous.get(id(snapshot))
-            if entry is None or entry[0] is not snapshot:
-                prefixes = tuple(
-                    (family, f"{family}{{{_labels(*labels)}}} ", created)
-                    for family, labels, created in _age_series(account, queue, snapshot)
-                )
-                entry = (snapshot, prefixes)
-            kept[id(snapshot)] = entry
-            for family, prefix, created in entry[1]:
-                age = _age(created, now)
-                lines[family].append(f"{prefix}{age:.3f}\n")  # to the ms: 2x faster than repr
-        self._prefixes = kept  # one assignment: a concurrent scrape sees either
-        return {family: "".join(text).encode() for family, text in lines.items()}
-
-
-OLDEST_AGE = "mimecast_queue_oldest_message_age_seconds"
-DOMAIN_AGE = "mimecast_queue_domain_oldest_message_age_seconds"
 DOMAIN_LABELS = [*QUEUE_LABELS, "domain"]
-AgePrefix = tuple[str, str, float | None]  # (family, sample name and labels, created)
-
-
-# (family, label values, oldest creation time; None for a known-empty route)
-AgeSeries = tuple[str, tuple[str, ...], float | None]
-
-
-def _age_series(account: str, queue: str, snapshot: QueueSnapshot) -> list[AgeSeries]:
-    """Every age series of a snapshot, routes then domains: the one place that
-    says which exist, for the registry and the page alike."""
-    series: list[AgeSeries] = []
-    for route, stats in snapshot.routes.items():
-        if stats.oldest_known:
-            series.append((OLDEST_AGE, (account, queue, route), stats.oldest_created))
-        for domain, _, created in (stats.sums.by_domain if stats.sums else None) or ():
-            if created is not None:
-                series.append((DOMAIN_AGE, (account, queue, route, domain), created))
-    return series
 
 
 def _age(created: float | None, now: float) -> float:
     """Seconds since ``created`` at ``now``: 0 for an empty route, and for a date
     from the future (clock skew)."""
     return now - created if created is not None and created < now else 0.0
-
-
-def _labels(*values: str) -> str:
-    """Label values as both exposition formats write them."""
-    return ",".join(
-        f'{name}="{_escape(value)}"' for name, value in zip(DOMAIN_LABELS, values, strict=False)
-    )
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _queue_part(
-    account: str, queue: str, state: QueueState, snapshot: QueueSnapshot | None
-) -> list[Metric]:
-    queues, health = _QueueFamilies(), _HealthFamilies()
-    if snapshot is not None:
-        queues.add(account, queue, snapshot)
-    health.add_queue(account, queue, state)
-    return [*queues.all(), *health.all()]
-
-
-def _account_part(account: str, up: bool, api: ApiStats) -> list[Metric]:
-    health = _HealthFamilies()
-    health.add_account(account, up, api)
-    return health.all()
 
 
 def _build_info() -> Metric:
@@ -241,7 +133,7 @@ def _build_info() -> Metric:
 def _oldest_age_family() -> GaugeMetricFamily:
     """The one figure read at scrape time: the age moves with the clock."""
     return _queue_gauge(
-        OLDEST_AGE,
+        "mimecast_queue_oldest_message_age_seconds",
         "Seconds since the oldest queued message was created, computed at scrape time;"
         " 0 when the route is empty. Exact at any backlog size; absent when it is not"
         " certain (a message without a usable date, or answers not oldest first).",
@@ -250,7 +142,7 @@ def _oldest_age_family() -> GaugeMetricFamily:
 
 def _domain_age_family() -> GaugeMetricFamily:
     return GaugeMetricFamily(
-        DOMAIN_AGE,
+        "mimecast_queue_domain_oldest_message_age_seconds",
         "Seconds since the oldest queued message to the recipient domain was created,"
         " computed at scrape time, for the domains of mimecast_queue_messages_by_domain"
         ' (domain="other": the oldest of the rest). Only with top_domains, when the poll'
@@ -262,7 +154,10 @@ def _domain_age_family() -> GaugeMetricFamily:
 class _QueueFamilies:
     """What polls found in the queues: every family built from snapshots."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: MetricsConfig) -> None:
+        self.metrics = metrics
+        # Per queue by default: the dashboard sums them over routes anyway.
+        detail_labels = QUEUE_LABELS if metrics.by_route else ["account", "queue"]
         self.messages = _queue_gauge(
             "mimecast_queue_messages",
             "Messages in the processing queue. Exact at any backlog size: read message by"
@@ -295,13 +190,13 @@ class _QueueFamilies:
             "mimecast_queue_message_age_seconds",
             "Age of queued messages at the time of the poll: a snapshot rebuilt at every"
             " poll, not accumulated. Only when the poll read the whole queue." + _FROM_POLL,
-            labels=QUEUE_LABELS,
+            labels=detail_labels,
         )
         self.size_hist = GaugeHistogramMetricFamily(
             "mimecast_queue_message_size_bytes",
             "Size of queued messages: a snapshot rebuilt at every poll, not accumulated. Only"
-            " when the poll read the whole queue." + _FROM_POLL,
-            labels=QUEUE_LABELS,
+            " when the poll read the whole queue, and with metrics.size_histogram." + _FROM_POLL,
+            labels=detail_labels,
         )
         self.complete = GaugeMetricFamily(
             "mimecast_queue_scan_complete",
@@ -323,7 +218,7 @@ class _QueueFamilies:
             " greylisted, throttled, mailbox_full, rejected_permanent, deferred_temporary,"
             " other, none); every class served, 0 when empty. Only when the poll read the"
             " whole queue (mimecast_queue_scan_complete 1).",
-            labels=[*QUEUE_LABELS, "status"],
+            labels=[*detail_labels, "status"],
         )
         self.locked = _queue_gauge(
             "mimecast_queue_locked_messages",
@@ -351,35 +246,58 @@ class _QueueFamilies:
             f" queue holds at most {MAX_DOMAINS} distinct domains." + _FROM_POLL,
             labels=DOMAIN_LABELS,
         )
+        self.oldest_age = _oldest_age_family()
+        self.domain_age = _domain_age_family()
 
-    def add(self, account: str, queue: str, snapshot: QueueSnapshot) -> None:
+    def add(self, account: str, queue: str, snapshot: QueueSnapshot, now: float) -> None:
         self.complete.add_metric([account, queue], 1 if snapshot.complete else 0)
         self.scanned.add_metric([account, queue], snapshot.scanned)
         for route, stats in snapshot.routes.items():
             labels = [account, queue, route]
             if stats.messages is not None:
                 self.messages.add_metric(labels, stats.messages)
-            if stats.oldest_known and stats.oldest_created is not None:
-                self.oldest_created.add_metric(labels, stats.oldest_created)
+            if stats.oldest_known:
+                self.oldest_age.add_metric(labels, _age(stats.oldest_created, now))
+                if stats.oldest_created is not None:
+                    self.oldest_created.add_metric(labels, stats.oldest_created)
             sums = stats.sums
             if sums is not None:
                 self.size.add_metric(labels, sums.size_bytes)
                 self.attempts.add_metric(labels, sums.attempts)
                 self.max_attempts.add_metric(labels, sums.max_attempts)
-                self.age_hist.add_metric(labels, sums.age.cumulative(), sums.age.total)
-                self.size_hist.add_metric(labels, sums.size.cumulative(), sums.size.total)
-                for status, count in zip(STATUSES, sums.by_status, strict=True):
-                    self.by_status.add_metric([*labels, status], count)
                 if sums.locked is not None:
                     self.locked.add_metric(labels, sums.locked)
                 if sums.retry_overdue is not None:
                     self.overdue.add_metric(labels, sums.retry_overdue)
-                for domain, count, _ in sums.by_domain or ():
+                for domain, count, created in sums.by_domain or ():
                     self.by_domain.add_metric([*labels, domain], count)
+                    if created is not None:
+                        self.domain_age.add_metric([*labels, domain], _age(created, now))
+                if self.metrics.by_route:
+                    self._add_details(labels, sums.age, sums.size, sums.by_status)
+        all_sums = [stats.sums for stats in snapshot.routes.values() if stats.sums is not None]
+        if all_sums and not self.metrics.by_route:
+            self._add_details(
+                [account, queue],
+                functools.reduce(operator.add, (sums.age for sums in all_sums)),
+                functools.reduce(operator.add, (sums.size for sums in all_sums)),
+                tuple(map(sum, zip(*(sums.by_status for sums in all_sums), strict=True))),
+            )
+
+    def _add_details(
+        self, labels: list[str], age: Histogram, size: Histogram, by_status: tuple[int, ...]
+    ) -> None:
+        """The series of metrics.by_route: per route with it, else per queue."""
+        self.age_hist.add_metric(labels, age.cumulative(), age.total)
+        if self.metrics.size_histogram:
+            self.size_hist.add_metric(labels, size.cumulative(), size.total)
+        for status, count in zip(STATUSES, by_status, strict=True):
+            self.by_status.add_metric([*labels, status], count)
 
     def all(self) -> list[Metric]:
-        return [
+        families = [
             self.messages,
+            self.oldest_age,
             self.oldest_created,
             self.size,
             self.attempts,
@@ -390,9 +308,11 @@ class _QueueFamilies:
             self.locked,
             self.overdue,
             self.by_domain,
+            self.domain_age,
             self.complete,
             self.scanned,
         ]
+        return [f for f in families if f is not self.size_hist or self.metrics.size_histogram]
 
 
 class _HealthFamilies:

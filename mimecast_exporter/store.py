@@ -93,23 +93,9 @@ class SnapshotStore:
         self._accounts = tuple(accounts)
         self._queue_types = tuple(queue_types)
         self._queues = {(a, q): QueueState() for a in self._accounts for q in self._queue_types}
-        # Replaced, never changed in place: a scrape's copy stays as it was, and
-        # /metrics re-formats an account only when its object is a new one.
+        # Replaced, never changed in place: a scrape's copy stays as it was.
         self._api: dict[str, ApiStats] = {a: ApiStats() for a in self._accounts}
         self._first_cycle_done = False
-        # Called with ("queue", account, queue) or ("account", account) after a
-        # change, in the writer's thread (a poll): /metrics formats the part then.
-        self._listeners: list[Callable[[tuple[str, ...]], None]] = []
-
-    def listen(self, listener: Callable[[tuple[str, ...]], None]) -> None:
-        self._listeners.append(listener)
-
-    def _changed(self, *key: str) -> None:
-        for listener in self._listeners:
-            try:
-                listener(key)
-            except Exception:  # a bug there must not fail the poll that recorded this
-                log.exception("formatting a changed part of /metrics failed", extra={"part": key})
 
     def record_success(
         self,
@@ -132,8 +118,6 @@ class SnapshotStore:
                 last_error=None,
                 last_duration=duration,
             )
-        self._changed("queue", account, queue)
-        self._changed("account", account)  # up may have changed
 
     def record_failure(
         self,
@@ -158,8 +142,6 @@ class SnapshotStore:
                 last_duration=duration,
                 errors=MappingProxyType(errors),
             )
-        self._changed("queue", account, queue)
-        self._changed("account", account)  # up may have changed
 
     def reconfigure(self, accounts: Iterable[str], queue_types: Iterable[str]) -> None:
         """After a configuration reload: keep the state (and so the series) of every
@@ -188,7 +170,6 @@ class SnapshotStore:
                 MappingProxyType(requests),
                 api.rate_limit_remaining if remaining is None else remaining,
             )
-        self._changed("account", account)
 
     def mark_first_cycle_done(self) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import mimecast_exporter
 from mimecast_exporter.aggregate import QueueAggregator, parse_mimecast_date
 from mimecast_exporter.collector import MimecastCollector
+from mimecast_exporter.config import MetricsConfig
 from mimecast_exporter.mimecast.errors import REASONS
 from mimecast_exporter.store import SnapshotStore
 from tests.fakes import FakeClock, feed
@@ -27,13 +28,23 @@ def msg(route="outbound", size=100, attempts=2, created="2026-11-23T23:00:00Z"):
     return {"routing": route, "size": size, "attempts": attempts, "created": created}
 
 
-@pytest.fixture
-def env():
+def make_env(metrics=None):
     clock = FakeClock()
     store = SnapshotStore(["acme", "legacy"], ["processing", "bulk_processing"], clock.monotonic)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MimecastCollector(store, STALE_AFTER, clock.time, clock.monotonic))
+    registry.register(MimecastCollector(store, STALE_AFTER, clock.time, clock.monotonic, metrics))
     return clock, store, registry
+
+
+@pytest.fixture
+def env():
+    return make_env()
+
+
+@pytest.fixture
+def detailed():
+    """Every opt-in series: histograms and status classes per route, sizes."""
+    return make_env(MetricsConfig(by_route=True, size_histogram=True))
 
 
 def value(registry, name, **labels):
@@ -94,9 +105,8 @@ def test_zero_fill_for_every_route_after_success(env):
             )
             is None
         )
-        assert (
-            value(registry, "mimecast_queue_message_age_seconds_gcount", route=route, **labels) == 0
-        )
+    # The age histogram is per queue by default: the outbound messages.
+    assert value(registry, "mimecast_queue_message_age_seconds_gcount", **labels) == 2
     # 'unknown' only once seen
     assert value(registry, "mimecast_queue_messages", route="unknown", **labels) is None
     # the other queue of the account has not succeeded yet: still down
@@ -120,8 +130,8 @@ def test_oldest_age_is_computed_at_scrape_time(env):
     assert value(registry, "mimecast_queue_oldest_message_age_seconds", **labels) == 3700
 
 
-def test_histograms_are_rebuilt_not_accumulated(env):
-    clock, store, registry = env
+def test_histograms_are_rebuilt_not_accumulated(detailed):
+    clock, store, registry = detailed
     now = clock.time()
     labels = {"account": "acme", "queue": "processing", "route": "outbound"}
     store.record_success("acme", "processing", snapshot(now, msg(), msg(), msg()), now, 0.5)
@@ -157,10 +167,7 @@ def test_stale_series_expire_but_health_stays(env):
     store.record_failure("acme", "processing", "timeout", 30)
     clock.advance(1)
     assert value(registry, "mimecast_queue_messages", route="outbound", **labels) is None
-    assert (
-        value(registry, "mimecast_queue_message_age_seconds_gcount", route="outbound", **labels)
-        is None
-    )
+    assert value(registry, "mimecast_queue_message_age_seconds_gcount", **labels) is None
     assert value(registry, "mimecast_last_success_timestamp_seconds", **labels) == now
     assert value(registry, "mimecast_up", account="acme") == 0
     assert value(registry, "mimecast_poll_errors_total", reason="timeout", **labels) == 1
@@ -190,9 +197,10 @@ def test_api_request_counters_and_rate_limit(env):
     assert value(registry, "mimecast_api_rate_limit_remaining", account="legacy") is None
 
 
-def test_exposition_passes_promtool(env, tmp_path):
+@pytest.mark.parametrize("metrics", [None, MetricsConfig(by_route=True, size_histogram=True)])
+def test_exposition_passes_promtool(metrics):
     promtool = debian_binary("promtool", "prometheus")
-    clock, store, registry = env
+    clock, store, registry = make_env(metrics)
     now = clock.time()
     store.record_success("acme", "processing", snapshot(now, msg(), msg(route="weird")), now, 0.5)
     store.record_failure("legacy", "processing", "auth", 0.2)
@@ -205,12 +213,12 @@ def test_exposition_passes_promtool(env, tmp_path):
     assert result.stdout.strip() == b"" and result.stderr.strip() == b"", result.stderr
 
 
-def test_distributions_are_gauge_histograms_in_both_formats(env):
+def test_distributions_are_gauge_histograms_in_both_formats(detailed):
     """A snapshot of the queue, not events since start: _gcount and _gsum, never
     _count and _sum (which rate() would take for counters)."""
     from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-    clock, store, registry = env
+    clock, store, registry = detailed
     now = clock.time()
     store.record_success("acme", "processing", snapshot(now, msg(), msg(size=5000)), now, 0.5)
     text, om = generate_latest(registry).decode(), openmetrics(registry).decode()
@@ -222,10 +230,10 @@ def test_distributions_are_gauge_histograms_in_both_formats(env):
             assert f"{name}_bucket{{" in exposition
 
 
-def test_messages_by_status_zero_filled_and_only_for_complete_scans(env):
+def test_messages_by_status_per_route_zero_filled(detailed):
     from mimecast_exporter.status import STATUSES
 
-    clock, store, registry = env
+    clock, store, registry = detailed
     now = clock.time()
     messages = [
         {**msg(), "info": "host mx.partner.example said: 550 5.1.1 User unknown"},
@@ -341,3 +349,87 @@ def test_the_overdue_grace_is_poll_retry_overdue_after():
         feed(agg, messages)
         counts.append(agg.snapshot().routes["outbound"].sums.retry_overdue)
     assert counts == [2, 1]
+
+
+STATUS_MESSAGES = [
+    {**msg(), "info": "host mx.partner.example said: 550 5.1.1 User unknown"},
+    {**msg(), "info": "Connection refused"},
+    {**msg(route="inbound"), "info": "Connection refused"},
+    {**msg(route="inbound", size=7000), "info": "Queued for Processing"},
+]
+
+
+def test_by_default_status_and_age_are_per_queue_and_sizes_not_served(env):
+    from mimecast_exporter.status import STATUSES
+
+    clock, store, registry = env
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, *STATUS_MESSAGES), now, 0.5)
+    labels = {"account": "acme", "queue": "processing"}
+    name = "mimecast_queue_messages_by_status"
+    assert value(registry, name, status="connection_refused", **labels) == 2
+    assert value(registry, name, status="rejected_permanent", **labels) == 1
+    assert value(registry, name, status="processing", **labels) == 1
+    assert sum(value(registry, name, status=s, **labels) for s in STATUSES) == 4
+    age = "mimecast_queue_message_age_seconds"
+    assert value(registry, f"{age}_gcount", **labels) == 4
+    assert value(registry, f"{age}_bucket", le="3600.0", **labels) == 4
+    assert value(registry, f"{age}_gsum", **labels) == 4 * 3600
+    text = generate_latest(registry).decode()
+    assert "mimecast_queue_message_size_bytes" not in text
+    assert 'route="' not in "".join(
+        line for line in text.splitlines() if line.startswith((name, age))
+    )
+
+
+def test_opt_in_series_carry_the_route(detailed):
+    clock, store, registry = detailed
+    now = clock.time()
+    store.record_success("acme", "processing", snapshot(now, *STATUS_MESSAGES), now, 0.5)
+    inbound = {"account": "acme", "queue": "processing", "route": "inbound"}
+    size = "mimecast_queue_message_size_bytes"
+    assert value(registry, f"{size}_gsum", **inbound) == 7100
+    assert value(registry, f"{size}_bucket", le="4096.0", **inbound) == 1
+    assert value(registry, "mimecast_queue_messages_by_status", status="processing", **inbound) == 1
+    assert value(registry, "mimecast_queue_message_age_seconds_gcount", **inbound) == 2
+
+
+def test_an_account_serves_at_most_150_samples_by_default(env):
+    """Two queues, four routes, every queue read whole, a few request codes: the
+    series of one account at default settings (docs/metrics.md)."""
+    clock, store, registry = env
+    now = clock.time()
+    messages = [msg(route=r, created=c) for r in ("inbound", "outbound", "internal", "external")
+                for c in ("2026-11-23T23:00:00Z", "2026-11-20T00:00:00Z")]  # fmt: skip
+    for queue in ("processing", "bulk_processing"):
+        store.record_success("acme", queue, snapshot(now, *messages), now, 0.5)
+        store.record_failure("acme", queue, "timeout", 30)
+        store.record_success("acme", queue, snapshot(now, *messages), now, 0.5)
+    for code in (200, 429, 500):
+        store.record_response("acme", "find-processing-messages", code, 10)
+    store.record_response("acme", "token", 200, 10)
+    samples = [
+        sample
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.labels.get("account") == "acme"
+    ]
+    assert 100 < len(samples) <= 150, len(samples)
+
+
+def test_a_reload_changes_which_series_are_served():
+    from mimecast_exporter.app import Exporter
+    from mimecast_exporter.clock import SystemClock
+    from mimecast_exporter.config import Config, PollConfig
+
+    exporter = Exporter(Config(PollConfig(), ()), SystemClock(), process_metrics=False)
+    now = time.time()
+    exporter.store.reconfigure(["acme"], ["processing"])
+    exporter.store.record_success("acme", "processing", snapshot(now, *STATUS_MESSAGES), now, 1)
+    size = "mimecast_queue_message_size_bytes_gcount"
+    labels = {"account": "acme", "queue": "processing"}
+    assert exporter.registry.get_sample_value(size, labels) is None
+    exporter.reload(Config(PollConfig(), (), MetricsConfig(size_histogram=True)))
+    exporter.store.reconfigure(["acme"], ["processing"])  # no accounts: polls nothing
+    exporter.store.record_success("acme", "processing", snapshot(now, *STATUS_MESSAGES), now, 1)
+    assert exporter.registry.get_sample_value(size, labels) == 4

@@ -19,6 +19,7 @@ from mimecast_exporter.config import (
     Config,
     ConfigError,
     HmacCredentials,
+    MetricsConfig,
     OAuth2Credentials,
     PollConfig,
     Secret,
@@ -285,6 +286,24 @@ def test_top_domains_and_message_details_per_account() -> None:
     assert (account.top_domains, account.expose_message_details) == (10, True)
     text = describe(parse_config(raw, environ={}))
     assert "top_domains: 10" in text and "expose_message_details: true" in text
+
+
+def test_metrics_opt_ins() -> None:
+    raw = yaml.safe_load(MINIMAL)
+    assert parse_config(raw, environ={}).metrics == MetricsConfig(False, False)
+    raw["metrics"] = {"by_route": True, "size_histogram": True}
+    config = parse_config(raw, environ={})
+    assert config.metrics == MetricsConfig(by_route=True, size_histogram=True)
+    assert "metrics:\n  by_route: true\n  size_histogram: true" in describe(config)
+    for bad, where, words in [
+        ({"by_route": "yes"}, "metrics.by_route", "expected true or false"),
+        ({"per_route": True}, "metrics.per_route", "unknown key"),
+        ([True], "metrics", "expected a mapping"),
+    ]:
+        raw["metrics"] = bad
+        with pytest.raises(ConfigError) as excinfo:
+            parse_config(raw, environ={})
+        assert excinfo.value.field_path == where and words in excinfo.value.problem
 
 
 def test_empty_poll_section_means_defaults() -> None:
@@ -642,7 +661,8 @@ def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     keys = [
         *(f.name for f in PollConfig.__dataclass_fields__.values()),
-        "poll", "accounts", "name", "base_url", "region", "oauth2", "hmac",
+        *(f.name for f in MetricsConfig.__dataclass_fields__.values()),
+        "poll", "accounts", "metrics", "name", "base_url", "region", "oauth2", "hmac",
         "search_by", "filter_by", "field_name", "value", "tls_config", "ca_file",
         "client_id", "client_secret", "app_id", "app_key", "access_key", "secret_key",
         "_file", "${", "$$",

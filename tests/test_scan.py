@@ -143,8 +143,10 @@ def test_a_huge_queue_is_counted_exactly_in_six_requests(sim, clock):
         stamp_ = served(registry, "mimecast_queue_oldest_message_created_timestamp_seconds", route)
         assert stamp_ == expected[route]["oldest"]
     # Sums over part of a queue would be wrong: they are not served.
-    for name in ("size_bytes", "attempts", "max_attempts", "message_age_seconds_gcount"):
+    for name in ("size_bytes", "attempts", "max_attempts"):
         assert served(registry, f"mimecast_queue_{name}", "outbound") is None
+    labels = {"account": "legacy", "queue": "processing"}
+    assert registry.get_sample_value("mimecast_queue_message_age_seconds_gcount", labels) is None
     # ... nor are the counts by status, sums over messages too.
     text = generate_latest(registry).decode()
     assert "mimecast_queue_messages_by_status{" not in text

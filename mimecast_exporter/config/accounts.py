@@ -19,6 +19,7 @@ from mimecast_exporter.config.expand import (
     check_keys,
     expand_tree,
     expect_mapping,
+    flag,
     found,
     join,
     one_of,
@@ -87,7 +88,7 @@ def _parse_account(raw: Any, path: str, ctx: Context) -> AccountConfig:
         filter_by=None if filter_by is None else _parse_filter_by(filter_by, path, ctx),
         ca_file=_parse_tls_config(account.get("tls_config"), path, ctx),
         top_domains=_parse_top_domains(account.get("top_domains", 0), join(path, "top_domains")),
-        expose_message_details=_parse_flag(
+        expose_message_details=flag(
             account.get("expose_message_details", False), join(path, "expose_message_details")
         ),
     )
@@ -107,14 +108,6 @@ def _parse_top_domains(value: Any, path: str) -> int:
             f"expected an integer from 0 (off) to {MAX_TOP_DOMAINS} (each queue and route gets"
             f" top_domains + 1 series); found {value}",
         )
-    return value
-
-
-def _parse_flag(value: Any, path: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ConfigError(path, f"expected true or false; found {found(value)}")
     return value
 
 

@@ -74,6 +74,15 @@ def expect_mapping(
     return value
 
 
+def flag(value: Any, path: str) -> bool:
+    """A yes/no setting: true or false (absent or null: false)."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false; found {found(value)}")
+    return value
+
+
 def check_keys(mapping: Mapping[Any, Any], allowed: tuple[str, ...], path: str) -> None:
     for key in mapping:
         if key not in allowed:

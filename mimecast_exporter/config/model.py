@@ -140,9 +140,20 @@ class PollConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Series served beyond the defaults (docs/metrics.md, "Series and cardinality")."""
+
+    # mimecast_queue_message_age_seconds and mimecast_queue_messages_by_status
+    # with a route label, not only per queue.
+    by_route: bool = False
+    size_histogram: bool = False  # mimecast_queue_message_size_bytes
+
+
+@dataclass(frozen=True)
 class Config:
     poll: PollConfig
     accounts: tuple[AccountConfig, ...] = field(default_factory=tuple)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the config, for scrubbing output."""

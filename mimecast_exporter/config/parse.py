@@ -15,12 +15,13 @@ from typing import Any
 import yaml
 
 from mimecast_exporter.config.accounts import parse_accounts
-from mimecast_exporter.config.expand import Context, check_keys, expect_mapping
-from mimecast_exporter.config.model import Config, ConfigError
+from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
+from mimecast_exporter.config.model import Config, ConfigError, MetricsConfig
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
 from mimecast_exporter.config.poll import parse_poll
 
-_TOP_KEYS = ("poll", "accounts")
+_TOP_KEYS = ("poll", "accounts", "metrics")
+_METRICS_KEYS = ("by_route", "size_histogram")
 
 
 def parse_config(
@@ -39,7 +40,19 @@ def parse_config(
         raise ConfigError("", "the configuration is empty; expected a mapping with 'accounts'")
     root = expect_mapping(data, "", "a mapping with 'poll' and 'accounts' at the top level")
     check_keys(root, _TOP_KEYS, "")
-    return Config(poll=parse_poll(root.get("poll"), ctx), accounts=parse_accounts(root, ctx))
+    return Config(
+        poll=parse_poll(root.get("poll"), ctx),
+        accounts=parse_accounts(root, ctx),
+        metrics=_parse_metrics(root.get("metrics")),
+    )
+
+
+def _parse_metrics(raw: Any) -> MetricsConfig:
+    if raw is None:
+        return MetricsConfig()
+    metrics = expect_mapping(raw, "metrics", "a mapping of series to serve beyond the defaults")
+    check_keys(metrics, _METRICS_KEYS, "metrics")
+    return MetricsConfig(**{key: flag(metrics.get(key), f"metrics.{key}") for key in _METRICS_KEYS})
 
 
 def load_config(

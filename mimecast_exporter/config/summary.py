@@ -42,6 +42,9 @@ def describe(config: Config) -> str:
         f"  concurrency: {poll.concurrency}",
         f"  max_response_bytes: {poll.max_response_bytes}",
         f"  retry_overdue_after: {format_duration(poll.retry_overdue_after)}",
+        "metrics:",
+        f"  by_route: {str(config.metrics.by_route).lower()}",
+        f"  size_histogram: {str(config.metrics.size_histogram).lower()}",
         f"accounts: {len(config.accounts)}",
     ]
     for account in config.accounts:

@@ -47,7 +47,6 @@ from mimecast_exporter.web.landing import StatusSource, render_index
 from mimecast_exporter.web.listen import bind, parse_listen_address
 
 if TYPE_CHECKING:
-    from mimecast_exporter.exposition import MetricsPage
     from mimecast_exporter.web.auth import WebSecurity
     from mimecast_exporter.web.watch import WebConfigWatcher
 
@@ -88,11 +87,8 @@ class WebServer:
         version: str = "",
         web_config: WebConfigWatcher | None = None,
         max_connections: int = MAX_CONNECTIONS,
-        page: MetricsPage | None = None,
         dashboard_url: str | None = None,
     ) -> None:
-        """``page`` renders /metrics from cached parts; without it (and for
-        ``?name[]=`` filters) the whole ``registry`` is formatted at every scrape."""
         if max_connections < 1:
             raise ValueError(f"max connections {max_connections}: must be at least 1")
         if not telemetry_path.startswith("/") or any(c in telemetry_path for c in "?# \t\r\n"):
@@ -101,7 +97,6 @@ class WebServer:
             )
         self._host, self._port = parse_listen_address(listen_address)
         self.registry = registry
-        self.page = page
         self.dashboard_url = dashboard_url  # linked from the status page
         self.status = status
         self.telemetry_path = telemetry_path
@@ -407,10 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
         if names:
             registry = registry.restricted_registry(names)
         try:
-            if app.page is not None and not names:
-                output = app.page.render(encoder, content_type)
-            else:
-                output = encoder(registry)
+            output = encoder(registry)
         except Exception as err:
             # A broken collector must cost one scrape, not the server.
             logger.error("collecting metrics failed", exc_info=True)
