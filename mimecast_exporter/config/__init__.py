@@ -23,16 +23,12 @@ This package only re-exports; the work is split by concern:
 
 from __future__ import annotations
 
-from mimecast_exporter.config.accounts import SEARCH_FIELDS
-from mimecast_exporter.config.expand import expand_env
 from mimecast_exporter.config.model import (
     HMAC_REGIONS,
     OAUTH2_REGIONS,
-    QUEUE_TYPES,
     AccountConfig,
     Config,
     ConfigError,
-    Credentials,
     HmacCredentials,
     MetricsConfig,
     OAuth2Credentials,
@@ -43,31 +39,19 @@ from mimecast_exporter.config.parse import load_config, parse_config
 from mimecast_exporter.config.poll import parse_duration
 from mimecast_exporter.config.summary import describe
 
-# Importable from mimecast_exporter.config before the split (the old module imported
-# them); kept so that no existing import breaks. Their home is mimecast_exporter.durations.
-from mimecast_exporter.durations import EXAMPLES as DURATION_EXAMPLES
-from mimecast_exporter.durations import format_duration, parse_duration_text
-
 __all__ = [
-    "DURATION_EXAMPLES",
     "HMAC_REGIONS",
     "OAUTH2_REGIONS",
-    "QUEUE_TYPES",
-    "SEARCH_FIELDS",
     "AccountConfig",
     "Config",
     "ConfigError",
-    "Credentials",
     "HmacCredentials",
     "MetricsConfig",
     "OAuth2Credentials",
     "PollConfig",
     "Secret",
     "describe",
-    "expand_env",
-    "format_duration",
     "load_config",
     "parse_config",
     "parse_duration",
-    "parse_duration_text",
 ]

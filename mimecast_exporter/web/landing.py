@@ -258,10 +258,6 @@ def _count(value: int | None) -> str:
     return '<span class="muted">?</span>' if value is None else f"{value:,}"
 
 
-def _count_or_dash(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
 def _depth_table(account: AccountStatus, now: float) -> str:
     rows = []
     for q in account.queues:
