@@ -20,11 +20,12 @@ import math
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from mimecast_exporter import recipients
-from mimecast_exporter.dates import parse_mimecast_date
+from mimecast_exporter.dates import parse_mimecast_date, parse_mimecast_datetime
 from mimecast_exporter.logs import scrub_and_cut
 from mimecast_exporter.mimecast.pages import Message
 from mimecast_exporter.snapshot import (
@@ -241,10 +242,11 @@ class QueueAggregator:
         this runs once per message."""
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
-        parse = parse_mimecast_date
+        parse, parse_datetime = parse_mimecast_date, parse_mimecast_datetime
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
-        overdue_before = now - self.retry_overdue_after
+        now_dt = datetime.fromtimestamp(now, UTC)
+        overdue_dt = datetime.fromtimestamp(now - self.retry_overdue_after, UTC)
         last_text: Any = _NOTHING
         created: float | None = None
         age, bucket = 0.0, 0
@@ -265,19 +267,20 @@ class QueueAggregator:
 
             # Retry state, as the console's Locked / Delayed: null means none;
             # absent (UNSET) or not a date, unknown.
+            # Compared as datetimes: no epoch seconds needed.
             locked_until = message.locked_until
             if locked_until is not None:
-                until = parse(locked_until)
+                until = parse_datetime(locked_until)
                 if until is None:
                     totals.lock_unknown += 1
-                elif until > now:
+                elif until > now_dt:
                     totals.locked += 1
             next_attempt = message.next_attempt
             if next_attempt is not None:
-                when = parse(next_attempt)
+                when = parse_datetime(next_attempt)
                 if when is None:
                     totals.retry_unknown += 1
-                elif when < overdue_before:
+                elif when < overdue_dt:
                     totals.overdue += 1
 
             size = message.size
