@@ -449,7 +449,7 @@ def report(
         "that it reads everything; not the first, as a running exporter polls again), "
         "over the CPU `json.loads` needs for the same answers; in rounds of both in turns, "
         "100,000 messages' worth (at most 50 rounds, 1 at 1,000,000). "
-        "Targets: at most 0.5, never above 1.0.",
+        "Target: at most 1.0.",
         "- *peak RSS minus idle*: during that full scan. Target at 1,000,000: at most 20 MiB.",
         "- *scrape*: rendering /metrics from the snapshot; the ratio to an empty queue's "
         "(timed in turns in the same process) shows that a scrape does not grow with the "

@@ -119,7 +119,6 @@ class _RouteTotals:
         "lock_unknown",
         "locked",
         "max_attempts",
-        "messages",
         "oldest",
         "overdue",
         "retry_unknown",
@@ -129,7 +128,6 @@ class _RouteTotals:
     )
 
     def __init__(self) -> None:
-        self.messages = 0
         self.size = 0
         self.attempts = 0
         self.max_attempts = 0
@@ -144,6 +142,10 @@ class _RouteTotals:
         self.lock_unknown = 0  # lockedUntil absent or not a date: locked or not, unknown
         self.retry_unknown = 0  # nextAttempt absent or not a date
         self.domains: dict[str, list[float]] = {}  # domain -> [messages, oldest created]
+
+    @property
+    def messages(self) -> int:
+        return sum(self.by_status)  # every message has exactly one status
 
     @property
     def oldest_created(self) -> float | None:
@@ -242,7 +244,7 @@ class QueueAggregator:
         this runs once per message."""
         routes, now, max_count = self._routes, self.now, _MAX_COUNT
         size_bounds, age_bounds = SIZE_BUCKETS, AGE_BUCKETS
-        parse, parse_datetime = parse_mimecast_date, parse_mimecast_datetime
+        parse_datetime = parse_mimecast_datetime
         newest, falls = self._newest, self._falls
         status_cache = INDEX_CACHE
         now_dt = datetime.fromtimestamp(now, UTC)
@@ -257,7 +259,6 @@ class QueueAggregator:
             totals = routes.get(routing) if type(routing) is str else None
             if totals is None:
                 totals = self._totals_for(message)
-            totals.messages += 1
 
             info = message.info
             status = status_cache.get(info) if type(info) is str else None
@@ -302,7 +303,8 @@ class QueueAggregator:
             # bucket are those just computed.
             text = message.created
             if text != last_text:
-                created = parse(text)
+                moment = parse_datetime(text)
+                created = None if moment is None else moment.timestamp()
                 if created is not None:
                     # A message "from the future" (clock skew) is as young as can be.
                     age = now - created if created < now else 0.0
