@@ -49,9 +49,7 @@ AGE_BUCKETS: tuple[float, ...] = (
     300,
     900,
     3600,  # 1 hour: the mixin's oldest-message threshold
-    7200,
     14400,
-    43200,
     86400,  # 1 day
     259200,
     604800,  # 7 days: the default lookback

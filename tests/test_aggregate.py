@@ -71,7 +71,7 @@ def test_histograms_bucket_by_age_and_size():
     cumulative = dict(stats.age.cumulative())
     assert cumulative["60.0"] == 1
     assert cumulative["3600.0"] == 1
-    assert cumulative["7200.0"] == 2
+    assert cumulative["14400.0"] == 2
     assert cumulative["+Inf"] == 2
     assert stats.age.total == 30 + 7200
     assert len(stats.age.counts) == len(AGE_BUCKETS) + 1

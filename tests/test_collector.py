@@ -395,19 +395,23 @@ def test_opt_in_series_carry_the_route(detailed):
 
 
 def test_an_account_serves_at_most_150_samples_by_default(env):
-    """Two queues, four routes, every queue read whole, a few request codes: the
-    series of one account at default settings (docs/metrics.md)."""
+    """Two queues, four routes, every queue read whole, every figure known, the
+    status codes of a troubled account: the series of one account at default
+    settings (docs/metrics.md)."""
     clock, store, registry = env
     now = clock.time()
-    messages = [msg(route=r, created=c) for r in ("inbound", "outbound", "internal", "external")
+    retry = {"lockedUntil": None, "nextAttempt": "2026-11-23T23:30:00Z"}
+    messages = [{**msg(route=r, created=c), **retry}
+                for r in ("inbound", "outbound", "internal", "external")
                 for c in ("2026-11-23T23:00:00Z", "2026-11-20T00:00:00Z")]  # fmt: skip
     for queue in ("processing", "bulk_processing"):
         store.record_success("acme", queue, snapshot(now, *messages), now, 0.5)
         store.record_failure("acme", queue, "timeout", 30)
         store.record_success("acme", queue, snapshot(now, *messages), now, 0.5)
-    for code in (200, 429, 500):
+    for code in (200, 429, 500, 503):
         store.record_response("acme", "find-processing-messages", code, 10)
-    store.record_response("acme", "token", 200, 10)
+    for code in (200, 401):
+        store.record_response("acme", "token", code, 10)
     samples = [
         sample
         for family in registry.collect()
