@@ -98,20 +98,24 @@ class QueueScan:
         budget = RequestBudget(self.poll.max_pages)
         start, end = self.client.window()
         account = self.client.account
-        aggregator = QueueAggregator(
-            now,
-            self.context,
-            top_domains=account.top_domains,
-            details=account.expose_message_details,
-            retry_overdue_after=self.poll.retry_overdue_after,
-        )
+        query = Query(queue, start, end, self.poll.page_size)
         try:
-            total = self._scan(
-                Query(queue, start, end, self.poll.page_size), aggregator, budget, deadline
-            )
-            if total is _COMPLETE:
-                return aggregator.snapshot()
-            return self._count(queue, start, end, aggregator, total, budget, deadline)
+            for rereads_left in range(MAX_REREADS, -1, -1):
+                aggregator = QueueAggregator(
+                    now,
+                    self.context,
+                    top_domains=account.top_domains,
+                    details=account.expose_message_details,
+                    retry_overdue_after=self.poll.retry_overdue_after,
+                )
+                walk = self._scan(query, aggregator, budget, deadline)
+                if walk.complete and not walk.moved:
+                    return aggregator.snapshot()
+                if not (walk.complete and rereads_left and self._can_reread(walk, budget)):
+                    break
+            if walk.moved:
+                self._say_moved(walk, aggregator, rereads_left)
+            return self._count(queue, start, end, aggregator, walk.total, budget, deadline)
         finally:
             self.requests = budget.used
 
@@ -119,23 +123,26 @@ class QueueScan:
 
     def _scan(
         self, query: Query, aggregator: QueueAggregator, budget: RequestBudget, deadline: float
-    ) -> Any:
-        """Read pages while the queue can be read to the end within the budget.
-
-        Returns _COMPLETE when it was, else the latest totalCount (or None).
-        """
+    ) -> _Walk:
+        """Read pages while the queue can be read to the end within the budget."""
         # Digests, not the tokens: what a poll remembers stays small whatever comes back.
         seen_tokens: set[bytes] = set()
+        totals: set[int | None] = set()  # each page's totalCount
         total: int | None = None
         number = 0
         while True:
             number += 1
             page = self.client.find(query, budget=budget, deadline=deadline, number=number)
             aggregator.add(page.messages)
+            totals.add(page.total_count)
             if page.total_count is not None:
                 total = page.total_count
             if not page.count or not page.next_token:
-                return _COMPLETE
+                # Pages are offsets into a list that shifts: the queue moved under
+                # the walk when its pages disagree on its size, or the walk read
+                # another number of messages than the last page says it holds.
+                moved = None not in totals and (len(totals) > 1 or total != aggregator.scanned)
+                return _Walk(True, total, moved, pages=number)
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -145,7 +152,7 @@ class QueueScan:
                 )
             seen_tokens.add(digest)
             if not self._another_page(budget, total, aggregator, page.count):
-                return total
+                return _Walk(False, total, False, pages=number)
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 
     def _another_page(
@@ -166,6 +173,27 @@ class QueueScan:
         # Without totalCount, route requests can only tell oldest messages, and
         # only when the server sorts as asked.
         return len(self.routes) if ascending else 0
+
+    def _can_reread(self, walk: _Walk, budget: RequestBudget) -> bool:
+        """Whether the budget holds the queue read once more, as many pages as it
+        is now and one for what arrives meanwhile, and still the count requests."""
+        assert walk.total is not None  # a walk seen to move had every totalCount
+        pages = math.ceil(walk.total / max(self.poll.page_size, 1)) + 1
+        return budget.remaining >= pages + self._reserve(walk.total, True)
+
+    def _say_moved(self, walk: _Walk, aggregator: QueueAggregator, rereads_left: int) -> None:
+        why = (
+            "the queue moved again while it was read once more"
+            if rereads_left == 0
+            else "the request budget (poll.max_pages) does not hold it read once more"
+        )
+        self.warnings.warn(
+            "moved",
+            "the queue moved while it was read (messages left or arrived between pages), and "
+            f"{why}: sums, histograms, status, locked, overdue and domain figures are not "
+            "served for this poll, counts and oldest ages are, from requests exact at an instant",
+            {**self.context, "scanned": aggregator.scanned, "total": walk.total},
+        )
 
     # -- counting what was not read ------------------------------------------------
 
@@ -312,7 +340,20 @@ class QueueScan:
         return created
 
 
-_COMPLETE: Any = object()
+# A walk that saw the queue move is read once more, if the budget holds it:
+# movement between two reads of seconds is common, in each of two, rare. Past
+# that, the counts (exact at an instant) are served and the sums are not.
+MAX_REREADS = 1
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """How reading the pages went."""
+
+    complete: bool  # read to the last page
+    total: int | None  # the latest totalCount
+    moved: bool  # complete, but the queue moved under it: its sums are no one instant's
+    pages: int = 0
 
 
 def _digest(token: str) -> bytes:

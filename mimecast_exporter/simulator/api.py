@@ -30,6 +30,7 @@ from mimecast_exporter.simulator.auth import (
 )
 from mimecast_exporter.simulator.clock import Clock
 from mimecast_exporter.simulator.faults import FIND_PATH, PASS_THROUGH, TOKEN_PATH, Fault, FaultList
+from mimecast_exporter.simulator.model import Churn
 from mimecast_exporter.simulator.query import (
     PageTokens,
     QueryError,
@@ -145,6 +146,7 @@ class MimecastApi:
         # a fire drill) must not grow without bound.
         self.requests: deque[RecordedRequest] = deque(maxlen=recorded_requests)
         self.quirks = quirks or Quirks()
+        self.churn = Churn()  # none: the queue stays still while it is read
         self.behaviour = behaviour or ApiBehaviour()
 
     def add_tenant(self, tenant: Tenant) -> Tenant:
@@ -342,6 +344,8 @@ class MimecastApi:
             )
         except QueryError as err:
             return mimecast_error(400, err.code, err.message)
+        if self.churn != Churn():
+            tenant.model.churn(q.queue, self.churn, now)
         quirks = self.quirks
         if quirks.ignore_sort_order:
             q = replace(q, descending=True)  # the documented default order

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from mimecast_exporter.simulator.api import Quirks
+from mimecast_exporter.simulator.model import Churn
 from mimecast_exporter.simulator.scenarios import SCENARIOS
 from mimecast_exporter.simulator.server import (
     DEFAULT_HMAC_TENANT,
@@ -145,7 +146,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send no meta.pagination.totalCount, as a server that omits it",
     )
+    p.add_argument(
+        "--churn",
+        type=_churn,
+        default=Churn(),
+        metavar="LEAVE,ARRIVE",
+        help="before each find request, LEAVE messages leave the queue from anywhere and "
+        "ARRIVE new ones arrive: a queue that moves while it is read (default: 0,0)",
+    )
     return p
+
+
+def _churn(text: str) -> Churn:
+    try:
+        leave, arrive = (int(part) for part in text.split(","))
+        return Churn.from_dict({"leave": leave, "arrive": arrive})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: LEAVE,ARRIVE, two whole numbers") from exc
 
 
 def describe(sim: SimulatorServer, out: TextIO) -> None:
@@ -217,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             omit_total_count=args.no_total_count,
         ),
     )
+    sim.churn = args.churn
     try:
         sim.start()
     except OSError as exc:

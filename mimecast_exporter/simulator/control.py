@@ -10,6 +10,8 @@ expire tokens, which is why the simulator is meant for loopback only.
 - ``GET /_simulator/state``: scenario, model time and queue sizes per tenant
 - ``GET /_simulator/quirks``, ``PUT /_simulator/quirks``: what the simulator ignores
   (JSON body: the :class:`Quirks` fields, e.g. ``{"ignore_sort_order": true}``)
+- ``GET /_simulator/churn``, ``PUT /_simulator/churn``: how the queues move while
+  they are read (JSON body: the :class:`Churn` fields, e.g. ``{"leave": 1, "arrive": 1}``)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.faults import Fault
+from mimecast_exporter.simulator.model import Churn
 from mimecast_exporter.simulator.responses import Response, json_response
 
 if TYPE_CHECKING:
@@ -42,6 +45,8 @@ def handle_control(sim: SimulatorServer, req: Incoming) -> Response:
         ("GET", "state"): lambda s, r: json_response(200, s.state()),
         ("GET", "quirks"): lambda s, r: json_response(200, dataclasses.asdict(s.quirks)),
         ("PUT", "quirks"): _set_quirks,
+        ("GET", "churn"): lambda s, r: json_response(200, dataclasses.asdict(s.churn)),
+        ("PUT", "churn"): _set_churn,
     }
     name = req.path[len(PREFIX) :]
     handler = routes.get((req.method, name))
@@ -72,6 +77,14 @@ def _set_quirks(sim: SimulatorServer, req: Incoming) -> Response:
     except ValueError as exc:
         return _error(400, str(exc))
     return json_response(200, dataclasses.asdict(sim.quirks))
+
+
+def _set_churn(sim: SimulatorServer, req: Incoming) -> Response:
+    try:
+        sim.churn = Churn.from_dict(req.json)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return json_response(200, dataclasses.asdict(sim.churn))
 
 
 def _clear_faults(sim: SimulatorServer, req: Incoming) -> Response:

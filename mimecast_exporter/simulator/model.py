@@ -276,6 +276,26 @@ class _LiveQueue:
         self._push(msg.next_attempt, "attempt", msg.id)
 
 
+@dataclass(frozen=True)
+class Churn:
+    """A queue that moves while it is read: before each find request, ``leave``
+    messages leave from anywhere in the queue (delivered, bounced) and
+    ``arrive`` new ones arrive (the newest). As Mimecast's pages are offsets
+    into a list that shifts, a departure before a reader's cursor makes it skip
+    a message that stayed. Applies to live and fixed queues, not to a backlog."""
+
+    leave: int = 0
+    arrive: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Churn:
+        if not isinstance(raw, dict) or not set(raw) <= {"leave", "arrive"}:
+            raise ValueError("churn is an object with keys among ['arrive', 'leave']")
+        if not all(type(v) is int and 0 <= v <= 10_000 for v in raw.values()):
+            raise ValueError("leave and arrive are whole numbers from 0 to 10000")
+        return cls(**raw)
+
+
 class QueueModel:
     """The queues of one tenant: live simulations, or fixed lists set by a test."""
 
@@ -294,6 +314,8 @@ class QueueModel:
         self._live: dict[str, _LiveQueue] = {}
         self._fixed: dict[str, list[dict[str, Any]]] = {}
         self._backlog: dict[str, Backlog] = {}
+        self._churn_rng = random.Random(f"{seed}/churn")
+        self._churned = 0  # messages made to arrive so far: their ids
         for queue in QUEUES:
             if queue == "processing" and scenario.backlog is not None:
                 self._backlog[queue] = Backlog(
@@ -334,6 +356,30 @@ class QueueModel:
             now=model_now,
             keep=(lambda message: matches(message, q)) if slow_filter else None,
         )
+
+    def churn(self, queue: str, churn: Churn, wall_now: float) -> None:
+        """Let ``churn.leave`` messages of ``queue`` leave and ``churn.arrive`` arrive."""
+        rng = self._churn_rng
+        with self._lock:
+            live = self._advanced(queue, wall_now)
+            if live is not None:
+                for msg_id in rng.sample(list(live.messages), min(churn.leave, len(live.messages))):
+                    del live.messages[msg_id]
+                model_now = self.clock.model_time(wall_now)
+                for _ in range(churn.arrive):
+                    route = rng.choice(ROUTES)
+                    live._add(live.new_message(route, created=model_now, next_attempt=model_now))
+                return
+            fixed = self._fixed.get(queue)
+            if fixed is None:
+                return  # a backlog is computed, not stored
+            for _ in range(min(churn.leave, len(fixed))):
+                del fixed[rng.randrange(len(fixed))]
+            for _ in range(churn.arrive):
+                self._churned += 1
+                template = copy.deepcopy(rng.choice(fixed)) if fixed else {"routing": "outbound"}
+                template.update(id=f"churn-{self._churned}", created=format_mc_date(wall_now))
+                fixed.append(template)
 
     def _advanced(self, queue: str, wall_now: float) -> _LiveQueue | None:
         """The live queue brought up to ``wall_now``; None if fixed. Caller holds the lock."""

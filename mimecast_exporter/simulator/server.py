@@ -29,7 +29,7 @@ from mimecast_exporter.simulator.api import Incoming, MimecastApi, Quirks, Recor
 from mimecast_exporter.simulator.clock import Clock, ModelClock, format_mc_date
 from mimecast_exporter.simulator.control import PREFIX, handle_control
 from mimecast_exporter.simulator.faults import FaultList
-from mimecast_exporter.simulator.model import QueueModel
+from mimecast_exporter.simulator.model import Churn, QueueModel
 from mimecast_exporter.simulator.responses import Response, json_response
 from mimecast_exporter.simulator.scenarios import get_scenario
 from mimecast_exporter.simulator.tenants import DEFAULT_HMAC, DEFAULT_OAUTH2, Tenant
@@ -154,6 +154,16 @@ class SimulatorServer:
             self.api.quirks = value
 
     @property
+    def churn(self) -> Churn:
+        """How the queues move while they are read; assign to change it."""
+        return self.api.churn
+
+    @churn.setter
+    def churn(self, value: Churn) -> None:
+        with self.api.lock:
+            self.api.churn = value
+
+    @property
     def faults(self) -> FaultList:
         return self.api.faults
 
@@ -199,6 +209,7 @@ class SimulatorServer:
             "tenants": tenants,
             "faults": len(self.faults),
             "quirks": dataclasses.asdict(self.quirks),
+            "churn": dataclasses.asdict(self.churn),
         }
 
     # --- serving ----------------------------------------------------------------------------
