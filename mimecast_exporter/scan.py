@@ -132,7 +132,20 @@ class QueueScan:
         number = 0
         while True:
             number += 1
-            page = self.client.find(query, budget=budget, deadline=deadline, number=number)
+            # A page's retries leave the count requests their share (before the
+            # first page, as if the queue were too large to read).
+            keep = len(self.routes) + 1
+            if number > 1:
+                keep = self._reserve(total, aggregator.ascending)
+            share = budget.keeping(keep)
+            try:
+                page = self.client.find(query, budget=share, deadline=deadline, number=number)
+            except PollError as error:
+                if number == 1 or not _spent(error, share):
+                    raise
+                # Retries took what reading on needed: count what was not read.
+                self._say_spent("a page", error)
+                return _Walk(False, total, False)
             aggregator.add(page.messages)
             totals.add(page.total_count)
             if page.total_count is not None:
@@ -180,6 +193,15 @@ class QueueScan:
         assert walk.total is not None  # a walk seen to move had every totalCount
         pages = math.ceil(walk.total / max(self.poll.page_size, 1)) + 1
         return budget.remaining >= pages + self._reserve(walk.total, True)
+
+    def _say_spent(self, what: str, error: PollError) -> None:
+        self.warnings.warn(
+            "budget_retries",
+            f"retries of {what} spent the rest of the request budget (poll.max_pages="
+            f"{self.poll.max_pages}) and it still failed ({error.message}): what was exact "
+            "before is served, message counts of what was not read are not",
+            {**self.context, **error.log_fields()},
+        )
 
     def _say_moved(self, walk: _Walk, aggregator: QueueAggregator, rereads_left: int) -> None:
         why = (
@@ -236,18 +258,31 @@ class QueueScan:
             )
         elif needed:
             number = 1 + aggregator.scanned // max(self.poll.page_size, 1)
-            for route in self.routes:
-                number += 1
-                probes[route] = self.client.find(
-                    Query(queue, start, end, 1, route=route),
-                    budget=budget,
-                    deadline=deadline,
-                    number=number,
-                )
-            if total is not None and all(p.total_count is not None for p in probes.values()):
-                closing = self.client.find(
-                    Query(queue, start, end, 1), budget=budget, deadline=deadline, number=number + 1
-                )
+            # Each request's retries may spend only what the ones after it do not
+            # need: every count request is made, however many retries come first.
+            try:
+                for made, route in enumerate(self.routes):
+                    number += 1
+                    share = budget.keeping(needed - made - 1)
+                    probes[route] = self.client.find(
+                        Query(queue, start, end, 1, route=route),
+                        budget=share,
+                        deadline=deadline,
+                        number=number,
+                    )
+                if total is not None and all(p.total_count is not None for p in probes.values()):
+                    share = budget.keeping(0)
+                    closing = self.client.find(
+                        Query(queue, start, end, 1),
+                        budget=share,
+                        deadline=deadline,
+                        number=number + 1,
+                    )
+            except PollError as error:
+                if not _spent(error, share):
+                    raise
+                self._say_spent("a count request", error)  # counts left out, oldest ages kept
+                probes, closing = {}, None
         counts = self._route_counts(total, closing, probes, context)
         return QueueSnapshot(
             taken_at=aggregator.now,
@@ -354,6 +389,11 @@ class _Walk:
     total: int | None  # the latest totalCount
     moved: bool  # complete, but the queue moved under it: its sums are no one instant's
     pages: int = 0
+
+
+def _spent(error: PollError, share: RequestBudget) -> bool:
+    """Whether a request failed only because its retries ran out of budget."""
+    return error.retryable and share.remaining <= 0
 
 
 def _digest(token: str) -> bytes:

@@ -190,3 +190,52 @@ def test_churn_flag_of_the_simulator_command():
     assert args.churn == Churn(leave=2, arrive=3)
     with pytest.raises(SystemExit):
         _parser().parse_args(["--churn", "two"])
+
+
+# --- retries that spend the budget (issue #17, item 8) --------------------------------
+
+
+def test_retries_of_a_count_request_never_starve_the_others(sim, clock, caplog):
+    """Three 503s on the first route count: its retries take only the slack,
+    and every other count request is still made."""
+    from mimecast_exporter.simulator.faults import Fault
+
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.faults.add(Fault(kind="status", status=503, route="inbound", times=3, retryable=True))
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=10)
+    assert ok and len(calls) == 1 + 3 + 4 + 1
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+    assert "unexpectedly" not in caplog.text
+
+
+def test_when_retries_spend_the_budget_what_was_exact_is_served(sim, clock, caplog):
+    from mimecast_exporter.simulator.faults import Fault
+
+    messages, _ = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.faults.add(Fault(kind="status", status=503, route="inbound", times=None, retryable=True))
+    caplog.set_level(logging.WARNING)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=8)
+    assert ok  # an expected outcome, not a failed poll
+    # The first page, then the first route count and its two retries (the
+    # slack): without it no count can be served, so the rest is not spent.
+    assert len(calls) == 1 + 3
+    assert scan_state(registry)[0] == 0
+    assert all(served(registry, "mimecast_queue_messages", r) is None for r in ROUTES)
+    assert "spent the rest of the request budget" in caplog.text
+    assert "unexpectedly" not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_page_whose_retries_spend_its_share_leaves_the_counts_their_requests(sim, clock):
+    from mimecast_exporter.simulator.faults import Fault
+
+    messages, expected = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.faults.add(Fault(kind="status", status=503, page=2, times=None, retryable=True))
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url), max_pages=9)
+    assert ok and len(calls) == 1 + 3 + 5  # page 1, page 2 three times, then the counts
+    assert scan_state(registry) == (0, 100)
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]

@@ -16,6 +16,12 @@ class RequestBudget:
         self.limit = limit
         self._used = 0
 
+    def keeping(self, keep: int) -> RequestBudget:
+        """This budget, but for a request whose retries must leave ``keep``
+        requests to those planned after it. Its first try is never refused:
+        the caller planned it."""
+        return _Share(self, keep)
+
     @property
     def used(self) -> int:
         return self._used
@@ -30,3 +36,27 @@ class RequestBudget:
             return False
         self._used += 1
         return True
+
+
+class _Share(RequestBudget):
+    """A view of a budget that stops ``keep`` requests before its end."""
+
+    def __init__(self, whole: RequestBudget, keep: int) -> None:
+        self._whole = whole
+        self._keep = keep
+        self._first = True
+        self.limit = whole.limit
+
+    @property
+    def used(self) -> int:
+        return self._whole.used
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self._whole.remaining - self._keep)
+
+    def take(self) -> bool:
+        first, self._first = self._first, False
+        if not first and self.remaining <= 0:
+            return False
+        return self._whole.take()
