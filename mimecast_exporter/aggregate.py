@@ -225,7 +225,7 @@ class QueueAggregator:
         self.top_domains = top_domains
         self.details = details
         self.retry_overdue_after = retry_overdue_after
-        self._domain_count = 0
+        self._distinct_domains: set[str] = set()
         self._domains_dropped = False
         # (created, order seen, OldMessage): the oldest so far, at most OLDEST_MESSAGES
         self._oldest: list[tuple[float, int, OldMessage]] = []
@@ -373,18 +373,17 @@ class QueueAggregator:
         a pass of its own, paid for only when asked for."""
         for message in messages:
             totals = self._totals_for(message)
-            domains = recipients.domains(message.to)
-            if domains is None:  # recipients unknown: no ranking can be exact
-                self._drop_domains(
-                    "unread", "the recipients of a message could not be read (not UTF-8)"
-                )
+            try:
+                domains = recipients.domains(message.to)
+            except recipients.Unknown as unknown:  # no ranking can be exact
+                self._drop_domains(unknown.reason, unknown.why)
                 return
             created = parse_mimecast_date(message.created)
             for domain in domains or {NO_DOMAIN}:
                 entry = totals.domains.get(domain)
                 if entry is None:
-                    self._domain_count += 1
-                    if self._domain_count > MAX_DOMAINS:
+                    self._distinct_domains.add(domain)  # the same domain on two routes is one
+                    if len(self._distinct_domains) > MAX_DOMAINS:
                         self._drop_domains(
                             "too_many",
                             f"more than {MAX_DOMAINS} distinct recipient domains in the "
@@ -400,6 +399,7 @@ class QueueAggregator:
         """Serve no domain series for this poll (they could not be exact), saying
         why once per (account, queue) and reason for the life of the process."""
         self._domains_dropped = True
+        self._distinct_domains.clear()
         for totals in self._routes.values():
             totals.domains.clear()
         key = (reason, *sorted(self._context.items()))

@@ -241,7 +241,7 @@ class _QueueFamilies:
             ' most messages, and domain="other" for the rest and for messages without a'
             " valid recipient domain. A message to several domains counts under each, so"
             " these can add up to more than mimecast_queue_messages. Domains are lowercase,"
-            " internationalised ones in their IDNA (xn--) form. Only with top_domains, when"
+            " internationalised ones in their IDNA 2008 (xn--) form. Only with top_domains, when"
             " the poll read the whole queue (mimecast_queue_scan_complete 1), and while the"
             f" queue holds at most {MAX_DOMAINS} distinct domains." + _FROM_POLL,
             labels=DOMAIN_LABELS,

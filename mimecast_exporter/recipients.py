@@ -6,7 +6,7 @@ JSON (:class:`mimecast_exporter.mimecast.pages.Message` keeps them undecoded);
 anything malformed reads as absent.
 
 A recipient domain becomes a label value, so it is made safe here: lowercase,
-internationalised names in their ASCII (IDNA, punycode) form, and only valid
+internationalised names in their ASCII (IDNA 2008, UTS 46) form, and only valid
 host names with at least one dot; anything else counts as no domain. The dot
 also keeps every domain apart from the label value ``other``.
 """
@@ -17,6 +17,7 @@ import functools
 import re
 from typing import Any
 
+import idna
 import msgspec
 
 from mimecast_exporter.logs import scrub_and_cut
@@ -25,8 +26,9 @@ _ANY = msgspec.json.Decoder()
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # RFC 5321: an address has at most 254 characters (a path at most 256).
 _MAX_ADDRESS = 320
-# The recipients read of one message: enough for the page, bounded whatever comes.
-MAX_RECIPIENTS = 100
+# The recipients read of one message, bounded whatever comes. A message with
+# more is not counted by domain at all: the domain series are then left out.
+MAX_RECIPIENTS = 1000
 SUBJECT_CHARS = 200
 INFO_CHARS = 300
 
@@ -75,8 +77,11 @@ def domain_of(address: str) -> str | None:
     domain = domain.strip().rstrip(".").lower()
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
-        except (UnicodeError, ValueError):
+            # IDNA 2008 with UTS 46 mapping, as browsers and registries do; not
+            # Python's codec, IDNA 2003, which maps straße.de to strasse.de:
+            # another registered domain.
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except (UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
             return None
     if len(domain) > 253:
         return None
@@ -86,12 +91,29 @@ def domain_of(address: str) -> str | None:
     return domain
 
 
-def domains(raw: Any) -> set[str] | None:
-    """The distinct recipient domains of a message's ``to``; None when ``to``
-    cannot be read at all (then no count of domains can be exact)."""
+class Unknown(Exception):
+    """A message's recipient domains cannot be known exactly: ``reason`` is a
+    word for the log, ``why`` the sentence."""
+
+    def __init__(self, reason: str, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+        self.why = why
+
+
+def domains(raw: Any) -> set[str]:
+    """The distinct recipient domains of a message's ``to``. Raises
+    :class:`Unknown` when they cannot all be read: then no count of domains can
+    be exact, and none is served."""
     value = _value(raw)
     if value is _UNREADABLE:
-        return None
+        raise Unknown("unread", "the recipients of a message could not be read (not UTF-8)")
+    if isinstance(value, list) and len(value) > MAX_RECIPIENTS:
+        raise Unknown(
+            "too_many_recipients",
+            f"a message has {len(value)} recipients, more than the {MAX_RECIPIENTS} "
+            "read of one message",
+        )
     return {d for d in map(domain_of, _addresses(value)) if d is not None}
 
 

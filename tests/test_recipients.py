@@ -54,6 +54,14 @@ def page(messages):
         ("bob@partner.example.", "partner.example"),  # the root's dot
         ("bob@münchen.de", "xn--mnchen-3ya.de"),  # IDNA: ASCII only in labels
         ("bob@XN--MNCHEN-3YA.DE", "xn--mnchen-3ya.de"),
+        # IDNA 2008 (UTS 46): ß is a letter of its own; IDNA 2003 made it "ss",
+        # strasse.de, another registered domain.
+        ("bob@straße.de", "xn--strae-oqa.de"),
+        ("bob@STRASSE.de", "strasse.de"),
+        ("bob@faß.example", "xn--fa-hia.example"),
+        ("bob@Bücher.example", "xn--bcher-kva.example"),  # UTS 46 maps case first
+        ("bob@xn--mnchen-3ya.de", "xn--mnchen-3ya.de"),
+        ("bob@a\u200db.example", None),  # a joiner where IDNA 2008 forbids it
         ('"a@b"@mail.example.com', "mail.example.com"),  # the last @ separates
         ("bob@localhost", None),  # no dot: could be read as "other"
         ("bob@[192.0.2.1]", None),  # an address literal is not a domain
@@ -159,6 +167,38 @@ def test_too_many_domains_to_rank_exactly_leaves_them_out_and_says_so_once(caplo
     warnings = [r for r in caplog.records if "distinct recipient domains" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].account == "acme"
     assert MAX_DOMAINS == 10_000
+
+
+def test_the_domain_limit_counts_distinct_domains_not_route_domain_pairs(monkeypatch):
+    monkeypatch.setattr(aggregate, "MAX_DOMAINS", 50)
+    agg = QueueAggregator(NOW, top_domains=5)
+    # 40 domains on each of two routes: 40 distinct domains, 80 (route, domain) pairs.
+    for route in ("outbound", "external"):
+        agg.add(page([msg(f"u@d{i}.example", route=route) for i in range(40)]))
+    routes = agg.snapshot().routes
+    assert routes["outbound"].sums.by_domain is not None
+    assert routes["external"].sums.by_domain is not None
+
+
+def test_no_recipient_is_dropped_past_a_cap(caplog, monkeypatch):
+    """A message with more recipients than are read is not counted partly: the
+    domain series are left out, and a warning says why."""
+    from mimecast_exporter import recipients
+
+    monkeypatch.setattr(aggregate, "_WARNED_DOMAINS", set())
+    many = [f"u{i}@d{i % 7}.example" for i in range(recipients.MAX_RECIPIENTS + 1)]
+    agg = QueueAggregator(NOW, {"account": "acme", "queue": "processing"}, top_domains=5)
+    with caplog.at_level(logging.WARNING):
+        agg.add(page([msg("a@alpha.example"), msg(*many)]))
+    snapshot = agg.snapshot()
+    assert snapshot.routes["outbound"].sums.by_domain is None
+    assert snapshot.routes["outbound"].messages == 2
+    assert f"more than the {recipients.MAX_RECIPIENTS} read of one message" in caplog.text
+    # At the cap, every recipient is read and counted.
+    agg = QueueAggregator(NOW, top_domains=10)
+    agg.add(page([msg(*many[: recipients.MAX_RECIPIENTS])]))
+    ranked = dict((d, n) for d, n, _ in agg.snapshot().routes["outbound"].sums.by_domain)
+    assert sum(ranked.values()) == 7  # seven distinct domains, the message under each
 
 
 # --- the oldest messages ------------------------------------------------------------------
