@@ -85,6 +85,44 @@ def test_config_check_invalid_exits_2_naming_the_field(tmp_path):
     assert_no_secrets(result.stdout, result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("proxy", "problem"),
+    [
+        ("http://agent:Zq7/Xw@proxy.example:3128", "must be percent-encoded"),
+        ("http://agent:Zq7#Xw@proxy.example:3128", "must be percent-encoded"),
+        ("http://agent:Zq7?Xw@proxy.example:3128", "must be percent-encoded"),
+        ("http://agent:Zq7Xw@proxy.example:99999", "port"),
+        ("socks5://agent:Zq7Xw@proxy.example:1080", "only http:// and https://"),
+    ],
+)
+@pytest.mark.parametrize("flag", ["--config.check", "--once"])
+def test_an_unusable_proxy_is_a_clear_error_that_never_shows_its_password(
+    tmp_path, proxy, problem, flag
+):
+    config = write_config(tmp_path, "https://eu-api.mimecast.com")
+    result = run_exporter(
+        "--config.file",
+        str(config),
+        flag,
+        env={"TEST_APP_KEY": HMAC_APP_KEY, "HTTPS_PROXY": proxy, "NO_PROXY": ""},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "HTTPS_PROXY" in result.stderr and problem in result.stderr
+    assert "proxy.example" in result.stderr  # the host, to know which proxy
+    assert "Traceback" not in result.stderr
+    for part in ("agent", "Zq7", "Xw"):
+        assert part not in result.stderr + result.stdout
+
+
+def test_a_percent_encoded_proxy_password_is_fine(tmp_path):
+    config = write_config(tmp_path, "https://eu-api.mimecast.com")
+    env = {"TEST_APP_KEY": HMAC_APP_KEY, "HTTPS_PROXY": "http://u:pa%2Fs%23s@proxy.example:3128"}
+    result = run_exporter(
+        "--config.file", str(config), "--config.check", env={**env, "NO_PROXY": ""}
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_missing_config_file_exits_2(tmp_path):
     result = run("--config.file", str(tmp_path / "nope.yml"))
     assert result.returncode == 2

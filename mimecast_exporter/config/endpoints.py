@@ -14,15 +14,23 @@ from urllib.parse import urlsplit
 
 from mimecast_exporter.config.expand import Context, join, one_of, string_value
 from mimecast_exporter.config.model import HMAC_REGIONS, OAUTH2_REGIONS, SCHEME_LABELS, ConfigError
+from mimecast_exporter.mimecast.transport import ProxyError, proxy_for
 
 
 def parse_endpoint(account: Mapping[str, Any], path: str, scheme: str, ctx: Context) -> str:
     key = one_of(account, "base_url", "region", path)
     field_path = join(path, key)
     value = string_value(account[key], field_path, ctx)
-    if key == "base_url":
-        return _parse_base_url(value, field_path)
-    return _region_url(value, field_path, scheme)
+    url = (
+        _parse_base_url(value, field_path)
+        if key == "base_url"
+        else _region_url(value, field_path, scheme)
+    )
+    try:  # the environment's proxy for it is input too, checked as early
+        proxy_for(url)
+    except ProxyError as err:
+        raise ConfigError(field_path, str(err)) from None
+    return url
 
 
 def _region_url(region: str, field_path: str, scheme: str) -> str:

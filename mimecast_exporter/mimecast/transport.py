@@ -329,14 +329,54 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+class ProxyError(ValueError):
+    """The proxy the environment names for a host cannot be used. The message
+    shows no part of its user name or password."""
+
+
 def proxy_for(url: str) -> str | None:
     """The proxy for ``url`` from the environment, as requests chooses it
-    (``NO_PROXY`` with host suffixes, ports and CIDR ranges)."""
+    (``NO_PROXY`` with host suffixes, ports and CIDR ranges); raises
+    :class:`ProxyError` when it cannot be used."""
     proxies = requests.utils.get_environ_proxies(url)  # {} when NO_PROXY matches
-    proxy = proxies.get(urlsplit(url).scheme) or proxies.get("all")
+    key = urlsplit(url).scheme
+    if not proxies.get(key):
+        key = "all"
+    proxy = proxies.get(key)
     if not proxy:
         return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    _check_proxy(proxy, f"{key.upper()}_PROXY")
+    return proxy
+
+
+def _check_proxy(proxy: str, variable: str) -> None:
+    parts = urlsplit(proxy)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not one
+        port_ok = True
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https"):
+        problem = "only http:// and https:// proxies are supported"
+    elif not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = (
+            "it does not read as scheme://[login:password@]host[:port]; a login or "
+            "password holding '/', '#', '?' or '@' must be percent-encoded "
+            "(%2F, %23, %3F, %40)"
+        )
+    elif not port_ok:
+        problem = "its port is not a number from 0 to 65535"
+    else:
+        try:
+            urllib3.util.parse_url(proxy)
+            return
+        except urllib3.exceptions.LocationParseError:
+            problem = "urllib3 cannot parse it"
+    # What follows the last "@" is the host, whatever the password holds.
+    scheme, _, rest = proxy.partition("://")
+    shown = f"{scheme}://...@{rest.rpartition('@')[2]}" if "@" in rest else proxy
+    raise ProxyError(f"the proxy in {variable} ({shown}) cannot be used: {problem}")
 
 
 # Errors of the exporter's own host, not of Mimecast or the network to it.
