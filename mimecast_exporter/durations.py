@@ -30,6 +30,12 @@ UNITS: tuple[tuple[str, float], ...] = (
 
 EXAMPLES = "500ms, 30s, 5m, 1h, 7d, 1w or 1h30m"
 
+# The longest duration taken. Every value must also work where it is used:
+# a lookback of 100 years still names a date, a wait of 100 years is still
+# one threading can do (threading.TIMEOUT_MAX is some 292 years).
+MAX_SECONDS = 100 * 365 * 86400.0
+MAX_TEXT = "100y"
+
 # One optional group per unit, in order. "ms" comes after "s" in UNITS, but
 # the regex must try "m" only when it is not the start of "ms", hence (?!s).
 _PATTERN = re.compile(
@@ -66,6 +72,8 @@ def parse_duration_text(text: str) -> float:
         seconds = math.inf
     if not math.isfinite(seconds * 1000):  # format_duration() works in milliseconds
         raise ValueError(f"found {shown}, which is too large")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"found {shown}, longer than {MAX_TEXT}, the longest duration taken")
     return seconds
 
 

@@ -125,7 +125,7 @@ ERROR_CASES: dict[str, tuple[str, str]] = {
     "base_url_bad_port.yaml": ("accounts[0].base_url", "Port out of range"),
     "base_url_no_host.yaml": ("accounts[0].base_url", "has no host"),
     # tls_config
-    "tls_ca_missing.yaml": ("accounts[0].tls_config.ca_file", "No such file"),
+    "tls_ca_missing.yaml": ("accounts[0].tls_config.ca_file", "no such file"),
     "tls_ca_not_pem.yaml": ("accounts[0].tls_config.ca_file", "holds no PEM certificate"),
     "tls_unknown_key.yaml": ("accounts[0].tls_config.insecure_skip_verify", "unknown key"),
     # top_domains, expose_message_details

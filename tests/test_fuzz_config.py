@@ -29,7 +29,7 @@ from mimecast_exporter.config import (
     parse_config,
     parse_duration,
 )
-from mimecast_exporter.durations import UNITS, format_duration, parse_duration_text
+from mimecast_exporter.durations import MAX_SECONDS, UNITS, format_duration, parse_duration_text
 
 FUZZ = settings(
     max_examples=150,
@@ -573,6 +573,10 @@ def valid_durations(draw) -> tuple[str, float]:
 @example(("0s", 0.0))
 def test_valid_durations_give_their_seconds(case):
     text, expected = case
+    if expected > MAX_SECONDS:  # well-formed, but longer than any setting takes
+        with pytest.raises(ConfigError, match="longer than 100y"):
+            parse_duration(text, "poll.interval")
+        return
     seconds = parse_duration(text, "poll.interval")
     assert isinstance(seconds, float)
     assert math.isclose(seconds, expected, rel_tol=1e-12)

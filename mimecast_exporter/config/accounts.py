@@ -26,6 +26,7 @@ from mimecast_exporter.config.expand import (
     required,
     string_value,
 )
+from mimecast_exporter.config.files import MAX_PEM_BYTES, FileProblem, read_text
 from mimecast_exporter.config.model import MAX_TOP_DOMAINS, AccountConfig, ConfigError, Credentials
 
 SEARCH_FIELDS: tuple[str, ...] = ("ALL", "fromAddress", "toAddress", "subject", "info", "remoteIp")
@@ -132,12 +133,9 @@ def _parse_tls_config(raw: Any, path: str, ctx: Context) -> str | None:
     if not ca_file.is_absolute() and ctx.base_dir is not None:
         ca_file = ctx.base_dir / ca_file
     try:
-        text = ca_file.read_text(encoding="utf-8")
-    except (OSError, ValueError) as err:  # ValueError: not UTF-8, or a NUL in the name
-        reason = getattr(err, "strerror", None) or (
-            "not readable text" if isinstance(err, UnicodeDecodeError) else "not a valid file name"
-        )
-        raise ConfigError(field_path, f"cannot read {ca_file}: {reason}") from None
+        text = read_text(ca_file, MAX_PEM_BYTES)
+    except FileProblem as problem:
+        raise ConfigError(field_path, f"cannot read {ca_file}: {problem}") from None
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise ConfigError(field_path, f"{ca_file} holds no PEM certificate")
     return str(ca_file)

@@ -21,6 +21,7 @@ from mimecast_exporter.config.expand import (
     one_of,
     string_value,
 )
+from mimecast_exporter.config.files import MAX_SECRET_BYTES, FileProblem, read_text
 from mimecast_exporter.config.model import ConfigError, HmacCredentials, OAuth2Credentials, Secret
 from mimecast_exporter.config.permissions import warn_if_readable_by_others
 
@@ -90,19 +91,9 @@ def _read_credential_file(filename: str, field_path: str, base_dir: Path | None)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path  # relative to the config file, not to the working directory
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(field_path, f"cannot read {path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(field_path, f"cannot read {path}: it is a directory") from None
-    except PermissionError:
-        raise ConfigError(field_path, f"cannot read {path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ConfigError(field_path, f"cannot read {path}: not UTF-8 text") from None
-    except ValueError:  # an embedded NUL byte
-        raise ConfigError(field_path, f"cannot read {path}: not a valid file name") from None
-    except OSError as err:
-        raise ConfigError(field_path, f"cannot read {path}: {err.strerror or err}") from None
+        text = read_text(path, MAX_SECRET_BYTES)
+    except FileProblem as problem:
+        raise ConfigError(field_path, f"cannot read {path}: {problem}") from None
     value = text.strip()
     if not value:
         raise ConfigError(field_path, f"file {path} is empty")

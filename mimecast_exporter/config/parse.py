@@ -16,6 +16,7 @@ import yaml
 
 from mimecast_exporter.config.accounts import parse_accounts
 from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
+from mimecast_exporter.config.files import MAX_CONFIG_BYTES, FileProblem, load_yaml, read_text
 from mimecast_exporter.config.model import Config, ConfigError, MetricsConfig
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
 from mimecast_exporter.config.poll import parse_poll
@@ -65,18 +66,11 @@ def load_config(
     """
     config_path = Path(path)
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"cannot read config file {config_path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError("", f"cannot read config file {config_path}: it is a directory") from None
-    except UnicodeDecodeError:
-        raise ConfigError("", f"cannot read config file {config_path}: not UTF-8 text") from None
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise ConfigError("", f"cannot read config file {config_path}: {reason}") from None
+        text = read_text(config_path, MAX_CONFIG_BYTES)
+    except FileProblem as problem:
+        raise ConfigError("", f"cannot read config file {config_path}: {problem}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError("", _yaml_error_message(config_path, err)) from None
     except (ValueError, RecursionError) as err:

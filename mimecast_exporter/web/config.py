@@ -52,6 +52,14 @@ from typing import Any
 import yaml
 
 from mimecast_exporter.config.expand import found, join
+from mimecast_exporter.config.files import (
+    MAX_CONFIG_BYTES,
+    MAX_PEM_BYTES,
+    FileProblem,
+    load_yaml,
+    read_file,
+    read_text,
+)
 from mimecast_exporter.config.model import ConfigError
 from mimecast_exporter.durations import parse_duration_text
 from mimecast_exporter.web.tls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
@@ -79,6 +87,8 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),
 }
 
+# RFC 9110 field-value characters: visible ASCII, space, tab, and obs-text.
+_SENDABLE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
@@ -147,13 +157,15 @@ def load_web_config(path: str | os.PathLike[str], *, files: list[Path] | None = 
     seen = files if files is not None else []
     seen.append(config_path)
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise WebConfigError(config_path, "", f"cannot read the file: {_reason(err)}") from None
+        text = read_text(config_path, MAX_CONFIG_BYTES)
+    except FileProblem as problem:
+        raise WebConfigError(config_path, "", f"cannot read the file: {problem}") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text, _StrictLoader)
     except yaml.YAMLError as err:
         raise WebConfigError(config_path, "", _yaml_problem(err)) from None
+    except (ValueError, RecursionError) as err:  # aliases past the bound; see config.files
+        raise WebConfigError(config_path, "", f"invalid YAML: {err}") from None
     return _Parser(config_path, seen).parse(data)
 
 
@@ -215,9 +227,9 @@ class _Parser:
     def read(self, path: Path, where: str) -> bytes:
         self.files.append(path)
         try:
-            return path.read_bytes()
-        except OSError as err:
-            raise self.error(where, f"cannot read {path}: {_reason(err)}") from None
+            return read_file(path, MAX_PEM_BYTES)
+        except FileProblem as problem:
+            raise self.error(where, f"cannot read {path}: {problem}") from None
 
     def parse(self, data: Any) -> WebConfig:
         root = self.mapping(data, "", _TOP_KEYS)
@@ -285,6 +297,14 @@ class _Parser:
                 header_value = str(header_value)  # X-XSS-Protection: 1
             if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\0"):
                 raise self.error(at, f"expected a one-line string; found {found(header_value)}")
+            if not _SENDABLE.fullmatch(header_value):
+                # http.server writes headers in Latin-1: anything else would
+                # fail every answer, not this check.
+                raise self.error(
+                    at,
+                    "expected a value that can be sent in an HTTP header (printable Latin-1 "
+                    f"characters, no control characters); found {found(header_value)}",
+                )
             allowed = HEADERS[name]
             if allowed and header_value not in allowed:
                 raise self.error(
