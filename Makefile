@@ -13,7 +13,7 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench lock promtool chromium docker-compose systemd-analyze venv dist clean
+.PHONY: help demo test lint format bench lock promtool chromium docker-compose systemd-analyze locales venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
@@ -57,6 +57,11 @@ systemd-analyze:
 	  echo "installing Debian's systemd package (systemd-analyze verifies the shipped unit)"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends systemd; }
 
+locales:
+	@test -d /usr/lib/locale/de_DE || locale -a 2>/dev/null | grep -qi '^de_DE$$' || { \
+	  echo "installing Debian's locales-all package (the exporter under a Latin-1 locale)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends locales-all; }
+
 docker-compose:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  echo "installing Debian's docker-compose package (validates docker-compose.yml)"; \
@@ -71,7 +76,7 @@ format: $(STAMP)
 	$(BIN)/ruff format mimecast_exporter tests benchmarks scripts
 	$(BIN)/ruff check --fix mimecast_exporter tests benchmarks scripts
 
-test: $(STAMP) promtool chromium docker-compose systemd-analyze lint
+test: $(STAMP) promtool chromium docker-compose systemd-analyze locales lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -16,7 +16,7 @@ from mimecast_exporter import __version__
 from mimecast_exporter.app import Exporter
 from mimecast_exporter.clock import SystemClock
 from mimecast_exporter.config import Config, ConfigError, describe, load_config
-from mimecast_exporter.logs import LEVELS, add_secrets, configure_logging
+from mimecast_exporter.logs import LEVELS, add_secrets, configure_logging, survive_any_locale
 from mimecast_exporter.shard import ALL, Shard
 from mimecast_exporter.web.config import WebConfigError
 from mimecast_exporter.web.connections import raise_open_files_limit
@@ -156,6 +156,7 @@ def listen_address(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    survive_any_locale()
     args = build_parser().parse_args(argv)
     args.listen_address = listen_address(args)
     if not args.telemetry_path.startswith("/"):

@@ -24,6 +24,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 
+from mimecast_exporter.logs import survive_any_locale
 from mimecast_exporter.web.auth import PLAIN_HTTP_ANSWER, REALM
 
 DEFAULT_PORT = 9836
@@ -60,6 +61,7 @@ def _get(connection: http.client.HTTPConnection) -> tuple[int, dict[str, str], s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    survive_any_locale()
     parser = argparse.ArgumentParser(
         prog="python -m mimecast_exporter.healthcheck", description=__doc__.splitlines()[0]
     )

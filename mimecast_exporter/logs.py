@@ -15,6 +15,7 @@ tracebacks alike.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -200,11 +201,17 @@ def _json_value(value: Any) -> Any:
 
 
 class JsonFormatter(_FieldsFormatter):
-    """One JSON object per line, with the same keys as :class:`LogfmtFormatter`."""
+    """One JSON object per line, with the same keys as :class:`LogfmtFormatter`.
+    ``ascii_only``: every other character as ``\\uXXXX``, for a stream whose
+    encoding is not UTF-8 (a Latin-1 locale): still the same JSON."""
+
+    def __init__(self, ascii_only: bool = False) -> None:
+        super().__init__()
+        self.ascii_only = ascii_only
 
     def render(self, fields: list[tuple[str, Any]]) -> str:
         obj = {k: _json_value(v) for k, v in fields}
-        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        line = json.dumps(obj, ensure_ascii=self.ascii_only, separators=(",", ":"))
         # Only inside strings can these appear, where \uXXXX means the same.
         return _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m[0]):04x}", line)
 
@@ -236,8 +243,10 @@ def configure_logging(
         raise ValueError(f"invalid log format {fmt!r}: expected one of {', '.join(FORMATS)}")
     add_secrets(secrets)
 
-    handler = _Handler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt_key == "json" else LogfmtFormatter())
+    out = stream if stream is not None else sys.stderr
+    handler = _Handler(out)
+    utf8 = _is_utf8(getattr(out, "encoding", None))
+    handler.setFormatter(JsonFormatter(not utf8) if fmt_key == "json" else LogfmtFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
@@ -247,3 +256,21 @@ def configure_logging(
     # urllib3 logs every connection at DEBUG; only worth it when debugging.
     noisy = logging.NOTSET if key == "debug" else logging.WARNING
     logging.getLogger("urllib3").setLevel(noisy)
+
+
+def _is_utf8(encoding: str | None) -> bool:
+    try:
+        return codecs.lookup(encoding or "utf-8").name == "utf-8"
+    except LookupError:
+        return False
+
+
+def survive_any_locale() -> None:
+    """Make stdout and stderr write what their encoding cannot hold as
+    backslash escapes, not raise: under a Latin-1 or ASCII locale, a
+    configuration value, an answer's text or a log line with "€" must still
+    print. Called first thing by the commands."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from mimecast_exporter.logs import survive_any_locale
 from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.model import Churn
 from mimecast_exporter.simulator.scenarios import SCENARIOS
@@ -205,6 +206,7 @@ accounts:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    survive_any_locale()
     args = _parser().parse_args(argv)  # exits 2 on a bad flag, e.g. a non-loopback --listen
     if args.speed <= 0:
         print("mimecast-simulator: --speed must be positive", file=sys.stderr)
