@@ -97,7 +97,9 @@ def test_the_logs(env, tmp_path, live_sim, fmt):
     from mimecast_exporter.simulator.faults import Fault
 
     # An upstream error text that Latin-1 cannot write, quoted by the log line.
-    live_sim.faults.add(Fault(kind="status", status=403, message="Zugriff – verweigert €"))
+    live_sim.faults.add(
+        Fault(kind="status", status=403, message="Zugriff \u2013 verweigert \u20ac")
+    )
     from tests.conftest import OAUTH_ID, OAUTH_SECRET
 
     config = tmp_path / "config.yml"
