@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from prometheus_client import generate_latest
@@ -26,6 +27,10 @@ from mimecast_exporter.web.watch import WebConfigWatcher
 log = logging.getLogger("mimecast_exporter")
 # How often the main thread wakes to run signal handlers (see serve()).
 SIGNAL_CHECK_SECONDS = 0.5
+# A reload waits until SIGHUPs have stopped for this long (at most the max):
+# a storm of them, from a config management run or a loop, is one reload.
+RELOAD_QUIET_SECONDS = 0.2
+RELOAD_SETTLE_MAX_SECONDS = 2.0
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
 
@@ -299,7 +304,7 @@ def serve(
         signals.wakeup.clear()
         if stopping.is_set():
             break
-        if signals.take_reload():
+        if signals.take_reload() and signals.settle(stopping):
             _reload(exporter, config_file, web_config, shard)
     log.info("shutting down")
     exporter.stop()
@@ -342,6 +347,11 @@ def _reload(
         return
     add_secrets(config.secrets())
     config = shard.select(config)
+    if config == exporter.config:
+        # A SIGHUP for nothing (or one of a storm): no new token, no extra poll.
+        exporter.reload_unchanged()
+        log.info("configuration reloaded: unchanged", extra={"file": config_file})
+        return
     before = {a.name: a for a in exporter.config.accounts}
     after = {a.name: a for a in config.accounts}
     exporter.reload(config)
@@ -387,3 +397,16 @@ class _Signals:
     def take_reload(self) -> bool:
         asked, self._reload = self._reload, False
         return asked
+
+    def settle(self, stopping: threading.Event) -> bool:
+        """Wait until SIGHUPs stop coming for RELOAD_QUIET_SECONDS (at most
+        RELOAD_SETTLE_MAX_SECONDS): a storm of them is one reload. False
+        when a stop came meanwhile."""
+        end = time.monotonic() + RELOAD_SETTLE_MAX_SECONDS
+        while not stopping.is_set():
+            quiet = min(RELOAD_QUIET_SECONDS, end - time.monotonic())
+            if quiet <= 0 or not self.wakeup.wait(quiet):
+                return True
+            self.wakeup.clear()
+            self.take_reload()  # one more of the same storm
+        return False

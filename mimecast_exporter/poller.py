@@ -72,51 +72,94 @@ def account_offsets(accounts: Iterable[str], interval: float) -> dict[str, float
 
 
 class Poller:
-    def __init__(
-        self,
-        config: Config,
-        store: SnapshotStore,
-        clock: Clock,
-        *,
-        previous: Poller | None = None,
-    ) -> None:
-        """``previous``: the poller of the configuration this one replaces; its
-        rate-limit gates are kept (Mimecast's quota does not reset on a reload)."""
-        self.config = config
+    def __init__(self, config: Config, store: SnapshotStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self._scans: dict[Key, QueueScan] = {}
         self.gates: dict[str, RateLimitGate] = {}
-        for account in config.accounts:
-            # Shared by the account's queues: Mimecast counts the quota per
-            # account, tokens are per account, and a warning is said once.
-            gate = previous.gates.get(account.name) if previous is not None else None
-            gate = gate or RateLimitGate()
-            self.gates[account.name] = gate
-            # One client per account: its connections, token and retry policy.
-            client = MimecastClient(
-                account,
-                config.poll,
-                clock=clock,
-                gate=gate,
-                token_cache=TokenCache(),
-                on_response=self._response_hook(account),
-                max_response_bytes=config.poll.max_response_bytes,
-            )
-            warnings = WarnOnce()
-            for queue in config.poll.queues:
-                context = {"account": account.name, "queue": queue}
-                self._scans[(account.name, queue)] = QueueScan(
-                    client, config.poll, warnings, context
-                )
+        self._tokens: dict[tuple[object, ...], TokenCache] = {}
         self._pool = DaemonPool(config.poll.concurrency, "poll")
         self._lock = threading.Lock()
         self._running: dict[Key, float] = {}  # -> monotonic deadline of the poll under way
         self._overdue: set[Key] = set()  # running past their deadline, already counted failed
         self._completed: set[Key] = set()
         self._stopping = threading.Event()
+        self._wake = threading.Event()  # the schedule changed: the loop looks again
         self._thread: threading.Thread | None = None
-        names = [a.name for a in config.accounts]
+        self._restart: set[str] = set()  # accounts whose turns start again (changed)
+        self._offsets: dict[str, float] = {}
+        self._first: dict[str, float] = {}
+        self._build(config)
+        # The schedule a reload replaced: (interval, offsets, first turns).
+        self._schedule_before = (config.poll.interval, self._offsets, self._first)
+
+    def reconfigure(self, config: Config) -> None:
+        """Run ``config`` from now on, in place (SIGHUP).
+
+        One pool, one schedule and one set of running polls stay across
+        reloads: ``poll.concurrency`` and the request budget hold, and a poll
+        under way is never run beside a poll of the same queue under the new
+        configuration. An account whose settings did not change keeps its
+        client (its token, connections and rate-limit gate) and its turns:
+        no new token, no extra poll. One that changed is polled again at once
+        (a rotated credential is used within seconds), its token kept when
+        its credentials and host did not change; what its polls under way
+        find is dropped.
+        """
+        before = {a.name: a for a in self.config.accounts}
+        same_poll = config.poll == self.config.poll
+        with self._lock:
+            self._schedule_before = (self.config.poll.interval, self._offsets, self._first)
+            self._build(config)
+            self._restart |= {
+                a.name for a in config.accounts if not (same_poll and before.get(a.name) == a)
+            }
+        self._pool.resize(config.poll.concurrency)
+        self._wake.set()
+
+    def _build(self, config: Config) -> None:
+        """Scans, clients and the schedule for ``config``; the unchanged ones kept."""
+        old_scans = self._scans
+        old_config = getattr(self, "config", None)
+        scans: dict[Key, QueueScan] = {}
+        for account in config.accounts:
+            key = (account.name, config.poll.queues[0]) if config.poll.queues else None
+            kept = old_scans.get(key) if key is not None else None
+            if (
+                kept is not None
+                and old_config is not None
+                and old_config.poll == config.poll
+                and kept.client.account == account
+            ):
+                for queue in config.poll.queues:  # unchanged: the very same scans
+                    scans[(account.name, queue)] = old_scans[(account.name, queue)]
+                continue
+            # Shared by the account's queues: Mimecast counts the quota per
+            # account (it does not reset on a reload), tokens are per account,
+            # and a warning is said once.
+            gate = self.gates.get(account.name) or RateLimitGate()
+            self.gates[account.name] = gate
+            identity = (account.name, account.base_url, account.credentials, account.ca_file)
+            tokens = self._tokens.setdefault(identity, TokenCache())
+            # One client per account: its connections, token and retry policy.
+            client = MimecastClient(
+                account,
+                config.poll,
+                clock=self.clock,
+                gate=gate,
+                token_cache=tokens,
+                on_response=self._response_hook(account),
+                max_response_bytes=config.poll.max_response_bytes,
+            )
+            warnings = WarnOnce()
+            for queue in config.poll.queues:
+                context = {"account": account.name, "queue": queue}
+                scans[(account.name, queue)] = QueueScan(client, config.poll, warnings, context)
+        names = {a.name for a in config.accounts}
+        self.gates = {name: gate for name, gate in self.gates.items() if name in names}
+        self._tokens = {k: v for k, v in self._tokens.items() if k[0] in names}
+        self._scans = scans
+        self.config = config
         self._offsets = account_offsets(names, config.poll.interval)
         self._first = first_turns(names, config.poll.interval)
 
@@ -174,9 +217,9 @@ class Poller:
         duration = self.clock.monotonic() - started
         if self._finish_overdue(account, queue, duration):
             return False
-        if self._stopping.is_set():
-            # Replaced by a reloaded configuration, or shutting down: what a poll
-            # of the old configuration found (old credentials) is not published.
+        if self._stopping.is_set() or self._scans.get((account, queue)) is not scan:
+            # Shutting down, or the account's settings changed by a reload: what
+            # a poll of the old settings found (old credentials) is not published.
             return False
         if duration > self.config.poll.interval + OVERDUE_GRACE_SECONDS:
             failure = Failure(
@@ -316,9 +359,8 @@ class Poller:
         return min(self._turn_time(a, started, t) for a, t in turns.items())
 
     def start(self) -> None:
-        if not self._scans:  # a shard with no account: nothing to wait for
+        if not self._scans:  # a shard with no account: nothing to wait for (yet)
             self.store.mark_first_cycle_done()
-            return
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -326,19 +368,50 @@ class Poller:
         started = self.clock.monotonic()
         turns = {account.name: 0 for account in self.config.accounts}
         while not self._stopping.is_set():
+            with self._lock:
+                if self._restart or set(turns) != {a.name for a in self.config.accounts}:
+                    started, turns = self._rescheduled(started, turns)
             now = self.clock.monotonic()
             for account in self.due_accounts(started, now, turns):
                 for queue in self.config.poll.queues:
                     self.submit(account, queue)
-            wakeup = self.next_wakeup(started, turns)
+            wakeup = self.next_wakeup(started, turns) if turns else now + 60.0
             overdue_check = self.check_overdue()
             if overdue_check is not None:
                 wakeup = min(wakeup, overdue_check)
-            self._stopping.wait(max(0.0, wakeup - self.clock.monotonic()))
+            self._wake.wait(max(0.0, wakeup - self.clock.monotonic()))
+            self._wake.clear()
+
+    def _rescheduled(self, started: float, turns: dict[str, int]) -> tuple[float, dict[str, int]]:
+        """Turns after a reload: an unchanged account keeps its next turn; a new or
+        changed one is due at once; a removed one is dropped. Caller holds the lock."""
+        now = self.clock.monotonic()
+        interval, offsets, first = self._schedule_before
+        kept = {  # when each unchanged account's next turn was due
+            name: started + (first[name] if turn == 0 else turn * interval + offsets[name])
+            for name, turn in turns.items()
+            if name in self._offsets and name not in self._restart and name in offsets
+        }
+        self._restart.clear()
+        # A new start for everyone: turn k of an account is at start + k*interval
+        # + its offset; a kept account's k is its first turn not before the old one.
+        started = now
+        fresh: dict[str, int] = {}
+        for account in self.config.accounts:
+            name = account.name
+            if name not in kept:
+                fresh[name] = 0  # due now (its first turn: start + a small spread)
+                continue
+            turn = 1
+            while self._turn_time(name, started, turn) < kept[name]:
+                turn += 1
+            fresh[name] = turn
+        return started, fresh
 
     def stop(self) -> None:
         """Stop scheduling; polls under way are abandoned, not awaited."""
         self._stopping.set()
+        self._wake.set()
         self._pool.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=5)

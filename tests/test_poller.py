@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 from prometheus_client import CollectorRegistry
 
@@ -316,3 +317,29 @@ def test_a_poll_hanging_past_its_deadline_is_a_failed_poll(clock):
         finally:
             release.set()
             poller.stop()
+
+
+def test_a_poll_under_way_at_a_reload_never_runs_beside_the_new_ones(sim, clock):
+    """A changed account's poll under way finishes alone, its result dropped;
+    the new configuration polls that queue only after it."""
+    from dataclasses import replace
+
+    sim.oauth_tenant.model.set_messages("processing", make_messages(4))
+    account = oauth_account(sim.url)
+    poller, store, registry = build(sim, clock, [account], queues=("processing",))
+    sim.faults.add(Fault(kind="delay", seconds=1.0, times=1))  # real sleep in the simulator
+    try:
+        under_way = poller.submit(account.name, "processing")
+        assert under_way is not None
+        time.sleep(0.2)
+        changed = replace(account, top_domains=3)
+        poller.reconfigure(Config(poll_config(queues=("processing",)), (changed,)))
+        assert poller.submit(account.name, "processing") is None  # not beside it
+        assert under_way.result(timeout=10) is False  # finished, and dropped
+        assert sample(registry, "mimecast_last_success_timestamp_seconds",
+                      account="acme", queue="processing") is None  # fmt: skip
+        assert poller.submit(account.name, "processing").result(timeout=10) is True
+    finally:
+        poller.stop()
+    assert sample(registry, "mimecast_queue_messages",
+                  account="acme", queue="processing", route="outbound") == 4  # fmt: skip

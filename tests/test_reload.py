@@ -126,3 +126,77 @@ def test_an_invalid_configuration_on_sighup_is_refused_and_the_old_one_runs_on(t
     assert code == 0
     assert "configuration reload failed, the running configuration stays" in log
     assert "poll.interval" in log  # says what was wrong
+
+
+# --- a reload is idempotent and bounded (issue #17, item 5) ---------------------------------
+
+TOKEN = "/oauth/token"
+FIND = "/api/gateway/find-processing-messages"
+
+
+def _calls(sim, path: str) -> int:
+    return sum(1 for r in sim.requests if r.path == path)
+
+
+def _settled(sim) -> tuple[int, int]:
+    """(token requests, find requests) once they stop changing for a second."""
+    last = None
+    for _ in range(50):
+        now = (_calls(sim, TOKEN), _calls(sim, FIND))
+        if now == last:
+            return now
+        last = now
+        time.sleep(1.0)
+    raise AssertionError("requests never settled")
+
+
+def test_sighup_with_an_unchanged_file_and_a_storm_of_them_change_nothing(tmp_path, live_sim):
+    secret = tmp_path / "client_secret"
+    secret.write_text(OAUTH_SECRET + "\n")
+    secret.chmod(0o600)
+    config = tmp_path / "config.yml"
+    _write(config, [_oauth(live_sim.url, secret), _hmac(live_sim.url)], interval="1m")
+    daemon = Daemon("--config.file", str(config))
+    try:
+        url = daemon.wait_for_url()
+        wait_for(lambda: _get(url, "mimecast_up", account="acme") == 1)
+        wait_for(lambda: _get(url, "mimecast_up", account="legacy") == 1)
+        before = _settled(live_sim)
+        stamp = "mimecast_exporter_config_last_reload_success_timestamp_seconds"
+        loaded = _get(url, stamp)
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _get(url, stamp) > loaded, timeout=10)  # reloaded, unchanged
+        for _ in range(100):
+            daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(3)  # the storm settles, and is one reload
+        assert _settled(live_sim) == before  # no new token, no extra poll
+        assert _get(url, "mimecast_exporter_config_last_reload_successful") == 1
+        assert daemon.proc.poll() is None
+    finally:
+        code, _, log = daemon.stop()
+    assert code == 0
+    assert 2 <= log.count("configuration reloaded: unchanged") <= 3
+
+
+def test_a_changed_account_is_polled_again_with_its_token_kept(tmp_path, live_sim):
+    secret = tmp_path / "client_secret"
+    secret.write_text(OAUTH_SECRET + "\n")
+    secret.chmod(0o600)
+    config = tmp_path / "config.yml"
+    account = _oauth(live_sim.url, secret)
+    _write(config, [account, _hmac(live_sim.url)], interval="1m")
+    daemon = Daemon("--config.file", str(config))
+    try:
+        url = daemon.wait_for_url()
+        wait_for(lambda: _get(url, "mimecast_up", account="acme") == 1)
+        wait_for(lambda: _get(url, "mimecast_up", account="legacy") == 1)
+        tokens, finds = _settled(live_sim)
+        _write(config, [{**account, "top_domains": 3}, _hmac(live_sim.url)], interval="1m")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: _calls(live_sim, FIND) >= finds + 2, timeout=10)  # its two queues
+        after_tokens, after_finds = _settled(live_sim)
+        assert after_tokens == tokens  # same credentials: the same token
+        assert after_finds == finds + 2  # acme polled again; legacy, unchanged, not
+    finally:
+        code, _, log = daemon.stop()
+    assert code == 0 and "changed=acme" in log

@@ -52,3 +52,41 @@ def test_after_shutdown_nothing_new_starts():
     pool = DaemonPool(1, "closed")
     pool.shutdown()
     assert pool.submit(lambda: 1).cancelled()
+
+
+def test_a_smaller_pool_after_a_reload_starts_no_job_past_its_new_size():
+    pool = DaemonPool(3, "resized")
+    lock = threading.Lock()
+    running, peak_later, started = [0], [0], []
+    first_three_done = threading.Event()
+    release_later = threading.Event()
+    gates = [threading.Event() for _ in range(3)]
+
+    def job(i):
+        with lock:
+            running[0] += 1
+            started.append(i)
+            if first_three_done.is_set():
+                peak_later[0] = max(peak_later[0], running[0])
+        (gates[i] if i < 3 else release_later).wait(5)
+        with lock:
+            running[0] -= 1
+
+    futures = [pool.submit(job, i) for i in range(9)]
+    for _ in range(500):
+        with lock:
+            if running[0] == 3:
+                break
+        threading.Event().wait(0.01)
+    assert sorted(started) == [0, 1, 2]
+    pool.resize(1)
+    first_three_done.set()  # from now on, count what runs at once
+    release_later.set()
+    for gate in gates:  # the three under way finish
+        gate.set()
+    for future in futures:
+        future.result(timeout=5)
+    assert peak_later[0] == 1  # the six queued ones ran one at a time
+    pool.resize(2)
+    assert pool.submit(lambda: 7).result(timeout=5) == 7
+    pool.shutdown()
