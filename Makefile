@@ -13,12 +13,13 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench lock promtool chromium docker-compose systemd-analyze locales venv dist clean
+.PHONY: help demo test lint format bench soak lock promtool chromium docker-compose systemd-analyze locales venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
 	@echo "make test   lint and run the whole test suite"
 	@echo "make bench  run the benchmarks"
+	@echo "make soak   long runs: resources stay flat, every figure true (chaos)"
 	@echo "make dist   build the wheel into dist/"
 
 # The exporter and its runtime dependencies only: what `make demo` needs.
@@ -82,6 +83,14 @@ test: $(STAMP) promtool chromium docker-compose systemd-analyze locales lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/soak.py --polls 5000
+
+# Long runs: the soak (resources stay flat) and the chaos test (every figure
+# true at some instant of its poll) over thousands of polls and several seeds.
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --polls 5000
+	for seed in 1 2 3 4 5; do \
+	  CHAOS_POLLS=2000 CHAOS_SEED=$$seed $(BIN)/python -m pytest -q tests/test_chaos.py || exit 1; \
+	done
 
 # The image's dependencies, pinned with hashes (the Dockerfile installs them).
 lock: $(STAMP)

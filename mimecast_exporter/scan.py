@@ -43,7 +43,7 @@ from mimecast_exporter.mimecast.budget import RequestBudget
 from mimecast_exporter.mimecast.client import MimecastClient, Query
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import requested_routes
-from mimecast_exporter.mimecast.pages import Page
+from mimecast_exporter.mimecast.pages import Message, Page
 from mimecast_exporter.snapshot import ROUTES, UNKNOWN_ROUTE, QueueSnapshot, RouteStats, route_key
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class QueueScan:
         account = self.client.account
         query = Query(queue, start, end, self.poll.page_size)
         try:
+            before: _Walk | None = None  # the previous walk of this poll
             for rereads_left in range(MAX_REREADS, -1, -1):
                 aggregator = QueueAggregator(
                     now,
@@ -109,11 +110,15 @@ class QueueScan:
                     retry_overdue_after=self.poll.retry_overdue_after,
                 )
                 walk = self._scan(query, aggregator, budget, deadline)
-                if walk.complete and not walk.moved:
+                if walk.complete and not walk.moved and (walk.counted or walk.pages == 1):
+                    return aggregator.snapshot()  # its size is known, or it was one instant
+                # Without totalCount: exact when two reads found the same messages.
+                if _same_read(walk, before):
                     return aggregator.snapshot()
+                before = walk
                 if not (walk.complete and rereads_left and self._can_reread(walk, budget)):
                     break
-            if walk.moved:
+            if walk.complete and (walk.moved or not walk.counted):
                 self._say_moved(walk, aggregator, rereads_left)
             return self._count(queue, start, end, aggregator, walk.total, budget, deadline)
         finally:
@@ -129,6 +134,7 @@ class QueueScan:
         seen_tokens: set[bytes] = set()
         totals: set[int | None] = set()  # each page's totalCount
         total: int | None = None
+        ids = 0  # the set of messages read, as a sum of hashes of their ids
         number = 0
         while True:
             number += 1
@@ -145,17 +151,20 @@ class QueueScan:
                     raise
                 # Retries took what reading on needed: count what was not read.
                 self._say_spent("a page", error)
-                return _Walk(False, total, False)
+                return _Walk(False, total, False, pages=number)
             aggregator.add(page.messages)
             totals.add(page.total_count)
+            if page.total_count is None:  # nothing to count the walk against: remember what
+                ids += sum(map(_identity, page.messages))  # it read, for a second walk
             if page.total_count is not None:
                 total = page.total_count
             if not page.count or not page.next_token:
                 # Pages are offsets into a list that shifts: the queue moved under
                 # the walk when its pages disagree on its size, or the walk read
                 # another number of messages than the last page says it holds.
-                moved = None not in totals and (len(totals) > 1 or total != aggregator.scanned)
-                return _Walk(True, total, moved, pages=number)
+                counted = None not in totals
+                moved = counted and (len(totals) > 1 or total != aggregator.scanned)
+                return _Walk(True, total, moved, counted, number, aggregator.scanned, ids)
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -188,11 +197,9 @@ class QueueScan:
         return len(self.routes) if ascending else 0
 
     def _can_reread(self, walk: _Walk, budget: RequestBudget) -> bool:
-        """Whether the budget holds the queue read once more, as many pages as it
-        is now and one for what arrives meanwhile, and still the count requests."""
-        assert walk.total is not None  # a walk seen to move had every totalCount
-        pages = math.ceil(walk.total / max(self.poll.page_size, 1)) + 1
-        return budget.remaining >= pages + self._reserve(walk.total, True)
+        """Whether the budget holds the queue read once more, as many pages as
+        before and one more, and still the count requests."""
+        return budget.remaining >= walk.pages + 1 + self._reserve(walk.total, True)
 
     def _say_spent(self, what: str, error: PollError) -> None:
         self.warnings.warn(
@@ -204,16 +211,23 @@ class QueueScan:
         )
 
     def _say_moved(self, walk: _Walk, aggregator: QueueAggregator, rereads_left: int) -> None:
+        again = "read once more" if walk.counted else "read twice"
         why = (
-            "the queue moved again while it was read once more"
+            f"the queue moved again while it was {again}"
             if rereads_left == 0
-            else "the request budget (poll.max_pages) does not hold it read once more"
+            else f"the request budget (poll.max_pages) does not hold it {again}"
+        )
+        what = (
+            "the queue moved while it was read (messages left between pages)"
+            if walk.counted
+            else "Mimecast's answers carry no totalCount, so a queue read over several pages "
+            "is exact only when two reads find the same messages"
         )
         self.warnings.warn(
             "moved",
-            "the queue moved while it was read (messages left or arrived between pages), and "
-            f"{why}: sums, histograms, status, locked, overdue and domain figures are not "
-            "served for this poll, counts and oldest ages are, from requests exact at an instant",
+            f"{what}, and {why}: sums, histograms, status, locked, overdue and domain figures "
+            "are not served for this poll; counts and oldest ages are where requests exact at "
+            "an instant give them",
             {**self.context, "scanned": aggregator.scanned, "total": walk.total},
         )
 
@@ -388,7 +402,29 @@ class _Walk:
     complete: bool  # read to the last page
     total: int | None  # the latest totalCount
     moved: bool  # complete, but the queue moved under it: its sums are no one instant's
+    counted: bool = False  # every page carried a totalCount: movement shows in them
     pages: int = 0
+    read: int = 0  # messages read
+    ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
+
+
+def _same_read(walk: _Walk, before: _Walk | None) -> bool:
+    return (
+        walk.complete
+        and not walk.counted
+        and before is not None
+        and before.complete
+        and (walk.read, walk.ids) == (before.read, before.ids)
+    )
+
+
+def _identity(message: Message) -> int:
+    """A hash of which message this is: its id, else its fields (a message
+    without an id is told apart as well as the answer allows)."""
+    key = message.id
+    if type(key) is not str:
+        key = repr((key, message.routing, message.created, message.size, message.attempts))
+    return hash(key) & 0xFFFFFFFFFFFFFFFF
 
 
 def _spent(error: PollError, share: RequestBudget) -> bool:

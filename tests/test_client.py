@@ -112,8 +112,9 @@ def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
     criteria = calls[0].json["data"][0]
     assert criteria["type"] == "bulk_processing"
     assert criteria["sortOrder"] == "ascending"  # oldest first
-    assert criteria["start"] == "2026-11-23T00:00:00+0000"
-    assert criteria["end"] == "2026-11-24T00:00:00+0000"
+    # The last whole second before the poll: what arrives while it reads is not in it.
+    assert criteria["start"] == "2026-11-22T23:59:59+0000"
+    assert criteria["end"] == "2026-11-23T23:59:59+0000"
     ids = [_header(c, "x-mc-req-id") for c in calls]
     assert len(set(ids)) == len(ids) and all(ids)
     assert all(_header(c, "x-mc-date").endswith(" UTC") for c in calls)

@@ -239,3 +239,43 @@ def test_a_page_whose_retries_spend_its_share_leaves_the_counts_their_requests(s
     assert scan_state(registry) == (0, 100)
     for route in ROUTES:
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+
+
+# --- without totalCount: two reads must agree ---------------------------------------------
+
+
+def test_without_total_count_a_queue_over_several_pages_is_exact_when_two_reads_agree(sim, clock):
+    from mimecast_exporter.simulator.api import Quirks
+
+    messages, expected = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=True)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and len(calls) == 3 + 3  # read twice: the same messages both times
+    assert scan_state(registry) == (1, 250)
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+
+
+def test_without_total_count_two_reads_that_differ_serve_no_sums(sim, clock, caplog):
+    from mimecast_exporter.simulator.api import Quirks
+
+    messages, _ = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=True)
+    move_before_find(sim, 2, lambda m: m.pop(10))  # during the first read
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    assert scan_state(registry)[0] == 0
+    assert all(value is None for value in sums(registry).values())
+    assert "exact only when two reads find the same messages" in caplog.text
+
+
+def test_one_page_is_one_instant_and_needs_no_second_read(sim, clock):
+    from mimecast_exporter.simulator.api import Quirks
+
+    messages, _ = backlog(60, external=5, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=True)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and len(calls) == 1 and scan_state(registry) == (1, 60)

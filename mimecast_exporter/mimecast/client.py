@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,9 +112,16 @@ class MimecastClient:
     # -- one logical request ----------------------------------------------
 
     def window(self) -> tuple[str, str]:
-        """``start``/``end`` for one poll: fixed for all its requests so that they agree."""
-        now = self.clock.time()
-        return format_api_date(now - self.poll.lookback), format_api_date(now)
+        """``start``/``end`` for one poll: fixed for all its requests so that they agree.
+
+        ``end`` is the last whole second before the poll began: a message that
+        arrives while the poll reads the queue is created after it, so it is
+        outside every request of the poll (dates are to the second). The queue
+        a poll sees can then only lose messages while it is read, and every
+        loss shows in ``totalCount`` (see :mod:`mimecast_exporter.scan`).
+        """
+        end = math.floor(self.clock.time()) - 1
+        return format_api_date(end - self.poll.lookback), format_api_date(end)
 
     def find(self, query: Query, *, budget: RequestBudget, deadline: float, number: int) -> Page:
         """One page for ``query``, retried as the policy allows within ``budget``.

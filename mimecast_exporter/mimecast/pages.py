@@ -41,7 +41,7 @@ RAW_NULL = msgspec.Raw(b"null")
 class Message(msgspec.Struct, gc=False):
     """One queued message: the fields the exporter reads, as the answer gave them.
 
-    The first seven hold any JSON value (the aggregator judges them); the last
+    The first eight hold any JSON value (the aggregator judges them); the last
     three stay undecoded (raw JSON) until the status page or top_domains reads
     them (:mod:`mimecast_exporter.recipients`).
     """
@@ -51,6 +51,7 @@ class Message(msgspec.Struct, gc=False):
     attempts: Any = None
     created: Any = None
     info: Any = None  # why it is stuck, in words (mimecast_exporter.status classifies it)
+    id: Any = None  # which message: two reads of a queue compare their sets of ids
     # UNSET when the answer does not carry the field at all: then whether the
     # message is locked or its retry overdue is not known (never "no").
     next_attempt: Any = msgspec.field(default=msgspec.UNSET, name="nextAttempt")
