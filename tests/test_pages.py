@@ -76,9 +76,14 @@ def test_odd_values_cost_only_themselves():
         (b'{"routing":"outbound","size":1e999}', "size", float("inf")),
         (b'{"routing":"outbound","created":"2026-11-23T\xff"}', "created", "2026-11-23T\ufffd"),
         (b'{"routing":"outbound","attempts":-1' + b"0" * 4400 + b"}", "attempts", {}),
+        (b'{"nextAttempt":"2026-11-23T\xff"}', "next_attempt", "2026-11-23T\ufffd"),
+        (b'{"routing":"outbound","lockedUntil":' + b"7" * 5000 + b"}", "locked_until", {}),
+        (b'{"routing":"outbound","id":"m\xff1"}', "id", "m\ufffd1"),
+        (b'{"routing":"outbound","info":1' + b"0" * 4400 + b".5e3}", "info", float("inf")),
     ],
     ids=["5000-digit size", "not UTF-8", "routing not UTF-8", "lone surrogate",
-         "escaped backslash", "1e999", "created not UTF-8", "4400-digit attempts"],
+         "escaped backslash", "1e999", "created not UTF-8", "4400-digit attempts",
+         "nextAttempt not UTF-8", "5000-digit lockedUntil", "id not UTF-8", "long float info"],
 )  # fmt: skip
 def test_a_value_msgspec_cannot_hold_costs_that_value_only(one, field, value):
     """Bytes that are not UTF-8, lone surrogates and numbers too long for Python
@@ -102,6 +107,20 @@ def test_a_number_that_cannot_be_held_is_never_read_as_absent():
     with pytest.raises(PollError) as info:
         decode(body)
     assert "'meta.pagination.next' is a object or array" in info.value.message
+
+
+def test_a_total_count_that_cannot_be_held_is_unusable_not_fatal():
+    body = b'{"meta":{"pagination":{"totalCount":' + b"9" * 5000 + b'}},"data":[{"messages":[{}]}]}'
+    page = decode(body)
+    assert page.total_count is None and page.count == 1  # counts that need it: not served
+
+
+def test_a_fail_text_that_is_not_utf8_is_still_the_error_it_says():
+    body = b'{"data":[],"fail":[{"errors":[{"code":"err_x","message":"caf\xe9 down"}]}]}'
+    with pytest.raises(PollError) as info:
+        decode(body)
+    assert info.value.reason == "api_fail" and info.value.code == "err_x"
+    assert "caf\ufffd down" in info.value.message
 
 
 def test_digits_inside_strings_are_left_alone():

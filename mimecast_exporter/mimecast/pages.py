@@ -266,7 +266,9 @@ def _raise_for_fail(raw: msgspec.Raw, request_id: str) -> None:
             request_id=request_id,
         )
     try:
-        errors = fail_errors({"fail": json.loads(text)})
+        # A text that is not UTF-8, or a number too long, costs that value: the
+        # answer is still the error it says it is.
+        errors = fail_errors({"fail": json.loads(_mend(text) or text)})
     except (ValueError, RecursionError) as exc:
         raise _bad(f"'fail' is not readable JSON: {type(exc).__name__}", request_id) from exc
     if errors:
