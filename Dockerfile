@@ -33,7 +33,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # Only what the wheel is built from (see .dockerignore).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY mimecast_exporter ./mimecast_exporter
 # --no-deps: only our own wheel; the runtime stage resolves the dependencies
 # from pyproject.toml. Build requirements (setuptools, wheel) come from the
@@ -44,7 +44,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 # --- stage 2: runtime -----------------------------------------------------------
 FROM python:3.12.8-slim-bookworm
 
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 LABEL org.opencontainers.image.title="mimecast-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Mimecast's message processing queue (API 1.0 and 2.0)" \
       org.opencontainers.image.version="${VERSION}" \

@@ -1,3 +1,3 @@
 """Prometheus exporter for Mimecast's message processing queue."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimecast-exporter",
         description="Prometheus exporter for Mimecast's message processing queue.",
+        epilog="Signals: SIGHUP re-reads --config.file and the secret files it names, and "
+        "checks --web.config.file, without a restart (an invalid file is refused and the "
+        "running configuration stays); check a file first with --config.check. "
+        "SIGTERM and SIGINT stop cleanly.",
     )
     parser.add_argument(
         "--config.file",
@@ -50,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config.check",
         dest="config_check",
         action="store_true",
-        help="validate the configuration, print a summary and exit (0 or 2)",
+        help="validate the configuration, print a summary and exit (0 or 2) (default: off)",
     )
     parser.add_argument(
         "--accounts.shard",
@@ -102,24 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
         dest="log_level",
         default="info",
         choices=LEVELS,
-        help="only log messages with this severity or above",
+        help="only log messages with this severity or above (default: %(default)s)",
     )
     parser.add_argument(
         "--log.format",
         dest="log_format",
         default="logfmt",
         choices=("logfmt", "json"),
-        help="log line format",
+        help="log line format (default: %(default)s)",
     )
     parser.add_argument(
         "--once",
         action="store_true",
-        help="poll once, print the metrics to stdout, exit 1 if an account is down",
+        help="poll once, print the metrics to stdout, exit 1 if an account is down "
+        "(default: off)",
     )
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="run against the embedded Mimecast simulator; no account needed",
+        help="run against the embedded Mimecast simulator; no account needed (default: off)",
     )
     parser.add_argument("--version", action="version", version=f"mimecast-exporter {__version__}")
     return parser

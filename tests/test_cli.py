@@ -274,3 +274,15 @@ def test_no_secret_in_anything_the_process_wrote(tmp_path, live_sim):
     assert_no_secrets(*written)  # ...without any secret
     for text in written:
         assert "a-wrong-but-secret-value" not in text
+
+
+def test_help_shows_every_default_and_the_signals():
+    from mimecast_exporter.cli import build_parser
+
+    parser = build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest in ("help", "version"):
+            continue
+        assert "default:" in (action.help or ""), f"{action.option_strings} shows no default"
+    assert "SIGHUP" in text and "--config.check" in text.split("Signals:")[1]

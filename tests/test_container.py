@@ -25,6 +25,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -314,13 +315,31 @@ def image_venv(tmp_path_factory, dockerfile) -> InstalledVenv:
             shutil.copy2(origin, src / source)
     dist = work / "dist"
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(src)],
+    built = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--wheel-dir",
+            str(dist),
+            str(src),
+        ],
         env=pip_env,
         timeout=180,
     )
+    # The licence in SPDX form: no deprecation box for a newcomer (make demo).
+    assert "deprecat" not in (built.stdout + built.stderr).lower()
     wheels = sorted(dist.glob("mimecast_exporter-*.whl"))
     assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = wheel.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        text = wheel.read(metadata).decode()
+    assert "License-Expression: Apache-2.0" in text
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     # Stage 2: the lock file with its hashes, then the wheel alone, then pip check.
     venv = InstalledVenv(work / "venv")
     run([sys.executable, "-m", "venv", str(venv.root)], timeout=120)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mimecast_exporter import __version__
 from tests.processes import run_exporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,8 @@ def test_all_resources_carry_the_app_name_label():
 
 def test_deployment_runs_the_released_image_with_the_config_file(deployment, container):
     assert deployment["spec"]["replicas"] == 1, "each replica would poll Mimecast on its own"
-    assert container["image"] == "ghcr.io/mimecast-exporter/mimecast-exporter:0.1.0"
+    # The running release's tag: bumped with __version__.
+    assert container["image"] == f"ghcr.io/mimecast-exporter/mimecast-exporter:{__version__}"
     assert f"--config.file={CONFIG_DIR}/config.yml" in container["args"]
     selector = deployment["spec"]["selector"]["matchLabels"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]

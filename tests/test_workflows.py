@@ -73,6 +73,11 @@ def test_a_tag_releases_wheel_sdist_and_a_multi_arch_image():
     assert ".ci/run" in _steps(jobs["test"])
     assert jobs["dist"]["needs"] == "test" and jobs["image"]["needs"] == "test"
     assert "--wheel --sdist" in _steps(jobs["dist"])
+    # The mixin rendered (and checked current) and attached with the wheel.
+    dist = _steps(jobs["dist"])
+    assert "generate_mixin.py --check" in dist
+    for attached in ("alerts.yml", "inhibit-rules.yml", "prometheusrule.yaml", "dashboard-"):
+        assert f"dist/mimecast-exporter-{attached}" in dist
     build = next(s for s in jobs["image"]["steps"] if "build-push-action" in s.get("uses", ""))
     platforms = set(build["with"]["platforms"].split(","))
     assert {"linux/amd64", "linux/arm64"} <= platforms
