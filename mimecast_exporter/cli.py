@@ -118,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--once",
         action="store_true",
-        help="poll once, print the metrics to stdout, exit 1 if an account is down "
-        "(default: off)",
+        help="poll once, print the metrics to stdout, exit 1 if an account is down (default: off)",
     )
     parser.add_argument(
         "--demo",
