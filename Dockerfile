@@ -35,11 +35,16 @@ WORKDIR /src
 # Only what the wheel is built from (see .dockerignore).
 COPY pyproject.toml README.md LICENSE ./
 COPY mimecast_exporter ./mimecast_exporter
+# What --version and mimecast_exporter_build_info say of this build (the
+# release workflow passes them; see mimecast_exporter/build.py).
+ARG REVISION=unknown
+ARG BUILD_DATE=unknown
 # --no-deps: only our own wheel; the runtime stage resolves the dependencies
 # from pyproject.toml. Build requirements (setuptools, wheel) come from the
 # [build-system] table, in pip's isolated build environment. The wheel is pure
 # Python: no compiler in either stage.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
+RUN printf 'revision=%s\nbuild_date=%s\n' "$REVISION" "$BUILD_DATE" > mimecast_exporter/BUILD_INFO \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 # --- stage 2: runtime -----------------------------------------------------------
 FROM python:3.12.8-slim-bookworm

@@ -98,8 +98,11 @@ lock: $(STAMP)
 	  --no-emit-index-url --no-emit-find-links \
 	  --output-file=requirements/image.lock pyproject.toml
 
+# The wheel records its revision and build date (mimecast_exporter/build.py).
 dist: $(STAMP)
-	$(BIN)/python -m build --wheel --outdir dist .
+	printf 'revision=%s\nbuild_date=%s\n' "$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+	  "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" > mimecast_exporter/BUILD_INFO
+	$(BIN)/python -m build --wheel --outdir dist .; status=$$?; rm -f mimecast_exporter/BUILD_INFO; exit $$status
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 
 from mimecast_exporter import __version__
 from mimecast_exporter.app import Exporter
+from mimecast_exporter.build import build
 from mimecast_exporter.clock import SystemClock
 from mimecast_exporter.config import Config, ConfigError, describe, load_config
 from mimecast_exporter.logs import LEVELS, add_secrets, configure_logging, survive_any_locale
@@ -39,9 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimecast-exporter",
         description="Prometheus exporter for Mimecast's message processing queue.",
-        epilog="Signals: SIGHUP re-reads --config.file and the secret files it names, and "
-        "checks --web.config.file, without a restart (an invalid file is refused and the "
-        "running configuration stays); check a file first with --config.check. "
+        # Raw: --version's lines and the epilog's are kept as written.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Signals: SIGHUP re-reads --config.file and the secret files it names, and\n"
+        "checks --web.config.file, without a restart (an invalid file is refused and\n"
+        "the running configuration stays); check a file first with --config.check.\n"
         "SIGTERM and SIGINT stop cleanly.",
     )
     parser.add_argument(
@@ -125,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run against the embedded Mimecast simulator; no account needed (default: off)",
     )
-    parser.add_argument("--version", action="version", version=f"mimecast-exporter {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=build().describe("mimecast-exporter"),
+        help="show the version, revision, build date and Python version, and exit",
+    )
     return parser
 
 
@@ -285,6 +293,7 @@ def serve(
         "exporter started",
         extra={
             "version": __version__,
+            "revision": build().revision,
             "listen": web.url + telemetry_path,
             "accounts": ",".join(a.name for a in config.accounts) or "none",
             "shard": str(shard),

@@ -32,7 +32,7 @@ Series, for each configured account and queue type::
     mimecast_poll_errors_total{account,queue,reason}                  counter
     mimecast_api_requests_total{account,endpoint,code}                counter
     mimecast_api_rate_limit_remaining{account}                        gauge
-    mimecast_exporter_build_info{version}                             gauge
+    mimecast_exporter_build_info{version,revision,pythonversion}      gauge
 
 With ``metrics.by_route``, the age histogram, the size histogram and the
 status counts carry a route label too (docs/metrics.md says why not by default).
@@ -53,8 +53,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from mimecast_exporter import __version__
 from mimecast_exporter.aggregate import MAX_DOMAINS, RETRY_OVERDUE_SECONDS
+from mimecast_exporter.build import build
 from mimecast_exporter.config import MetricsConfig
 from mimecast_exporter.snapshot import Histogram, QueueSnapshot
 from mimecast_exporter.status import STATUSES
@@ -121,13 +121,15 @@ def _age(created: float | None, now: float) -> float:
 
 
 def _build_info() -> Metric:
-    build = GaugeMetricFamily(
+    info = build()
+    family = GaugeMetricFamily(
         "mimecast_exporter_build_info",
-        "A metric with a constant '1' value labelled by the exporter's version.",
-        labels=["version"],
+        "A metric with a constant '1' value labelled by the version, revision and Python"
+        " version from which mimecast-exporter was built, as Go exporters' *_build_info.",
+        labels=["version", "revision", "pythonversion"],
     )
-    build.add_metric([__version__], 1)
-    return build
+    family.add_metric([info.version, info.revision, info.python_version], 1)
+    return family
 
 
 def _oldest_age_family() -> GaugeMetricFamily:

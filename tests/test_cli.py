@@ -62,7 +62,7 @@ def assert_no_secrets(*texts: str) -> None:
 def test_version():
     result = run("--version")
     assert result.returncode == 0
-    assert re.match(r"mimecast-exporter \d+\.\d+\.\d+", result.stdout)
+    assert re.match(r"mimecast-exporter, version \d+\.\d+\.\d+ \(revision: ", result.stdout)
 
 
 def test_config_check_valid_masks_secrets(tmp_path):

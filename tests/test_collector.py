@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import mimecast_exporter
 from mimecast_exporter.aggregate import QueueAggregator, parse_mimecast_date
+from mimecast_exporter.build import build
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.config import MetricsConfig
 from mimecast_exporter.mimecast.errors import REASONS
@@ -78,7 +79,14 @@ def test_nothing_about_queues_before_first_poll(env):
             == 0
         )
     assert (
-        value(registry, "mimecast_exporter_build_info", version=mimecast_exporter.__version__) == 1
+        value(
+            registry,
+            "mimecast_exporter_build_info",
+            version=mimecast_exporter.__version__,
+            revision=build().revision,
+            pythonversion=build().python_version,
+        )
+        == 1
     )
 
 

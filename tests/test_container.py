@@ -313,6 +313,10 @@ def image_venv(tmp_path_factory, dockerfile) -> InstalledVenv:
             shutil.copytree(origin, src / source, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(origin, src / source)
+    # The Dockerfile's RUN that records the build (its ARGs set as a release sets them).
+    (src / "mimecast_exporter" / "BUILD_INFO").write_text(
+        f"revision={BUILT_REVISION}\nbuild_date={BUILT_DATE}\n"
+    )
     dist = work / "dist"
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     built = run(
@@ -419,11 +423,28 @@ def test_image_config_check_rejects_an_invalid_config_with_exit_2(image_venv, tm
     assert "intervall" in result.stderr
 
 
+BUILT_REVISION = "0123456789ab"
+BUILT_DATE = "2026-12-07T00:00:00Z"
+
+
+def test_the_build_stage_records_revision_and_date(dockerfile):
+    build = dockerfile[1][0]
+    args = {a.args.split("=")[0] for a in build.all("ARG")}
+    assert {"REVISION", "BUILD_DATE"} <= args
+    runs = " && ".join(r.args for r in build.all("RUN"))
+    assert runs.index("mimecast_exporter/BUILD_INFO") < runs.index("pip wheel")
+    assert "$REVISION" in runs and "$BUILD_DATE" in runs
+
+
 def test_image_has_the_simulator_and_a_version(image_venv):
     result = run([image_venv.bin("mimecast-simulator"), "--help"], timeout=60)
     assert "usage" in result.stdout.lower()
-    result = run([image_venv.bin("mimecast-exporter"), "--version"], timeout=60)
-    assert "0." in result.stdout + result.stderr
+    for command in ("mimecast-exporter", "mimecast-simulator"):
+        result = run([image_venv.bin(command), "--version"], timeout=60)
+        assert f"{command}, version {exporter_version()} (revision: {BUILT_REVISION})" in (
+            result.stdout
+        )
+        assert f"build date:     {BUILT_DATE}" in result.stdout
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from mimecast_exporter.build import build
 from mimecast_exporter.logs import survive_any_locale
 from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.model import Churn
@@ -78,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mimecast-simulator",
         description="A local Mimecast API stand-in (find-processing-messages, API 1.0 and 2.0).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # --version's lines as written
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=build().describe("mimecast-simulator"),
+        help="show the version, revision, build date and Python version, and exit",
     )
     p.add_argument(
         "--listen",
