@@ -8,7 +8,7 @@
     exporterSelector: 'job="mimecast-exporter"',
 
     // Where the annotations point.
-    runbookURL: 'https://github.com/mimecast-exporter/mimecast-exporter/blob/main/docs/runbook.md',
+    runbookURL: 'https://github.com/mimecast-exporter/mimecast-exporter/blob/v0.2.0/docs/runbook.md',  // the release's tag: bumped with it
     dashboardUID: 'mimecast-queue',
     grafanaURL: '',  // e.g. https://grafana.example.com; empty: a path relative to Grafana
     dashboardURL: self.grafanaURL + '/d/' + self.dashboardUID,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mimecast_exporter import __version__
 from tests.processes import debian_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +20,9 @@ ALERTS = RULES_DIR / "alerts.yml"
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))  # alerts.yml, and rules.yml if there is one
 TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
 RUNBOOK = ROOT / "docs" / "runbook.md"
-RUNBOOK_BASE = "https://github.com/mimecast-exporter/mimecast-exporter/blob/main/docs/runbook.md#"
+RUNBOOK_BASE = (
+    f"https://github.com/mimecast-exporter/mimecast-exporter/blob/v{__version__}/docs/runbook.md#"
+)
 TIMEOUT = 60
 
 # Other code (dashboards, docs, silences) depends on these names.

@@ -23,17 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from mimecast_exporter import __version__
 from mimecast_exporter.status import STATUSES
 
 if TYPE_CHECKING:
     from mimecast_exporter.snapshot import OldMessage, QueueSnapshot, RouteStats
     from mimecast_exporter.store import Failure
 
-RUNBOOK_URL = "https://github.com/mimecast-exporter/mimecast-exporter/blob/main/docs/runbook.md"
-DASHBOARD_FILE_URL = (
-    "https://github.com/mimecast-exporter/mimecast-exporter/blob/main/"
-    "grafana/dashboards/mimecast-queue.json"
-)
+# The files of the running version, at its release tag: not main, which may
+# have moved on (the runbook of another version can send on-call astray).
+SOURCE_URL = f"https://github.com/mimecast-exporter/mimecast-exporter/blob/v{__version__}"
+RUNBOOK_URL = f"{SOURCE_URL}/docs/runbook.md"
+DASHBOARD_FILE_URL = f"{SOURCE_URL}/grafana/dashboards/mimecast-queue.json"
 REFRESH_SECONDS = 30
 # The runbook section for a failure's reason (anchors of docs/runbook.md).
 _RUNBOOK_ANCHORS = {

@@ -108,6 +108,10 @@ def test_status_page_answers_the_on_call_questions(served_exporter, tmp_path):
     ):
         assert link in dom
     assert "docs/runbook.md" in dom
+    # Links name the running version's tag, never main (which may have moved on).
+    from mimecast_exporter import __version__
+
+    assert f"/blob/v{__version__}/docs/runbook.md" in dom and "/blob/main/" not in dom
     # The down account comes first, with why: reason, message, HTTP status, request id.
     assert dom.index('id="account-broken"') < dom.index('id="account-acme"')
     broken = dom[dom.index('id="account-broken"') : dom.index('id="account-acme"')]
