@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as error:
-        print(f"error: invalid configuration in {args.config_file}: {error}", file=sys.stderr)
+        print(_invalid(args.config_file, error), file=sys.stderr)
         return EXIT_CONFIG
     add_secrets(config.secrets())
     configured = len(config.accounts)
@@ -240,6 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         shard=args.shard,
         dashboard_url=args.dashboard_url,
     )
+
+
+def _invalid(config_file: str, error: ConfigError) -> str:
+    """Every problem of the file, one line each, for stderr."""
+    problems = error.errors
+    if len(problems) == 1:
+        return f"error: invalid configuration in {config_file}: {error}"
+    lines = [f"error: invalid configuration in {config_file}: {len(problems)} problems"]
+    return "\n".join([*lines, *(f"  {one}" for one in problems)])
 
 
 def _shard_line(shard: Shard, config: Config, configured: int) -> str:
@@ -354,8 +363,9 @@ def _reload(
     except ConfigError as error:
         exporter.reload_failed()
         log.error(
-            f"configuration reload failed, the running configuration stays: {error}",
-            extra={"file": config_file},
+            "configuration reload failed, the running configuration stays: "
+            + "; ".join(str(one) for one in error.errors),
+            extra={"file": config_file, "problems": len(error.errors)},
         )
         return
     add_secrets(config.secrets())

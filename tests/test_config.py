@@ -802,3 +802,58 @@ def test_an_explicit_conflict_with_the_interval_stays_an_error(tmp_path, poll, f
     with pytest.raises(ConfigError) as info:
         _poll_only(tmp_path, poll)
     assert info.value.field_path == field and message in str(info.value)
+
+
+def test_every_error_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    text = """\
+poll:
+  interval: 60
+  page_size: 0
+  colour: blue
+accounts:
+  - name: "bad name"
+    base_url: http://mimecast.example.com
+    oauth2: {client_id: x}
+  - name: ok
+    region: mars
+    hmac: {app_id: a, app_key: b, access_key: c, secret_key: "not base64!"}
+  - name: ok
+    region: global
+    oauth2: {client_id: x, client_secret: y}
+  - name: ok
+    region: uk
+    oauth2: {client_id: x, client_secret: y}
+metrics: {by_route: maybe}
+"""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(_write(tmp_path, text), environ={})
+    paths = [error.field_path for error in excinfo.value.errors]
+    assert paths == [
+        "poll.colour",
+        "poll.interval",
+        "poll.page_size",
+        "accounts[0].name",
+        "accounts[0].oauth2",
+        "accounts[0].base_url",
+        "accounts[1].hmac.secret_key",
+        "accounts[1].region",
+        "accounts[3].name",  # the same name as accounts[2]
+        "metrics.by_route",
+    ]
+    assert str(excinfo.value).count("\n") == len(paths) - 1  # one line each
+    assert "'y'" not in str(excinfo.value) and "not base64!" not in str(excinfo.value)
+
+
+def test_the_command_prints_every_error_and_exits_2(tmp_path: Path) -> None:
+    from tests.processes import run_exporter
+
+    config = _write(tmp_path, "poll:\n  interval: 60\n  page_size: 0\naccounts: []\n")
+    result = run_exporter("--config.file", str(config), "--config.check")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].endswith("3 problems")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "poll.interval",
+        "poll.page_size",
+        "accounts",
+    ]

@@ -126,6 +126,9 @@ def test_an_invalid_configuration_on_sighup_is_refused_and_the_old_one_runs_on(t
     assert code == 0
     assert "configuration reload failed, the running configuration stays" in log
     assert "poll.interval" in log  # says what was wrong
+    # ... all of it, in one line: the interval and the empty account list.
+    line = next(x for x in log.splitlines() if "configuration reload failed" in x)
+    assert "poll.interval" in line and "accounts: must list at least one account" in line
 
 
 # --- a reload is idempotent and bounded (issue #17, item 5) ---------------------------------

@@ -27,7 +27,12 @@ from mimecast_exporter.config.expand import (
     string_value,
 )
 from mimecast_exporter.config.files import MAX_PEM_BYTES, FileProblem, read_text
-from mimecast_exporter.config.model import MAX_TOP_DOMAINS, AccountConfig, ConfigError, Credentials
+from mimecast_exporter.config.model import (
+    MAX_TOP_DOMAINS,
+    AccountConfig,
+    ConfigError,
+    Problems,
+)
 
 SEARCH_FIELDS: tuple[str, ...] = ("ALL", "fromAddress", "toAddress", "subject", "info", "remoteIp")
 
@@ -56,43 +61,76 @@ def parse_accounts(root: Mapping[str, Any], ctx: Context) -> tuple[AccountConfig
         raise ConfigError("accounts", "must list at least one account; found an empty list")
     accounts: list[AccountConfig] = []
     first_use: dict[str, int] = {}
+    problems = Problems()
     for i, item in enumerate(raw):
-        account = _parse_account(item, f"accounts[{i}]", ctx)
+        account = problems.attempt(_parse_account, item, f"accounts[{i}]", ctx, default=None)
+        if account is None:
+            continue
         if account.name in first_use:
-            raise ConfigError(
-                f"accounts[{i}].name",
-                f"duplicate account name {account.name!r} (also used by "
-                f"accounts[{first_use[account.name]}]); names must be unique",
+            problems.found.append(
+                ConfigError(
+                    f"accounts[{i}].name",
+                    f"duplicate account name {account.name!r} (also used by "
+                    f"accounts[{first_use[account.name]}]); names must be unique",
+                )
             )
+            continue
         first_use[account.name] = i
         accounts.append(account)
+    problems.check()
     return tuple(accounts)
 
 
 def _parse_account(raw: Any, path: str, ctx: Context) -> AccountConfig:
     account = expect_mapping(raw, path, "an account (a mapping with name, base_url, ...)")
-    check_keys(account, _ACCOUNT_KEYS, path)
-    name = _parse_name(account, path, ctx)
-    scheme = one_of(account, "oauth2", "hmac", path, " (API 2.0 or API 1.0 credentials)")
+    problems = Problems()  # every field read, whatever the others hold
+    problems.attempt(check_keys, account, _ACCOUNT_KEYS, path, default=None)
+    name = problems.attempt(_parse_name, account, path, ctx, default="")
+    scheme = problems.attempt(
+        one_of, account, "oauth2", "hmac", path, " (API 2.0 or API 1.0 credentials)", default=""
+    )
+    credentials: Any = None
     if scheme == "oauth2":
-        credentials: Credentials = parse_oauth2(account["oauth2"], join(path, "oauth2"), ctx)
-    else:
-        credentials = parse_hmac(account["hmac"], join(path, "hmac"), ctx)
+        credentials = problems.attempt(
+            parse_oauth2, account["oauth2"], join(path, "oauth2"), ctx, default=None
+        )
+    elif scheme == "hmac":
+        credentials = problems.attempt(
+            parse_hmac, account["hmac"], join(path, "hmac"), ctx, default=None
+        )
     search_by = account.get("search_by")
     filter_by = account.get("filter_by")
-    return AccountConfig(
+    parsed = AccountConfig(
         name=name,
-        base_url=parse_endpoint(account, path, scheme, ctx),
+        base_url=problems.attempt(
+            parse_endpoint, account, path, scheme or "oauth2", ctx, default=""
+        ),
         credentials=credentials,
         # "search_by:" left empty means the same as leaving it out.
-        search_by=None if search_by is None else _parse_search_by(search_by, path, ctx),
-        filter_by=None if filter_by is None else _parse_filter_by(filter_by, path, ctx),
-        ca_file=_parse_tls_config(account.get("tls_config"), path, ctx),
-        top_domains=_parse_top_domains(account.get("top_domains", 0), join(path, "top_domains")),
-        expose_message_details=flag(
-            account.get("expose_message_details", False), join(path, "expose_message_details")
+        search_by=None
+        if search_by is None
+        else problems.attempt(_parse_search_by, search_by, path, ctx, default=None),
+        filter_by=None
+        if filter_by is None
+        else problems.attempt(_parse_filter_by, filter_by, path, ctx, default=None),
+        ca_file=problems.attempt(
+            _parse_tls_config, account.get("tls_config"), path, ctx, default=None
+        ),
+        top_domains=problems.attempt(
+            _parse_top_domains,
+            account.get("top_domains", 0),
+            join(path, "top_domains"),
+            default=0,
+        ),
+        expose_message_details=problems.attempt(
+            flag,
+            account.get("expose_message_details", False),
+            join(path, "expose_message_details"),
+            default=False,
         ),
     )
+    problems.check()
+    return parsed
 
 
 def _parse_top_domains(value: Any, path: str) -> int:

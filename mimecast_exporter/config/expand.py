@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mimecast_exporter.config.model import ConfigError
+from mimecast_exporter.config.model import ConfigError, Problems
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # "$$" is a literal "$" (so "$${X}" is a literal "${X}"); "${NAME}" is expanded;
@@ -84,11 +84,14 @@ def flag(value: Any, path: str) -> bool:
 
 
 def check_keys(mapping: Mapping[Any, Any], allowed: tuple[str, ...], path: str) -> None:
+    """Every unknown key of ``mapping``, each its own error."""
+    problems = Problems()
     for key in mapping:
         if key not in allowed:
-            raise ConfigError(
-                join(path, key), f"unknown key; allowed keys are: {', '.join(allowed)}"
+            problems.found.append(
+                ConfigError(join(path, key), f"unknown key; allowed keys are: {', '.join(allowed)}")
             )
+    problems.check()
 
 
 def one_of(mapping: Mapping[str, Any], first: str, second: str, path: str, hint: str = "") -> str:

@@ -8,8 +8,11 @@ parsing modules build these objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 QUEUE_TYPES: tuple[str, ...] = ("processing", "bulk_processing")
 
@@ -41,6 +44,48 @@ class ConfigError(Exception):
         self.field_path = field_path
         self.problem = problem
         super().__init__(f"{field_path}: {problem}" if field_path else problem)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        """Every problem found: this one alone, or all of a :class:`ConfigErrors`."""
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Several problems of one file, found in one read: one line each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        flat = [one for error in errors for one in error.errors]
+        super().__init__(flat[0].field_path, flat[0].problem)
+        self._errors = flat
+        self.args = ("\n".join(str(error) for error in flat),)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return self._errors
+
+
+class Problems:
+    """Errors collected while a configuration is read: parsing goes on past one,
+    so that ``--config.check`` says every error of a file at once."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def attempt(self, parse: Callable[..., T], *args: Any, default: T) -> T:
+        """``parse(*args)``, or ``default`` once its error is noted."""
+        try:
+            return parse(*args)
+        except ConfigError as error:
+            self.found.append(error)
+            return default
+
+    def check(self) -> None:
+        """Raise what was found: one error as it is, several as ConfigErrors."""
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ConfigErrors(self.found)
 
 
 class Secret:

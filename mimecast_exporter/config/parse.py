@@ -17,7 +17,13 @@ import yaml
 from mimecast_exporter.config.accounts import parse_accounts
 from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
 from mimecast_exporter.config.files import MAX_CONFIG_BYTES, FileProblem, load_yaml, read_text
-from mimecast_exporter.config.model import Config, ConfigError, MetricsConfig
+from mimecast_exporter.config.model import (
+    Config,
+    ConfigError,
+    MetricsConfig,
+    PollConfig,
+    Problems,
+)
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
 from mimecast_exporter.config.poll import parse_poll
 
@@ -40,12 +46,16 @@ def parse_config(
     if data is None:
         raise ConfigError("", "the configuration is empty; expected a mapping with 'accounts'")
     root = expect_mapping(data, "", "a mapping with 'poll' and 'accounts' at the top level")
-    check_keys(root, _TOP_KEYS, "")
-    return Config(
-        poll=parse_poll(root.get("poll"), ctx),
-        accounts=parse_accounts(root, ctx),
-        metrics=_parse_metrics(root.get("metrics")),
+    # Read on past an error: every error of the file is said at once.
+    problems = Problems()
+    problems.attempt(check_keys, root, _TOP_KEYS, "", default=None)
+    config = Config(
+        poll=problems.attempt(parse_poll, root.get("poll"), ctx, default=PollConfig()),
+        accounts=problems.attempt(parse_accounts, root, ctx, default=()),
+        metrics=problems.attempt(_parse_metrics, root.get("metrics"), default=MetricsConfig()),
     )
+    problems.check()
+    return config
 
 
 def _parse_metrics(raw: Any) -> MetricsConfig:

@@ -19,7 +19,7 @@ from mimecast_exporter.config.expand import (
     number_text,
     string_value,
 )
-from mimecast_exporter.config.model import QUEUE_TYPES, ConfigError, PollConfig
+from mimecast_exporter.config.model import QUEUE_TYPES, ConfigError, PollConfig, Problems
 from mimecast_exporter.durations import EXAMPLES as DURATION_EXAMPLES
 from mimecast_exporter.durations import format_duration, parse_duration_text
 
@@ -74,75 +74,101 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
     if raw is None:  # "poll:" with nothing under it
         return PollConfig()
     poll = expect_mapping(raw, "poll", "a mapping of poll settings (interval, timeout, ...)")
-    check_keys(poll, _POLL_KEYS, "poll")
     defaults = PollConfig()
+    problems = Problems()  # every key read, whatever the others hold
+    problems.attempt(check_keys, poll, _POLL_KEYS, "poll", default=None)
 
-    def duration(key: str) -> float:
+    def duration(key: str) -> float | None:
+        """The key's seconds (its default when absent); None once its error is noted."""
         if key not in poll:
             return float(getattr(defaults, key))
         path = f"poll.{key}"
-        value = poll[key]
-        if isinstance(value, str):
-            value = expand_env(value, path, ctx.environ)
-        return parse_duration(value, path)
+
+        def parse() -> float:
+            value = poll[key]
+            if isinstance(value, str):
+                value = expand_env(value, path, ctx.environ)
+            return parse_duration(value, path)
+
+        return problems.attempt(parse, default=None)
 
     def shown(key: str, seconds: float) -> str:
         # Say when the offending value is a default, or the user hunts for it in vain.
         return format_duration(seconds) + ("" if key in poll else " (the default)")
 
-    interval = duration("interval")
-    if interval <= 0:
-        raise ConfigError(
-            "poll.interval", f"must be greater than zero; found {shown('interval', 0)}"
-        )
+    def positive(key: str, seconds: float | None) -> float | None:
+        if seconds is not None and seconds <= 0:
+            problems.found.append(
+                ConfigError(f"poll.{key}", f"must be greater than zero; found {shown(key, 0)}")
+            )
+            return None
+        return seconds
+
+    interval = positive("interval", duration("interval"))
     # Unset, timeout and stale_after follow the interval (see derived_timeout):
     # "interval: 1s" or "interval: 10m" alone is a working configuration.
-    timeout = duration("timeout") if "timeout" in poll else derived_timeout(interval)
-    lookback = duration("lookback")
-    stale_after = (
-        duration("stale_after") if "stale_after" in poll else derived_stale_after(interval, timeout)
+    timeout = (
+        duration("timeout")
+        if "timeout" in poll
+        else (derived_timeout(interval) if interval is not None else None)
     )
-    if timeout <= 0:
-        raise ConfigError("poll.timeout", f"must be greater than zero; found {shown('timeout', 0)}")
-    if timeout > interval:
-        raise ConfigError(
-            "poll.timeout",
-            f"must be at most poll.interval ({format_duration(interval)}) so that a request "
-            f"ends before the next poll is due; found {shown('timeout', timeout)}",
+    timeout = positive("timeout", timeout)
+    lookback = positive("lookback", duration("lookback"))
+    retry_overdue_after = positive("retry_overdue_after", duration("retry_overdue_after"))
+    stale_after = (
+        duration("stale_after")
+        if "stale_after" in poll
+        else (
+            derived_stale_after(interval, timeout)
+            if interval is not None and timeout is not None
+            else None
         )
-    if lookback <= 0:
-        raise ConfigError(
-            "poll.lookback", f"must be greater than zero; found {shown('lookback', 0)}"
+    )
+    if interval is not None and timeout is not None and timeout > interval:
+        problems.found.append(
+            ConfigError(
+                "poll.timeout",
+                f"must be at most poll.interval ({format_duration(interval)}) so that a request "
+                f"ends before the next poll is due; found {shown('timeout', timeout)}",
+            )
         )
-    retry_overdue_after = duration("retry_overdue_after")
-    if retry_overdue_after <= 0:
-        raise ConfigError(
-            "poll.retry_overdue_after",
-            f"must be greater than zero; found {shown('retry_overdue_after', 0)}",
-        )
-    if stale_after < interval:
-        raise ConfigError(
-            "poll.stale_after",
-            f"must be at least poll.interval ({format_duration(interval)}), or series would be "
-            f"dropped between two polls; found {shown('stale_after', stale_after)}",
+    if interval is not None and stale_after is not None and stale_after < interval:
+        problems.found.append(
+            ConfigError(
+                "poll.stale_after",
+                f"must be at least poll.interval ({format_duration(interval)}), or series would "
+                f"be dropped between two polls; found {shown('stale_after', stale_after)}",
+            )
         )
 
     def integer(key: str, low: int, high: int | None) -> int:
+        default = int(getattr(defaults, key))
         if key not in poll:
-            return int(getattr(defaults, key))
-        return _int_in_range(poll[key], f"poll.{key}", low, high)
+            return default
+        return problems.attempt(_int_in_range, poll[key], f"poll.{key}", low, high, default=default)
 
+    page_size = integer("page_size", 1, 10000)
+    queues = (
+        problems.attempt(_parse_queues, poll["queues"], ctx, default=defaults.queues)
+        if "queues" in poll
+        else defaults.queues
+    )
+    max_pages = integer("max_pages", 1, None)
+    concurrency = integer("concurrency", 1, 64)
+    max_response_bytes = integer("max_response_bytes", 1024, None)
+    problems.check()
+    assert None not in (interval, timeout, lookback, stale_after, retry_overdue_after)
     return PollConfig(
-        interval=interval,
-        lookback=lookback,
-        page_size=integer("page_size", 1, 10000),
-        timeout=timeout,
-        stale_after=stale_after,
-        queues=_parse_queues(poll["queues"], ctx) if "queues" in poll else defaults.queues,
-        max_pages=integer("max_pages", 1, None),
-        concurrency=integer("concurrency", 1, 64),
-        max_response_bytes=integer("max_response_bytes", 1024, None),
-        retry_overdue_after=retry_overdue_after,
+        interval=float(interval or 0),
+        lookback=float(lookback or 0),
+        page_size=page_size,
+        timeout=float(timeout or 0),
+        stale_after=float(stale_after or 0),
+        queues=queues,
+        max_pages=max_pages,
+        concurrency=concurrency,
+        max_response_bytes=max_response_bytes,
+        retry_overdue_after=float(retry_overdue_after or 0),
     )
 
 
