@@ -12,6 +12,7 @@ from mimecast_exporter import __version__
 from mimecast_exporter.clock import Clock
 from mimecast_exporter.collector import MimecastCollector
 from mimecast_exporter.config import Config
+from mimecast_exporter.config.model import Thresholds
 from mimecast_exporter.poller import Poller
 from mimecast_exporter.store import SnapshotStore
 from mimecast_exporter.web.server import MAX_CONNECTIONS, AccountStatus, QueueStatus, WebServer
@@ -21,10 +22,23 @@ from mimecast_exporter.web.watch import WebConfigWatcher
 class StoreStatus:
     """What the landing page and /-/ready show, read from the store."""
 
-    def __init__(self, store: SnapshotStore, config: Config, clock: Clock) -> None:
+    def __init__(
+        self, store: SnapshotStore, config: Config, clock: Clock, reloads: ReloadStatus
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self.reloads = reloads
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """When the page says mail is stuck: the alerts' thresholds."""
+        return self.config.thresholds
+
+    @property
+    def reload_failed_at(self) -> float | None:
+        """When the latest SIGHUP's configuration was refused, while it is the latest."""
+        return None if self.reloads.successful else self.reloads.failed_at
 
     def is_ready(self) -> bool:
         return self.store.view().first_cycle_done
@@ -66,8 +80,10 @@ class ReloadStatus(Collector):
     Prometheus's own prometheus_config_last_reload_* series."""
 
     def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.successful = True
         self.success_time = clock.time()  # the configuration loaded at start counts
+        self.failed_at: float | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -102,7 +118,7 @@ class Exporter:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
-        self.status = StoreStatus(self.store, config, clock)
+        self.status = StoreStatus(self.store, config, clock, self.reloads)
         self.web: WebServer | None = None
 
     def serve(
@@ -156,7 +172,7 @@ class Exporter:
         self.reloads.successful, self.reloads.success_time = True, self.clock.time()
 
     def reload_failed(self) -> None:
-        self.reloads.successful = False
+        self.reloads.successful, self.reloads.failed_at = False, self.clock.time()
 
     def stop(self) -> None:
         self.poller.stop()

@@ -1,6 +1,8 @@
 // Everything a team may want to change, in one place. Override it where the
 // mixin is used, e.g.:
 //   (import 'mixin.libsonnet') + { _config+:: { exporterSelector: 'job="mimecast"' } }
+local thresholds = import 'thresholds.json';
+
 {
   _config+:: {
     // Selects the exporter's series in every alert and on the dashboard. An
@@ -20,11 +22,13 @@
     ticketSeverity: 'info',
 
     // Thresholds and how long each must hold before the alert fires.
-    queueBacklogMessages: 100,
+    // The thresholds' one source (thresholds.json): the exporter's status page
+    // colours against the same, as its thresholds: configuration's defaults.
+    queueBacklogMessages: thresholds.queueBacklogMessages,
     queueBacklogFor: '15m',
-    oldestMessageAgeSeconds: 3600,
+    oldestMessageAgeSeconds: thresholds.oldestMessageAgeSeconds,
     oldestMessageFor: '10m',
-    manyAttempts: 10,
+    manyAttempts: thresholds.manyAttempts,
     manyAttemptsFor: '15m',
     exporterDownFor: '5m',
     accountDownFor: '10m',

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIXIN = ROOT / "mixin" / "mixin.libsonnet"
 ALERTS = ROOT / "prometheus" / "alerts.yml"
 INHIBIT = ROOT / "prometheus" / "alertmanager" / "inhibit-rules.yml"
+THRESHOLDS = ROOT / "mimecast_exporter" / "web" / "thresholds.json"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -127,6 +128,8 @@ def outputs() -> dict[Path, str]:
     mixin = evaluate()
     alerts = render_alerts(mixin)
     files = {
+        # The status page's default thresholds: the mixin's, never a second copy by hand.
+        THRESHOLDS: (ROOT / "mixin" / "thresholds.json").read_text(encoding="utf-8"),
         ALERTS: alerts,
         INHIBIT: render_inhibit(mixin),
         generate_prometheusrule.OUTPUT: generate_prometheusrule.render(alerts),

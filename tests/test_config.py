@@ -21,6 +21,7 @@ from mimecast_exporter.config import (
     HmacCredentials,
     MetricsConfig,
     OAuth2Credentials,
+    Thresholds,
     PollConfig,
     Secret,
     describe,
@@ -304,6 +305,23 @@ def test_metrics_opt_ins() -> None:
         with pytest.raises(ConfigError) as excinfo:
             parse_config(raw, environ={})
         assert excinfo.value.field_path == where and words in excinfo.value.problem
+
+
+def test_thresholds_of_the_status_page() -> None:
+    raw = yaml.safe_load(MINIMAL)
+    assert parse_config(raw, environ={}).thresholds == Thresholds()
+    raw["thresholds"] = {"queue_backlog_messages": 500, "oldest_message_age": "2h"}
+    config = parse_config(raw, environ={})
+    assert config.thresholds == Thresholds(500, 7200.0, Thresholds().many_attempts)
+    assert "queue_backlog_messages: 500" in describe(config)
+    raw["thresholds"] = {"queue_backlog_messages": 0, "many_attempts": "ten", "oldest": "1h"}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(raw, environ={})
+    assert [e.field_path for e in excinfo.value.errors] == [
+        "thresholds.oldest",
+        "thresholds.queue_backlog_messages",
+        "thresholds.many_attempts",
+    ]
 
 
 def test_empty_poll_section_means_defaults() -> None:
@@ -662,7 +680,8 @@ def test_example_config_documents_every_key() -> None:
     keys = [
         *(f.name for f in PollConfig.__dataclass_fields__.values()),
         *(f.name for f in MetricsConfig.__dataclass_fields__.values()),
-        "poll", "accounts", "metrics", "name", "base_url", "region", "oauth2", "hmac",
+        *(f.name for f in Thresholds.__dataclass_fields__.values()),
+        "poll", "accounts", "metrics", "thresholds", "name", "base_url", "region", "oauth2", "hmac",
         "search_by", "filter_by", "field_name", "value", "tls_config", "ca_file",
         "client_id", "client_secret", "app_id", "app_key", "access_key", "secret_key",
         "_file", "${", "$$",

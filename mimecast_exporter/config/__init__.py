@@ -34,6 +34,7 @@ from mimecast_exporter.config.model import (
     OAuth2Credentials,
     PollConfig,
     Secret,
+    Thresholds,
 )
 from mimecast_exporter.config.parse import load_config, parse_config
 from mimecast_exporter.config.poll import parse_duration
@@ -50,6 +51,7 @@ __all__ = [
     "OAuth2Credentials",
     "PollConfig",
     "Secret",
+    "Thresholds",
     "describe",
     "load_config",
     "parse_config",

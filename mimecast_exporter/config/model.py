@@ -8,8 +8,10 @@ parsing modules build these objects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -184,6 +186,22 @@ class PollConfig:
     retry_overdue_after: float = 900.0
 
 
+# The alert thresholds of the mixin (mixin/thresholds.json, copied into the
+# package by scripts/generate_mixin.py, a test keeping them equal): the status
+# page colours against what the shipped alerts fire on.
+_MIXIN = json.loads((Path(__file__).parent.parent / "web" / "thresholds.json").read_text())
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the status page says mail is stuck: the shipped alerts' thresholds."""
+
+    queue_backlog_messages: int = int(_MIXIN["queueBacklogMessages"])  # MimecastQueueBacklog
+    # MimecastQueueOldestMessageTooOld, seconds
+    oldest_message_age: float = float(_MIXIN["oldestMessageAgeSeconds"])
+    many_attempts: int = int(_MIXIN["manyAttempts"])  # MimecastMessagesManyAttempts
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     """Series served beyond the defaults (docs/metrics.md, "Series and cardinality")."""
@@ -199,6 +217,7 @@ class Config:
     poll: PollConfig
     accounts: tuple[AccountConfig, ...] = field(default_factory=tuple)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the config, for scrubbing output."""

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from mimecast_exporter.config.accounts import parse_accounts
-from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
+from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag, found
 from mimecast_exporter.config.files import MAX_CONFIG_BYTES, FileProblem, load_yaml, read_text
 from mimecast_exporter.config.model import (
     Config,
@@ -23,12 +23,14 @@ from mimecast_exporter.config.model import (
     MetricsConfig,
     PollConfig,
     Problems,
+    Thresholds,
 )
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
-from mimecast_exporter.config.poll import parse_poll
+from mimecast_exporter.config.poll import parse_duration, parse_poll
 
-_TOP_KEYS = ("poll", "accounts", "metrics")
+_TOP_KEYS = ("poll", "accounts", "metrics", "thresholds")
 _METRICS_KEYS = ("by_route", "size_histogram")
+_THRESHOLD_KEYS = ("queue_backlog_messages", "oldest_message_age", "many_attempts")
 
 
 def parse_config(
@@ -53,9 +55,47 @@ def parse_config(
         poll=problems.attempt(parse_poll, root.get("poll"), ctx, default=PollConfig()),
         accounts=problems.attempt(parse_accounts, root, ctx, default=()),
         metrics=problems.attempt(_parse_metrics, root.get("metrics"), default=MetricsConfig()),
+        thresholds=problems.attempt(
+            _parse_thresholds, root.get("thresholds"), default=Thresholds()
+        ),
     )
     problems.check()
     return config
+
+
+def _parse_thresholds(raw: Any) -> Thresholds:
+    if raw is None:
+        return Thresholds()
+    section = expect_mapping(raw, "thresholds", "a mapping of the status page's thresholds")
+    defaults = Thresholds()
+    problems = Problems()
+    problems.attempt(check_keys, section, _THRESHOLD_KEYS, "thresholds", default=None)
+    backlog = problems.attempt(
+        _count_setting, section, "queue_backlog_messages", defaults.queue_backlog_messages,
+        default=0,
+    )  # fmt: skip
+    attempts = problems.attempt(
+        _count_setting, section, "many_attempts", defaults.many_attempts, default=0
+    )
+    age = defaults.oldest_message_age
+    if section.get("oldest_message_age") is not None:
+        path = "thresholds.oldest_message_age"
+        age = problems.attempt(parse_duration, section["oldest_message_age"], path, default=0.0)
+        if age <= 0 and not problems.found:
+            problems.found.append(ConfigError(path, "must be greater than zero"))
+    problems.check()
+    return Thresholds(backlog, age, attempts)
+
+
+def _count_setting(section: Mapping[str, Any], key: str, default: int) -> int:
+    value = section.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"thresholds.{key}", f"expected a whole number of at least 1; found {found(value)}"
+        )
+    return value
 
 
 def _parse_metrics(raw: Any) -> MetricsConfig:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from mimecast_exporter import __version__
+from mimecast_exporter.config.model import Thresholds
 from mimecast_exporter.status import STATUSES
 
 if TYPE_CHECKING:
@@ -69,6 +70,73 @@ class StatusSource(Protocol):
         ...
 
     def account_statuses(self) -> Sequence[AccountStatus]: ...
+
+
+# What a status source may also say (read with getattr: test doubles may not).
+# thresholds: Thresholds, the alerts' (configuration "thresholds:");
+# reload_failed_at: float | None, when the latest SIGHUP's configuration was refused.
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """A queue and route past one of the alerts' thresholds: mail is stuck there."""
+
+    account: str
+    queue: str
+    route: str
+    over: tuple[str, ...]  # what crossed: "12 messages", "oldest 12 h", "12 attempts"
+    why: tuple[str, ...]  # the top status class and recipient domain, when known
+    age: float
+
+
+def stuck(accounts: Sequence[AccountStatus], thresholds: Thresholds, now: float) -> list[Stuck]:
+    """Every (account, queue, route) past a threshold, the oldest first."""
+    found = []
+    for account in accounts:
+        for q in account.queues:
+            if q.snapshot is None:
+                continue
+            for route, stats in q.snapshot.routes.items():
+                over = _over(stats, thresholds, now)
+                if over:
+                    age = _oldest_route_age(stats, now) or 0.0
+                    why = _why(stats, q.snapshot, route)
+                    found.append(Stuck(account.name, q.queue, route, over, why, age))
+    return sorted(found, key=lambda s: (-s.age, s.account, s.queue, s.route))
+
+
+def _over(stats: RouteStats, thresholds: Thresholds, now: float) -> tuple[str, ...]:
+    over = []
+    if stats.messages is not None and stats.messages > thresholds.queue_backlog_messages:
+        over.append(f"{stats.messages:,} messages")
+    age = _oldest_route_age(stats, now)
+    if age is not None and age > thresholds.oldest_message_age:
+        over.append(f"oldest {duration(age)}")
+    if stats.sums is not None and stats.sums.max_attempts >= thresholds.many_attempts:
+        over.append(f"{stats.sums.max_attempts} attempts")
+    return tuple(over)
+
+
+def _why(stats: RouteStats, snapshot: QueueSnapshot, route: str) -> tuple[str, ...]:
+    """The route's most frequent reason other than "processing", and its top
+    recipient domain: from the sums, else from its oldest messages."""
+    why = []
+    if stats.sums is not None:
+        counts = [
+            (n, name)
+            for name, n in zip(STATUSES, stats.sums.by_status, strict=False)
+            if n and name not in ("processing", "none")
+        ]
+        if counts:
+            why.append(max(counts)[1])
+        domains = [d for d, n, _ in stats.sums.by_domain or () if d != "other" and n]
+        if domains:
+            why.append(domains[0])
+    if not why:
+        oldest = [m for m in snapshot.oldest_messages or () if m.route == route]
+        if oldest:
+            why += [oldest[0].status] + ([oldest[0].domain] if oldest[0].domain else [])
+    return tuple(why)
 
 
 class Site(Protocol):
@@ -135,14 +203,15 @@ def _worst_first(accounts: Sequence[AccountStatus], now: float) -> list[AccountS
 
 def render_index(app: Site, now: float) -> str:
     accounts = _worst_first(app.status.account_statuses(), now)
-    sections = [_account_section(account, now) for account in accounts]
+    thresholds = _thresholds(app)
+    sections = [_account_section(account, thresholds, now) for account in accounts]
     if not sections:
         sections.append('<p class="muted">No accounts configured.</p>')
     return _PAGE.format(
         refresh=REFRESH_SECONDS,
         css=_CSS,
         header=_header(app, accounts, now),
-        summary=_summary(accounts, now),
+        summary=_summary(app, accounts, now),
         accounts="\n".join(sections),
         footer=_footer(accounts, now),
     )
@@ -167,24 +236,56 @@ def _header(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     )
 
 
-def _summary(accounts: Sequence[AccountStatus], now: float) -> str:
+def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
+    """The page's first line: the same story as the alerts."""
+    lines = []
+    failed_at = getattr(app.status, "reload_failed_at", None)
+    if failed_at is not None:
+        lines.append(
+            '<p class="alarm"><span class="badge bad">configuration reload failed</span> '
+            f"{_when(failed_at, now)}: the file was refused (see the log), the previous "
+            "configuration runs on</p>"
+        )
     if not accounts:
-        return ""
+        return "".join(lines)
     down = [a for a in accounts if not a.up]
     queued = [q.messages for a in accounts for q in a.queues if q.messages is not None]
     oldest = max((_account_oldest(a, now) for a in accounts), default=0.0)
-    state = (
-        f'<span class="badge bad">{len(down)} of {len(accounts)} accounts down</span>'
-        if down
-        else f'<span class="badge ok">all {len(accounts)} accounts up</span>'
-    )
-    return (
-        f'<p class="summary">{state} <span>{sum(queued):,} messages queued</span> '
+    blocked = stuck(accounts, _thresholds(app), now)
+    states = []
+    if blocked:
+        states.append('<span class="badge bad">mail is stuck</span>')
+    if down:
+        states.append(
+            f'<span class="badge bad">{len(down)} of {len(accounts)} accounts down</span>'
+        )
+    if not states:
+        states.append(f'<span class="badge ok">all {len(accounts)} accounts up</span>')
+    elif not down:
+        states.append(f'<span class="muted">polling: all {len(accounts)} accounts up</span>')
+    lines.append(
+        f'<p class="summary">{" ".join(states)} <span>{sum(queued):,} messages queued</span> '
         f"<span>oldest {_e(duration(oldest)) if oldest else '-'}</span></p>"
     )
+    if blocked:
+        items = [
+            f"<li><b>{_e(s.account)}</b> · {_e(s.queue)} · {_e(s.route)}: "
+            f"{_e(', '.join(s.over))}"
+            + (f' <span class="muted">({_e(", ".join(s.why))})</span>' if s.why else "")
+            + "</li>"
+            for s in blocked[:5]
+        ]
+        more = f'<li class="muted">and {len(blocked) - 5} more</li>' if len(blocked) > 5 else ""
+        lines.append(f'<ul class="stuck">{"".join(items)}{more}</ul>')
+    return "".join(lines)
 
 
-def _account_section(account: AccountStatus, now: float) -> str:
+def _thresholds(app: Site) -> Thresholds:
+    found = getattr(app.status, "thresholds", None)
+    return found if isinstance(found, Thresholds) else Thresholds()
+
+
+def _account_section(account: AccountStatus, thresholds: Thresholds, now: float) -> str:
     successes = [q.last_success for q in account.queues if q.last_success is not None]
     last_success = max(successes) if successes else None
     headroom = (
@@ -200,7 +301,7 @@ def _account_section(account: AccountStatus, now: float) -> str:
         f"<span>rate limit remaining {_e(headroom)}</span></p>",
     ]
     parts += _failures(account, now)
-    parts.append(_depth_table(account, now))
+    parts.append(_depth_table(account, thresholds, now))
     for q in account.queues:
         parts.append(_oldest_table(account, q, now))
     parts.append("</section>")
@@ -259,7 +360,7 @@ def _count(value: int | None) -> str:
     return '<span class="muted">?</span>' if value is None else f"{value:,}"
 
 
-def _depth_table(account: AccountStatus, now: float) -> str:
+def _depth_table(account: AccountStatus, thresholds: Thresholds, now: float) -> str:
     rows = []
     for q in account.queues:
         snapshot = q.snapshot
@@ -287,6 +388,10 @@ def _depth_table(account: AccountStatus, now: float) -> str:
             continue
         for i, (route, stats) in enumerate(shown):
             age = _oldest_route_age(stats, now)
+            # Coloured against the alerts' thresholds (configuration "thresholds:").
+            backlog = thresholds.queue_backlog_messages
+            deep = " over" if (stats.messages or 0) > backlog else ""
+            old = " over" if (age or 0) > thresholds.oldest_message_age else ""
             sums = stats.sums
             locked = "-" if sums is None or sums.locked is None else f"{sums.locked:,}"
             overdue = (
@@ -295,8 +400,8 @@ def _depth_table(account: AccountStatus, now: float) -> str:
             rows.append(
                 "<tr>"
                 + (f'<td rowspan="{len(shown)}">{_e(q.queue)}</td>' if i == 0 else "")
-                + f'<td>{_e(route)}</td><td class="num">{_count(stats.messages)}</td>'
-                f'<td class="num">{_e(duration(age)) if age is not None else "?"}</td>'
+                + f'<td>{_e(route)}</td><td class="num{deep}">{_count(stats.messages)}</td>'
+                f'<td class="num{old}">{_e(duration(age)) if age is not None else "?"}</td>'
                 f"<td>{_statuses(stats)}</td>"
                 f'<td class="num">{locked}</td><td class="num">{overdue}</td>'
                 + (f'<td rowspan="{len(shown)}" class="muted">{_e(scan)}</td>' if i == 0 else "")
@@ -391,6 +496,9 @@ main { padding: 1em 1.5em; max-width: 1500px; }
 .badge { display: inline-block; padding: 0.1em 0.6em; border-radius: 1em; color: #fff;
   font-size: 0.8em; font-weight: 600; vertical-align: middle; }
 .badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
+.over { color: var(--bad); font-weight: 700; }
+ul.stuck { margin: -0.6em 0 1em; padding-left: 1.4em; font-size: 1.05em; }
+.alarm { margin: 0.4em 0; }
 section.account { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--ok);
   border-radius: 6px; padding: 0.6em 1em 0.8em; margin-bottom: 1em; }
 section.account.down { border-left-color: var(--bad); }
@@ -414,6 +522,10 @@ td.info { font-family: ui-monospace, monospace; font-size: 0.85em; color: var(--
   word-break: break-word; padding-top: 0; }
 tr.sub td { border-top: none; }
 td.clip { max-width: 16em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+/* The oldest messages fit the width, details shown or not: no scrolling sideways. */
+table.oldest { table-layout: fixed; }
+table.oldest td { overflow-wrap: anywhere; }
+table.oldest td.clip { max-width: none; }
 .muted { color: var(--muted); }
 .when { white-space: nowrap; }
 section.account { overflow-x: auto; }

@@ -90,6 +90,24 @@ def served_exporter(make_sim):
     exporter = Exporter(Config(poll_config(), accounts), SystemClock(), process_metrics=False)
     exporter.poller.run_cycle()
     web = exporter.serve("127.0.0.1:0", dashboard_url="https://grafana.example/d/mimecast-queue")
+    web.exporter = exporter  # for tests that change its state
+    yield web.url
+    exporter.stop()
+
+
+@pytest.fixture
+def healthy_exporter(make_sim):
+    """One account whose queue holds a few young messages: below every threshold."""
+    sim = make_sim(clock=time.time)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(time.time() - 120))
+    sim.oauth_tenant.model.set_messages(
+        "processing", [{"id": f"m{i}", "routing": "outbound", "size": 900, "attempts": 1,
+                        "created": stamp, "info": "Queued for Processing"} for i in range(5)]
+    )  # fmt: skip
+    accounts = (oauth_account(sim.url, name="acme"),)
+    exporter = Exporter(Config(poll_config(), accounts), SystemClock(), process_metrics=False)
+    exporter.poller.run_cycle()
+    web = exporter.serve("127.0.0.1:0")
     yield web.url
     exporter.stop()
 
@@ -141,3 +159,116 @@ def test_status_page_screenshot_is_kept(served_exporter, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a page, not a blank
+
+
+# --- the same story as the alerts (issue #18, item 4) -----------------------------------------
+
+
+def page(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/", timeout=10) as answer:
+        return answer.read().decode()
+
+
+def test_stuck_mail_is_said_first_naming_where_and_why(served_exporter):
+    html = page(served_exporter)
+    assert "mail is stuck" in html and "accounts up</span>" not in html.split("</p>")[0]
+    assert "all 2 accounts up" not in html and "1 of 2 accounts down" in html
+    stuck = html[html.index('<ul class="stuck">') :].split("</ul>")[0]
+    # acme's outbound route: 8 messages (under 100), but 11 h old and 11 attempts
+    assert "<b>acme</b> · processing · outbound" in stuck
+    assert "oldest 1" in stuck and "attempts" in stuck
+    assert "deferred_temporary" in stuck and "partner.example" in stuck
+    assert 'class="num over"' in html  # the depth table coloured against the same
+
+
+def test_a_healthy_queue_says_all_is_well(healthy_exporter):
+    html = page(healthy_exporter)
+    assert "all 1 accounts up" in html and "mail is stuck" not in html
+    assert 'class="num over"' not in html
+
+
+def test_the_thresholds_are_the_configurations(served_exporter):
+    from mimecast_exporter.config.model import Thresholds
+
+    exporter = served_exporter_exporter(served_exporter)
+    before = exporter.status.config
+    exporter.status.config = replace(
+        before, thresholds=Thresholds(queue_backlog_messages=1000, oldest_message_age=86400.0,
+                                      many_attempts=50)
+    )  # fmt: skip
+    try:
+        html = page(served_exporter)
+    finally:
+        exporter.status.config = before
+    assert "mail is stuck" not in html and 'class="num over"' not in html
+
+
+def test_a_failed_reload_is_shown(served_exporter):
+    exporter = served_exporter_exporter(served_exporter)
+    exporter.reload_failed()
+    html = page(served_exporter)
+    assert "configuration reload failed" in html and "previous configuration runs on" in html
+
+
+def test_the_default_thresholds_are_the_mixins():
+    import json
+
+    from mimecast_exporter.config.model import Thresholds
+
+    root = Path(__file__).resolve().parents[2]
+    mixin = json.loads((root / "mixin" / "thresholds.json").read_text())
+    assert Thresholds() == Thresholds(
+        mixin["queueBacklogMessages"],
+        float(mixin["oldestMessageAgeSeconds"]),
+        mixin["manyAttempts"],
+    )
+    config = (root / "mixin" / "config.libsonnet").read_text()
+    assert "import 'thresholds.json'" in config  # the mixin reads the same file
+
+
+def test_the_oldest_messages_fit_1400_pixels_with_details(served_exporter, tmp_path):
+    """The table of the oldest messages never scrolls sideways: measured by Chromium."""
+    measure = (
+        "<script>addEventListener('load', () => { const a = document.querySelector("
+        "'#account-acme'); document.title = 'W=' + (a.scrollWidth - a.clientWidth)"
+        " + ' S=' + (document.documentElement.scrollWidth - innerWidth); });</script>"
+    )
+    local = tmp_path / "status.html"
+    # Long recipient domains and subjects, as real mail has them.
+    # (an IDNA label of 63 characters has no place to break a line).
+    label = "xn--" + "mnchen3ya" * 6 + "abcde"
+    html = page(served_exporter).replace(
+        "partner.example", f"{label}.{label}.partner.example"
+    )
+    html = html.replace("Invoice 1", "Your invoice for the quarter, reference ACME-2026-Q4-1")
+    local.write_text(html.replace("</body>", measure + "</body>"))
+    result = browse(local.as_uri(), tmp_path, "--window-size=1400,1600", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    title = result.stdout.split("<title>")[1].split("</title>")[0]
+    widths = dict(part.split("=") for part in title.split())
+    assert int(widths["W"]) <= 0 and int(widths["S"]) <= 0, title
+
+
+def test_screenshots_of_the_healthy_page(healthy_exporter, tmp_path):
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTEFACTS / "status-page-healthy.png"
+    shot.unlink(missing_ok=True)
+    result = browse(
+        healthy_exporter + "/", tmp_path, f"--screenshot={shot}", "--window-size=1400,1000"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def served_exporter_exporter(url: str):
+    """The Exporter behind ``served_exporter``'s URL."""
+    import gc
+
+    from mimecast_exporter.web.server import WebServer
+
+    for obj in gc.get_objects():
+        if isinstance(obj, WebServer) and obj.url == url:
+            return obj.exporter
+    raise AssertionError("no server at " + url)
