@@ -239,9 +239,7 @@ def test_the_oldest_messages_fit_1400_pixels_with_details(served_exporter, tmp_p
     # Long recipient domains and subjects, as real mail has them.
     # (an IDNA label of 63 characters has no place to break a line).
     label = "xn--" + "mnchen3ya" * 6 + "abcde"
-    html = page(served_exporter).replace(
-        "partner.example", f"{label}.{label}.partner.example"
-    )
+    html = page(served_exporter).replace("partner.example", f"{label}.{label}.partner.example")
     html = html.replace("Invoice 1", "Your invoice for the quarter, reference ACME-2026-Q4-1")
     local.write_text(html.replace("</body>", measure + "</body>"))
     result = browse(local.as_uri(), tmp_path, "--window-size=1400,1600", "--dump-dom")
