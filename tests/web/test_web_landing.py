@@ -53,6 +53,7 @@ def browse(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
 
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+EXPORTERS: dict[str, Exporter] = {}  # served_exporter's, by URL
 
 
 @pytest.fixture
@@ -90,8 +91,9 @@ def served_exporter(make_sim):
     exporter = Exporter(Config(poll_config(), accounts), SystemClock(), process_metrics=False)
     exporter.poller.run_cycle()
     web = exporter.serve("127.0.0.1:0", dashboard_url="https://grafana.example/d/mimecast-queue")
-    web.exporter = exporter  # for tests that change its state
+    EXPORTERS[web.url] = exporter  # for tests that change its state
     yield web.url
+    del EXPORTERS[web.url]
     exporter.stop()
 
 
@@ -260,13 +262,6 @@ def test_screenshots_of_the_healthy_page(healthy_exporter, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def served_exporter_exporter(url: str):
+def served_exporter_exporter(url: str) -> Exporter:
     """The Exporter behind ``served_exporter``'s URL."""
-    import gc
-
-    from mimecast_exporter.web.server import WebServer
-
-    for obj in gc.get_objects():
-        if isinstance(obj, WebServer) and obj.url == url:
-            return obj.exporter
-    raise AssertionError("no server at " + url)
+    return EXPORTERS[url]
