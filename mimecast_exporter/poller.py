@@ -89,6 +89,7 @@ class Poller:
         self._restart: set[str] = set()  # accounts whose turns start again (changed)
         self._offsets: dict[str, float] = {}
         self._first: dict[str, float] = {}
+        self.config = config
         self._build(config)
         # The schedule a reload replaced: (interval, offsets, first turns).
         self._schedule_before = (config.poll.interval, self._offsets, self._first)
@@ -106,34 +107,26 @@ class Poller:
         its credentials and host did not change; what its polls under way
         find is dropped.
         """
-        before = {a.name: a for a in self.config.accounts}
-        same_poll = config.poll == self.config.poll
         with self._lock:
             self._schedule_before = (self.config.poll.interval, self._offsets, self._first)
-            self._build(config)
-            self._restart |= {
-                a.name for a in config.accounts if not (same_poll and before.get(a.name) == a)
-            }
+            self._restart |= self._build(config)
         self._pool.resize(config.poll.concurrency)
         self._wake.set()
 
-    def _build(self, config: Config) -> None:
-        """Scans, clients and the schedule for ``config``; the unchanged ones kept."""
+    def _build(self, config: Config) -> set[str]:
+        """Scans, clients and the schedule for ``config``, the unchanged ones kept;
+        returns the accounts built anew (new, or changed)."""
         old_scans = self._scans
-        old_config = getattr(self, "config", None)
+        same_poll = self.config.poll == config.poll
         scans: dict[Key, QueueScan] = {}
+        built: set[str] = set()
         for account in config.accounts:
-            key = (account.name, config.poll.queues[0]) if config.poll.queues else None
-            kept = old_scans.get(key) if key is not None else None
-            if (
-                kept is not None
-                and old_config is not None
-                and old_config.poll == config.poll
-                and kept.client.account == account
-            ):
+            kept = old_scans.get((account.name, config.poll.queues[0]))
+            if same_poll and kept is not None and kept.client.account == account:
                 for queue in config.poll.queues:  # unchanged: the very same scans
                     scans[(account.name, queue)] = old_scans[(account.name, queue)]
                 continue
+            built.add(account.name)
             # Shared by the account's queues: Mimecast counts the quota per
             # account (it does not reset on a reload), tokens are per account,
             # and a warning is said once.
@@ -162,6 +155,7 @@ class Poller:
         self.config = config
         self._offsets = account_offsets(names, config.poll.interval)
         self._first = first_turns(names, config.poll.interval)
+        return built
 
     def _response_hook(self, account: AccountConfig) -> Callable[[str, int, float | None], None]:
         def hook(endpoint: str, status: int, remaining: float | None) -> None:

@@ -156,7 +156,7 @@ class QueueScan:
             totals.add(page.total_count)
             if page.total_count is None:  # nothing to count the walk against: remember what
                 ids += sum(map(_identity, page.messages))  # it read, for a second walk
-            if page.total_count is not None:
+            else:
                 total = page.total_count
             if not page.count or not page.next_token:
                 # Pages are offsets into a list that shifts: the queue moved under

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from mimecast_exporter.config.accounts import parse_accounts
-from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag, found
+from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
 from mimecast_exporter.config.files import MAX_CONFIG_BYTES, FileProblem, load_yaml, read_text
 from mimecast_exporter.config.model import (
     Config,
@@ -26,7 +26,7 @@ from mimecast_exporter.config.model import (
     Thresholds,
 )
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
-from mimecast_exporter.config.poll import parse_duration, parse_poll
+from mimecast_exporter.config.poll import int_in_range, parse_duration, parse_poll
 
 _TOP_KEYS = ("poll", "accounts", "metrics", "thresholds")
 _METRICS_KEYS = ("by_route", "size_histogram")
@@ -70,32 +70,22 @@ def _parse_thresholds(raw: Any) -> Thresholds:
     defaults = Thresholds()
     problems = Problems()
     problems.attempt(check_keys, section, _THRESHOLD_KEYS, "thresholds", default=None)
-    backlog = problems.attempt(
-        _count_setting, section, "queue_backlog_messages", defaults.queue_backlog_messages,
-        default=0,
-    )  # fmt: skip
-    attempts = problems.attempt(
-        _count_setting, section, "many_attempts", defaults.many_attempts, default=0
-    )
-    age = defaults.oldest_message_age
+
+    def count(key: str, default: int) -> int:
+        if section.get(key) is None:
+            return default
+        return problems.attempt(int_in_range, section[key], f"thresholds.{key}", 1, None, default=0)
+
+    backlog = count("queue_backlog_messages", defaults.queue_backlog_messages)
+    attempts = count("many_attempts", defaults.many_attempts)
+    age: float | None = defaults.oldest_message_age
     if section.get("oldest_message_age") is not None:
         path = "thresholds.oldest_message_age"
-        age = problems.attempt(parse_duration, section["oldest_message_age"], path, default=0.0)
-        if age <= 0 and not problems.found:
+        age = problems.attempt(parse_duration, section["oldest_message_age"], path, default=None)
+        if age is not None and age <= 0:
             problems.found.append(ConfigError(path, "must be greater than zero"))
     problems.check()
-    return Thresholds(backlog, age, attempts)
-
-
-def _count_setting(section: Mapping[str, Any], key: str, default: int) -> int:
-    value = section.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"thresholds.{key}", f"expected a whole number of at least 1; found {found(value)}"
-        )
-    return value
+    return Thresholds(backlog, age or 0.0, attempts)
 
 
 def _parse_metrics(raw: Any) -> MetricsConfig:

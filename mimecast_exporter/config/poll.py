@@ -46,7 +46,7 @@ def parse_duration(value: Any, field_path: str) -> float:
         raise ConfigError(field_path, f"{expected}; {err}") from None
 
 
-def _int_in_range(value: Any, path: str, low: int, high: int | None) -> int:
+def int_in_range(value: Any, path: str, low: int, high: int | None) -> int:
     expected = f"an integer from {low} to {high}" if high else f"an integer of at least {low}"
     # bool is a subclass of int, but "page_size: yes" is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int):
@@ -145,7 +145,7 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
         default = int(getattr(defaults, key))
         if key not in poll:
             return default
-        return problems.attempt(_int_in_range, poll[key], f"poll.{key}", low, high, default=default)
+        return problems.attempt(int_in_range, poll[key], f"poll.{key}", low, high, default=default)
 
     page_size = integer("page_size", 1, 10000)
     queues = (

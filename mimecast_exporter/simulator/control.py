@@ -44,9 +44,9 @@ def handle_control(sim: SimulatorServer, req: Incoming) -> Response:
         ("POST", "expire-tokens"): lambda s, r: json_response(200, {"expired": s.expire_tokens()}),
         ("GET", "state"): lambda s, r: json_response(200, s.state()),
         ("GET", "quirks"): lambda s, r: json_response(200, dataclasses.asdict(s.quirks)),
-        ("PUT", "quirks"): _set_quirks,
+        ("PUT", "quirks"): _setting("quirks", Quirks),
         ("GET", "churn"): lambda s, r: json_response(200, dataclasses.asdict(s.churn)),
-        ("PUT", "churn"): _set_churn,
+        ("PUT", "churn"): _setting("churn", Churn),
     }
     name = req.path[len(PREFIX) :]
     handler = routes.get((req.method, name))
@@ -71,20 +71,17 @@ def _add_fault(sim: SimulatorServer, req: Incoming) -> Response:
     return json_response(201, {"fault": dataclasses.asdict(fault), "active": len(sim.faults)})
 
 
-def _set_quirks(sim: SimulatorServer, req: Incoming) -> Response:
-    try:
-        sim.quirks = Quirks.from_dict(req.json)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    return json_response(200, dataclasses.asdict(sim.quirks))
+def _setting(name: str, kind: type[Quirks] | type[Churn]) -> Any:
+    """A PUT handler that sets ``sim.<name>`` from the body's ``kind`` fields."""
 
+    def put(sim: SimulatorServer, req: Incoming) -> Response:
+        try:
+            setattr(sim, name, kind.from_dict(req.json))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return json_response(200, dataclasses.asdict(getattr(sim, name)))
 
-def _set_churn(sim: SimulatorServer, req: Incoming) -> Response:
-    try:
-        sim.churn = Churn.from_dict(req.json)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    return json_response(200, dataclasses.asdict(sim.churn))
+    return put
 
 
 def _clear_faults(sim: SimulatorServer, req: Incoming) -> Response:

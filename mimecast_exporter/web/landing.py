@@ -105,14 +105,24 @@ def stuck(accounts: Sequence[AccountStatus], thresholds: Thresholds, now: float)
     return sorted(found, key=lambda s: (-s.age, s.account, s.queue, s.route))
 
 
-def _over(stats: RouteStats, thresholds: Thresholds, now: float) -> tuple[str, ...]:
-    over = []
-    if stats.messages is not None and stats.messages > thresholds.queue_backlog_messages:
-        over.append(f"{stats.messages:,} messages")
+def _past(stats: RouteStats, thresholds: Thresholds, now: float) -> tuple[bool, bool, bool]:
+    """Whether the route is past each alert's threshold: (backlog, oldest age, attempts)."""
     age = _oldest_route_age(stats, now)
-    if age is not None and age > thresholds.oldest_message_age:
-        over.append(f"oldest {duration(age)}")
-    if stats.sums is not None and stats.sums.max_attempts >= thresholds.many_attempts:
+    return (
+        stats.messages is not None and stats.messages > thresholds.queue_backlog_messages,
+        age is not None and age > thresholds.oldest_message_age,
+        stats.sums is not None and stats.sums.max_attempts >= thresholds.many_attempts,
+    )
+
+
+def _over(stats: RouteStats, thresholds: Thresholds, now: float) -> tuple[str, ...]:
+    deep, old, tried = _past(stats, thresholds, now)
+    over = []
+    if deep:
+        over.append(f"{stats.messages:,} messages")
+    if old:
+        over.append(f"oldest {duration(_oldest_route_age(stats, now) or 0.0)}")
+    if tried and stats.sums is not None:
         over.append(f"{stats.sums.max_attempts} attempts")
     return tuple(over)
 
@@ -389,9 +399,9 @@ def _depth_table(account: AccountStatus, thresholds: Thresholds, now: float) -> 
         for i, (route, stats) in enumerate(shown):
             age = _oldest_route_age(stats, now)
             # Coloured against the alerts' thresholds (configuration "thresholds:").
-            backlog = thresholds.queue_backlog_messages
-            deep = " over" if (stats.messages or 0) > backlog else ""
-            old = " over" if (age or 0) > thresholds.oldest_message_age else ""
+            past_backlog, past_age, _ = _past(stats, thresholds, now)
+            deep = " over" if past_backlog else ""
+            old = " over" if past_age else ""
             sums = stats.sums
             locked = "-" if sums is None or sums.locked is None else f"{sums.locked:,}"
             overdue = (
