@@ -322,6 +322,11 @@ def test_thresholds_of_the_status_page() -> None:
         "thresholds.queue_backlog_messages",
         "thresholds.many_attempts",
     ]
+    raw["thresholds"] = {"oldest_message_age": "0s", "many_attempts": 0}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(raw, environ={})
+    paths = [e.field_path for e in excinfo.value.errors]
+    assert paths == ["thresholds.many_attempts", "thresholds.oldest_message_age"]
 
 
 def test_empty_poll_section_means_defaults() -> None:
