@@ -20,20 +20,23 @@ from mimecast_exporter.clock import SystemClock
 from mimecast_exporter.config import Config, ConfigError, describe, load_config
 from mimecast_exporter.logs import LEVELS, add_secrets, configure_logging, survive_any_locale
 from mimecast_exporter.shard import ALL, Shard
+from mimecast_exporter.signals import Signals
 from mimecast_exporter.web.config import WebConfigError
 from mimecast_exporter.web.connections import raise_open_files_limit
 from mimecast_exporter.web.server import MAX_CONNECTIONS
 from mimecast_exporter.web.watch import WebConfigWatcher
 
 log = logging.getLogger("mimecast_exporter")
-# How often the main thread wakes to run signal handlers (see serve()).
-SIGNAL_CHECK_SECONDS = 0.5
 # A reload waits until SIGHUPs have stopped for this long (at most the max):
 # a storm of them, from a config management run or a loop, is one reload.
 RELOAD_QUIET_SECONDS = 0.2
 RELOAD_SETTLE_MAX_SECONDS = 2.0
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
+# SIGTERM and SIGINT stop; SIGHUP asks for a reload; SIGUSR1 is caught and
+# ignored (its default action would end the process without a word).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+CAUGHT_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP, signal.SIGUSR1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,9 +289,9 @@ def serve(
     and the running configuration stays. ``config`` is already ``shard``'s part
     of the file; a reloaded file is cut the same way.
     """
+    # Before anything starts or says it has: a signal from then on is caught.
+    signals = Signals(CAUGHT_SIGNALS)
     stopping = threading.Event()
-    # Before anything starts or says it has: a signal from then on is handled.
-    signals = _Signals(stopping)
     add_secrets(config.secrets())
     exporter = Exporter(config, SystemClock(stopping))
     try:
@@ -317,18 +320,17 @@ def serve(
     if on_ready is not None:
         on_ready(web.url)
     while True:
-        # Never an untimed wait: a signal the kernel delivers to another thread
-        # only flags it for the main thread, and a main thread blocked on a lock
-        # would not run its handler (SIGTERM ignored until SIGKILL). Waking
-        # twice a second lets pending handlers run.
-        if not signals.wakeup.wait(SIGNAL_CHECK_SECONDS):
-            continue
-        signals.wakeup.clear()
-        if stopping.is_set():
+        came = signals.wait()
+        if signal.SIGUSR1 in came:
+            log.debug("SIGUSR1 ignored")
+        if came & STOP_SIGNALS:
             break
-        if signals.take_reload() and signals.settle(stopping):
+        if signal.SIGHUP in came:
+            if not _settle(signals):
+                break
             _reload(exporter, config_file, web_config, shard)
     log.info("shutting down")
+    stopping.set()  # wakes every back-off and rate-limit wait at once
     exporter.stop()
     return EXIT_OK
 
@@ -392,44 +394,15 @@ def _reload(
     )
 
 
-class _Signals:
-    """SIGTERM and SIGINT stop; SIGHUP asks for a reload; SIGUSR1 is ignored
-    (its default action would end the process without a word)."""
-
-    def __init__(self, stopping: threading.Event) -> None:
-        self.stopping = stopping
-        self.wakeup = threading.Event()
-        self._reload = False
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        signal.signal(signal.SIGHUP, self._hup)
-        signal.signal(signal.SIGUSR1, self._ignored)
-
-    def _stop(self, signum: int, frame: object) -> None:
-        self.stopping.set()
-        self.wakeup.set()
-
-    def _hup(self, signum: int, frame: object) -> None:
-        self._reload = True
-        self.wakeup.set()
-
-    def _ignored(self, signum: int, frame: object) -> None:
-        self.wakeup.set()  # nothing to do; logged from the main loop's thread
-        log.debug("SIGUSR1 ignored")
-
-    def take_reload(self) -> bool:
-        asked, self._reload = self._reload, False
-        return asked
-
-    def settle(self, stopping: threading.Event) -> bool:
-        """Wait until SIGHUPs stop coming for RELOAD_QUIET_SECONDS (at most
-        RELOAD_SETTLE_MAX_SECONDS): a storm of them is one reload. False
-        when a stop came meanwhile."""
-        end = time.monotonic() + RELOAD_SETTLE_MAX_SECONDS
-        while not stopping.is_set():
-            quiet = min(RELOAD_QUIET_SECONDS, end - time.monotonic())
-            if quiet <= 0 or not self.wakeup.wait(quiet):
-                return True
-            self.wakeup.clear()
-            self.take_reload()  # one more of the same storm
-        return False
+def _settle(signals: Signals) -> bool:
+    """Wait until SIGHUPs stop coming for RELOAD_QUIET_SECONDS (at most
+    RELOAD_SETTLE_MAX_SECONDS): a storm of them is one reload. False when a
+    stop came meanwhile."""
+    end = time.monotonic() + RELOAD_SETTLE_MAX_SECONDS
+    while (quiet := min(RELOAD_QUIET_SECONDS, end - time.monotonic())) > 0:
+        came = signals.wait(quiet)
+        if came & STOP_SIGNALS:
+            return False
+        if not came:
+            return True
+    return True

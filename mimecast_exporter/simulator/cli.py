@@ -13,12 +13,12 @@ import json
 import re
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import TextIO
 
 from mimecast_exporter.build import build
 from mimecast_exporter.logs import survive_any_locale
+from mimecast_exporter.signals import Signals
 from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.model import Churn
 from mimecast_exporter.simulator.scenarios import SCENARIOS
@@ -250,13 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"mimecast-simulator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    signals = Signals((signal.SIGINT, signal.SIGTERM))
     describe(sim, sys.stdout)
     try:
-        while not stop.wait(0.5):  # a timed wait, so signals are handled promptly
-            pass
+        signals.wait()  # until either comes
     finally:
         sim.stop()
     print("mimecast-simulator: stopped", file=sys.stderr)
