@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
 import yaml
 
 from tests.conftest import (
@@ -181,28 +182,28 @@ def test_sighup_with_an_unchanged_file_and_a_storm_of_them_change_nothing(tmp_pa
     assert 2 <= log.count("configuration reloaded: unchanged") <= 3
 
 
+@pytest.mark.parametrize("run", range(3))
 def test_a_storm_of_thousands_of_sighups_never_keeps_sigterm_from_stopping_it(
-    tmp_path, live_sim
+    tmp_path, live_sim, run
 ):
     """A Python signal handler that takes a lock (threading.Event.set) deadlocks
     the main thread when a signal lands while that thread holds the lock: four
     storms out of five hung it, and SIGTERM was ignored from then on."""
     config = tmp_path / "config.yml"
     _write(config, [_hmac(live_sim.url)], interval="1h")
-    for _ in range(3):
-        daemon = Daemon("--config.file", str(config))
-        url = daemon.wait_for_url()
-        stamp = "mimecast_exporter_config_last_reload_success_timestamp_seconds"
-        loaded = _get(url, stamp)
-        for burst in range(4):
-            for _ in range(1000):
-                daemon.proc.send_signal(signal.SIGHUP)
-            time.sleep(0.05 * burst)  # some land inside a reload, some between them
-        wait_for(lambda: _get(url, stamp) > loaded, timeout=10)
-        code, _, log = daemon.stop()  # within 10 s
-        assert code == 0
-        assert "configuration reloaded: unchanged" in log
-        assert "shutting down" in log
+    daemon = Daemon("--config.file", str(config))
+    url = daemon.wait_for_url()
+    stamp = "mimecast_exporter_config_last_reload_success_timestamp_seconds"
+    loaded = _get(url, stamp)
+    for burst in range(4):
+        for _ in range(1000):
+            daemon.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.05 * burst)  # some land inside a reload, some between them
+    wait_for(lambda: _get(url, stamp) > loaded, timeout=10)
+    code, _, log = daemon.stop()  # within 10 s
+    assert code == 0
+    assert "configuration reloaded: unchanged" in log
+    assert "shutting down" in log
 
 
 def test_a_changed_account_is_polled_again_with_its_token_kept(tmp_path, live_sim):
