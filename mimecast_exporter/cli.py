@@ -184,14 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(args.log_level, args.log_format)
     web_config: WebConfigWatcher | None = None
+    web_error: WebConfigError | None = None
     # --web.config.file="" is plain HTTP, as for Go exporters.
     if args.web_config_file and not args.once:
         # Checked before anything starts; --once scrapes nothing, so it needs none.
         try:
             web_config = WebConfigWatcher(args.web_config_file)
         except WebConfigError as error:
-            print(f"error: invalid web configuration: {error}", file=sys.stderr)
-            return EXIT_CONFIG
+            print(_invalid_web(error), file=sys.stderr)
+            web_error = error  # the configuration file's errors are told too
+    if web_error is not None and args.demo:
+        return EXIT_CONFIG
     if not args.once:
         _raise_open_files_limit()  # as Go programs do: idle clients must not starve polls
     if args.demo:
@@ -219,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config_file)
     except ConfigError as error:
         print(_invalid(args.config_file, error), file=sys.stderr)
+        return EXIT_CONFIG
+    if web_error is not None:
         return EXIT_CONFIG
     add_secrets(config.secrets())
     configured = len(config.accounts)
@@ -252,6 +257,15 @@ def _invalid(config_file: str, error: ConfigError) -> str:
         return f"error: invalid configuration in {config_file}: {error}"
     lines = [f"error: invalid configuration in {config_file}: {len(problems)} problems"]
     return "\n".join([*lines, *(f"  {one}" for one in problems)])
+
+
+def _invalid_web(error: WebConfigError) -> str:
+    """Every problem of the web configuration file, one line each, for stderr."""
+    problems = error.errors
+    if len(problems) == 1:
+        return f"error: invalid web configuration: {error}"
+    lines = [f"error: invalid web configuration in {error.file}: {len(problems)} problems"]
+    return "\n".join([*lines, *(f"  {one.field_path}: {one.problem}" for one in problems)])
 
 
 def _shard_line(shard: Shard, config: Config, configured: int) -> str:

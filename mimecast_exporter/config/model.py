@@ -82,12 +82,12 @@ class Problems:
             self.found.append(error)
             return default
 
-    def check(self) -> None:
-        """Raise what was found: one error as it is, several as ConfigErrors."""
+    def check(self, several: Callable[[list[ConfigError]], ConfigError] = ConfigErrors) -> None:
+        """Raise what was found: one error as it is, several as ``several(found)``."""
         if len(self.found) == 1:
             raise self.found[0]
         if self.found:
-            raise ConfigErrors(self.found)
+            raise several(self.found)
 
 
 class Secret:

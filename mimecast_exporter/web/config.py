@@ -18,8 +18,10 @@ so the same file works for this exporter and for Go exporters::
 This module owns the format: :func:`load_web_config` reads and validates a
 file completely (unknown keys, the certificate and key are loaded into an
 ``SSLContext``, every hash is checked to be bcrypt) into a :class:`WebConfig`
-and raises :class:`WebConfigError`, naming the file and the field, on the
-first problem. The ``tls_server_config`` section and its ``SSLContext`` are
+and raises :class:`WebConfigError`, naming the file and the field; a file
+with problems in several sections (or several users or headers) raises
+:class:`WebConfigErrors` with each of them. The ``tls_server_config``
+section and its ``SSLContext`` are
 :mod:`mimecast_exporter.web.tls`'s. :class:`~mimecast_exporter.web.watch.WebConfigWatcher` keeps
 the configuration in force: it re-reads the file when it, or a certificate,
 key or CA file it names, changes, and keeps the last good configuration when
@@ -60,7 +62,7 @@ from mimecast_exporter.config.files import (
     read_file,
     read_text,
 )
-from mimecast_exporter.config.model import ConfigError
+from mimecast_exporter.config.model import ConfigError, Problems
 from mimecast_exporter.durations import parse_duration_text
 from mimecast_exporter.web.tls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
 from mimecast_exporter.web.tls import TLS_VERSIONS as TLS_VERSIONS
@@ -99,6 +101,21 @@ class WebConfigError(ConfigError):
         self.file = file
         super().__init__(field_path, problem)
         self.args = (f"{file}: {self.args[0]}",)  # "web.yml: tls_server_config.x: problem"
+
+
+class WebConfigErrors(WebConfigError):
+    """Several problems of the web configuration file, found in one read."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        flat = [one for error in errors for one in error.errors]
+        first = flat[0]
+        super().__init__(getattr(first, "file", Path()), first.field_path, first.problem)
+        self._errors = flat
+        self.args = ("\n".join(str(error) for error in flat),)
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return self._errors
 
 
 @dataclass(frozen=True)
@@ -233,13 +250,24 @@ class _Parser:
 
     def parse(self, data: Any) -> WebConfig:
         root = self.mapping(data, "", _TOP_KEYS)
-        users = self.users(root.get("basic_auth_users"))
-        http2, headers = self.http(root.get("http_server_config"))
-        tls, context = parse_tls(self, root.get("tls_server_config"))
-        excluded = self.strings(root.get("auth_excluded_paths"), "auth_excluded_paths")
-        for i, item in enumerate(excluded):
-            if not item.startswith("/"):
-                raise self.error(f"auth_excluded_paths[{i}]", "expected a path starting with /")
+        # Each section is read past another's error, so that every one is told at once.
+        problems = Problems()
+        no_users: dict[str, bytes] = {}
+        users = problems.attempt(self.users, root.get("basic_auth_users"), default=no_users)
+        no_headers: tuple[tuple[str, str], ...] = ()
+        http2, headers = problems.attempt(
+            self.http, root.get("http_server_config"), default=(True, no_headers)
+        )
+        no_tls: tuple[TLSServerConfig | None, ssl.SSLContext | None] = (None, None)
+        tls, context = problems.attempt(
+            parse_tls, self, root.get("tls_server_config"), default=no_tls
+        )
+        no_paths: tuple[str, ...] = ()
+        excluded = problems.attempt(
+            self.excluded, root.get("auth_excluded_paths"), default=no_paths
+        )
+        rate_limit = problems.attempt(self.rate_limit, root.get("rate_limit"), default=None)
+        problems.check(several=WebConfigErrors)
         return WebConfig(
             path=self.path,
             tls=tls,
@@ -248,9 +276,16 @@ class _Parser:
             http2=http2,
             headers=headers,
             auth_excluded_paths=excluded,
-            rate_limit=self.rate_limit(root.get("rate_limit")),
+            rate_limit=rate_limit,
             files=tuple(dict.fromkeys(self.files)),
         )
+
+    def excluded(self, value: Any) -> tuple[str, ...]:
+        excluded = self.strings(value, "auth_excluded_paths")
+        for i, item in enumerate(excluded):
+            if not item.startswith("/"):
+                raise self.error(f"auth_excluded_paths[{i}]", "expected a path starting with /")
+        return excluded
 
     def users(self, value: Any) -> dict[str, bytes]:
         if value is None:
@@ -260,24 +295,31 @@ class _Parser:
                 "basic_auth_users",
                 f"expected a mapping of user names to bcrypt hashes; found {found(value)}",
             )
-        users: dict[str, bytes] = {}
-        for name, hashed in value.items():
-            where = join("basic_auth_users", name)
-            if not isinstance(name, str) or not name:
-                raise self.error(where, f"user names must be strings; found {found(name)}")
-            if ":" in name:
-                raise self.error(where, "a user name cannot contain ':' (basic auth splits on it)")
-            # Never quote the value: it is a password hash, or worse, a password.
-            if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed.strip()):
-                raise self.error(
-                    where,
-                    f"expected a bcrypt hash ($2a$, $2b$ or $2y$, cost 04-31, 60 characters); "
-                    f"found {found(hashed, secret=True)} that is not one "
-                    "(make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')",
-                )
-            # Go and htpasswd write $2y$; the bcrypt package checks the same hash as $2b$.
-            users[name] = b"$2b$" + hashed.strip()[4:].encode("ascii")
+        problems = Problems()
+        users = {
+            name: problems.attempt(self.user, name, hashed, default=b"")
+            for name, hashed in value.items()
+        }
+        problems.check(several=WebConfigErrors)
         return users
+
+    def user(self, name: Any, hashed: Any) -> bytes:
+        """One user's hash, in the "$2b$" spelling."""
+        where = join("basic_auth_users", name)
+        if not isinstance(name, str) or not name:
+            raise self.error(where, f"user names must be strings; found {found(name)}")
+        if ":" in name:
+            raise self.error(where, "a user name cannot contain ':' (basic auth splits on it)")
+        # Never quote the value: it is a password hash, or worse, a password.
+        if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed.strip()):
+            raise self.error(
+                where,
+                f"expected a bcrypt hash ($2a$, $2b$ or $2y$, cost 04-31, 60 characters); "
+                f"found {found(hashed, secret=True)} that is not one "
+                "(make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n')",
+            )
+        # Go and htpasswd write $2y$; the bcrypt package checks the same hash as $2b$.
+        return b"$2b$" + hashed.strip()[4:].encode("ascii")
 
     def http(self, value: Any) -> tuple[bool, tuple[tuple[str, str], ...]]:
         section = self.mapping(value, "http_server_config", _HTTP_KEYS)
@@ -286,32 +328,40 @@ class _Parser:
             http2 = self.boolean(section["http2"], "http_server_config.http2")
         where = "http_server_config.headers"
         raw = self.mapping(section.get("headers"), where, tuple(HEADERS))
-        headers: list[tuple[str, str]] = []
-        for name, header_value in raw.items():
-            at = join(where, name)
-            if header_value is None or header_value == "":
-                continue  # "Unset if blank"
-            if isinstance(header_value, bool):  # Go reads YAML scalars as strings
-                header_value = "true" if header_value else "false"
-            elif isinstance(header_value, int | float):
-                header_value = str(header_value)  # X-XSS-Protection: 1
-            if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\0"):
-                raise self.error(at, f"expected a one-line string; found {found(header_value)}")
-            if not _SENDABLE.fullmatch(header_value):
-                # http.server writes headers in Latin-1: anything else would
-                # fail every answer, not this check.
-                raise self.error(
-                    at,
-                    "expected a value that can be sent in an HTTP header (printable Latin-1 "
-                    f"characters, no control characters); found {found(header_value)}",
-                )
-            allowed = HEADERS[name]
-            if allowed and header_value not in allowed:
-                raise self.error(
-                    at, f"expected one of {', '.join(allowed)}; found {found(header_value)}"
-                )
-            headers.append((name, header_value))
+        problems = Problems()
+        headers = [
+            (name, header_value)
+            for name, value in raw.items()
+            if (header_value := problems.attempt(self.header, name, value, default=None))
+        ]
+        problems.check(several=WebConfigErrors)
         return http2, tuple(headers)
+
+    def header(self, name: str, header_value: Any) -> str | None:
+        """One header's value; None when blank ("Unset if blank")."""
+        at = join("http_server_config.headers", name)
+        if header_value is None or header_value == "":
+            return None
+        if isinstance(header_value, bool):  # Go reads YAML scalars as strings
+            header_value = "true" if header_value else "false"
+        elif isinstance(header_value, int | float):
+            header_value = str(header_value)  # X-XSS-Protection: 1
+        if not isinstance(header_value, str) or any(c in header_value for c in "\r\n\0"):
+            raise self.error(at, f"expected a one-line string; found {found(header_value)}")
+        if not _SENDABLE.fullmatch(header_value):
+            # http.server writes headers in Latin-1: anything else would
+            # fail every answer, not this check.
+            raise self.error(
+                at,
+                "expected a value that can be sent in an HTTP header (printable Latin-1 "
+                f"characters, no control characters); found {found(header_value)}",
+            )
+        allowed = HEADERS[name]
+        if allowed and header_value not in allowed:
+            raise self.error(
+                at, f"expected one of {', '.join(allowed)}; found {found(header_value)}"
+            )
+        return header_value
 
     def rate_limit(self, value: Any) -> tuple[float, int] | None:
         """(interval, burst), or None when the limiter is off (no interval, or 0)."""

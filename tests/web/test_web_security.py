@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from mimecast_exporter.simulator.server import SimulatorServer
 from mimecast_exporter.web.auth import AuthCache, RateLimiter, parse_basic_authorization
-from mimecast_exporter.web.config import WebConfigError, load_web_config
+from mimecast_exporter.web.config import WebConfigError, WebConfigErrors, load_web_config
 from mimecast_exporter.web.server import WebServer
 from mimecast_exporter.web.watch import WebConfigWatcher
 from tests.conftest import OAUTH_ID, OAUTH_SECRET
@@ -766,6 +766,68 @@ def test_cli_exits_2_naming_file_and_field(tmp_path: Path, pki: Pki, name: str, 
         "--config.file", str(config), "--web.config.file", str(web), "--config.check"
     )
     assert code == 2 and f"{web}: {field}" in err
+
+
+def test_every_problem_of_the_web_config_and_of_the_config_is_told_at_once(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """One error per section, user and header, and the configuration file's
+    errors after them: exit 2, never a stop at the first."""
+    config = tmp_path / "config.yml"
+    config.write_text("poll: {interval: -1s}\naccounts: []\n")
+    web = web_config(
+        tmp_path,
+        pki,
+        f"""
+basic_auth_users:
+  alice: plain-text-password
+  bob: {ALICE_HASH}
+  "ca:rol": {ALICE_HASH}
+http_server_config:
+  headers:
+    X-Frame-Options: allow
+    X-Content-Type-Options: sniff
+tls_server_config:
+  cert_file: missing.crt
+  key_file: missing.key
+auth_excluded_paths: [metrics]
+rate_limit: {{interval: banana}}
+""",
+    )
+    for extra in ((), ("--config.check",)):
+        code, out, err = run("--config.file", str(config), "--web.config.file", str(web), *extra)
+        assert code == 2, err
+        assert f"error: invalid web configuration in {web}: 7 problems" in err
+        for field in (
+            "basic_auth_users.alice",
+            "basic_auth_users.ca:rol",
+            "http_server_config.headers.X-Frame-Options",
+            "http_server_config.headers.X-Content-Type-Options",
+            "tls_server_config.cert_file",
+            "auth_excluded_paths[0]",
+            "rate_limit.interval",
+        ):
+            assert f"\n  {field}: " in err, field
+        assert "basic_auth_users.bob" not in err
+        assert "plain-text-password" not in err
+        assert f"error: invalid configuration in {config}: 2 problems" in err
+        assert "poll.interval" in err and "accounts: must list at least one account" in err
+
+
+def test_a_reload_with_several_web_config_problems_logs_each_and_keeps_serving(
+    tmp_path: Path, pki: Pki
+) -> None:
+    web = web_config(tmp_path, pki, users(alice=ALICE_HASH))
+    watcher = WebConfigWatcher(web, check_interval=0)
+    web.write_text("basic_auth_users: {alice: nope}\nauth_excluded_paths: [x]\n")
+    with pytest.raises(WebConfigErrors) as caught:
+        load_web_config(web)
+    assert [e.field_path for e in caught.value.errors] == [
+        "basic_auth_users.alice",
+        "auth_excluded_paths[0]",
+    ]
+    watcher.check_now()
+    assert watcher.config.basic_auth_users  # the previous one stays
 
 
 def test_cli_config_check_validates_the_web_config(tmp_path: Path, pki: Pki) -> None:
