@@ -304,49 +304,49 @@ def serve(
     of the file; a reloaded file is cut the same way.
     """
     # Before anything starts or says it has: a signal from then on is caught.
-    signals = Signals(CAUGHT_SIGNALS)
-    stopping = threading.Event()
-    add_secrets(config.secrets())
-    exporter = Exporter(config, SystemClock(stopping))
-    try:
-        web = exporter.serve(
-            listen_address, telemetry_path, web_config, max_connections, dashboard_url
+    with Signals(CAUGHT_SIGNALS) as signals:
+        stopping = threading.Event()
+        add_secrets(config.secrets())
+        exporter = Exporter(config, SystemClock(stopping))
+        try:
+            web = exporter.serve(
+                listen_address, telemetry_path, web_config, max_connections, dashboard_url
+            )
+        except (OSError, ValueError) as error:
+            log.error(f"cannot listen on {listen_address}: {error}")
+            return EXIT_DOWN
+        log.info(
+            "exporter started",
+            extra={
+                "version": __version__,
+                "revision": build().revision,
+                "listen": web.url + telemetry_path,
+                "accounts": ",".join(a.name for a in config.accounts) or "none",
+                "shard": str(shard),
+            },
         )
-    except (OSError, ValueError) as error:
-        log.error(f"cannot listen on {listen_address}: {error}")
-        return EXIT_DOWN
-    log.info(
-        "exporter started",
-        extra={
-            "version": __version__,
-            "revision": build().revision,
-            "listen": web.url + telemetry_path,
-            "accounts": ",".join(a.name for a in config.accounts) or "none",
-            "shard": str(shard),
-        },
-    )
-    if not config.accounts:
-        log.warning(
-            f"shard {shard} has no accounts to poll: every configured account hashes to"
-            " another shard (fewer accounts than replicas?)"
-        )
-    _freeze_start_up_objects()
-    if on_ready is not None:
-        on_ready(web.url)
-    while True:
-        came = signals.wait()
-        if signal.SIGUSR1 in came:
-            log.debug("SIGUSR1 ignored")
-        if came & STOP_SIGNALS:
-            break
-        if signal.SIGHUP in came:
-            if not _settle(signals):
+        if not config.accounts:
+            log.warning(
+                f"shard {shard} has no accounts to poll: every configured account hashes to"
+                " another shard (fewer accounts than replicas?)"
+            )
+        _freeze_start_up_objects()
+        if on_ready is not None:
+            on_ready(web.url)
+        while True:
+            came = signals.wait()
+            if signal.SIGUSR1 in came:
+                log.debug("SIGUSR1 ignored")
+            if came & STOP_SIGNALS:
                 break
-            _reload(exporter, config_file, web_config, shard)
-    log.info("shutting down")
-    stopping.set()  # wakes every back-off and rate-limit wait at once
-    exporter.stop()
-    return EXIT_OK
+            if signal.SIGHUP in came:
+                if not _settle(signals):
+                    break
+                _reload(exporter, config_file, web_config, shard)
+        log.info("shutting down")
+        stopping.set()  # wakes every back-off and rate-limit wait at once
+        exporter.stop()
+        return EXIT_OK
 
 
 def _freeze_start_up_objects() -> None:

@@ -23,9 +23,11 @@ def _nothing(signum: int, frame: object) -> None:
 
 
 class Signals:
-    """Catch ``signums`` from now on; ``wait`` says which of them came.
+    """Catch ``signums`` from now on; ``wait`` says which of them came. A
+    context manager: on leaving it the wakeup socket is let go (the handlers
+    stay, so a late signal is still caught, and ignored).
 
-    Only one instance per process, made in the main thread (the wakeup socket
+    Only one instance at a time, made in the main thread (the wakeup socket
     is process-wide, and ``signal.signal`` works only there).
     """
 
@@ -38,6 +40,16 @@ class Signals:
         signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
         for signum in signums:
             signal.signal(signum, _nothing)
+
+    def __enter__(self) -> Signals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop writing to the socket before closing it: a signal's byte must
+        never land in whatever file reuses its descriptor number."""
+        signal.set_wakeup_fd(-1)
+        self._read.close()
+        self._write.close()
 
     def wait(self, timeout: float | None = None) -> set[int]:
         """The signals that came since the last call, waiting up to ``timeout``

@@ -250,12 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"mimecast-simulator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    signals = Signals((signal.SIGINT, signal.SIGTERM))
-    describe(sim, sys.stdout)
-    try:
-        signals.wait()  # until either comes
-    finally:
-        sim.stop()
+    with Signals((signal.SIGINT, signal.SIGTERM)) as signals:
+        describe(sim, sys.stdout)
+        try:
+            signals.wait()  # until either comes
+        finally:
+            sim.stop()
     print("mimecast-simulator: stopped", file=sys.stderr)
     return 0
 
