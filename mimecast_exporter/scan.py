@@ -164,7 +164,8 @@ class QueueScan:
                 # another number of messages than the last page says it holds.
                 counted = None not in totals
                 moved = counted and (len(totals) > 1 or total != aggregator.scanned)
-                return _Walk(True, total, moved, counted, number, aggregator.scanned, ids)
+                hashed = totals == {None}  # ids holds every message read
+                return _Walk(True, total, moved, counted, hashed, number, aggregator.scanned, ids)
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -220,8 +221,8 @@ class QueueScan:
         what = (
             "the queue moved while it was read (messages left between pages)"
             if walk.counted
-            else "Mimecast's answers carry no totalCount, so a queue read over several pages "
-            "is exact only when two reads find the same messages"
+            else "Mimecast's answers carry no totalCount (or not every one does), so a queue "
+            "read over several pages is exact only when two reads find the same messages"
         )
         self.warnings.warn(
             "moved",
@@ -403,17 +404,19 @@ class _Walk:
     total: int | None  # the latest totalCount
     moved: bool  # complete, but the queue moved under it: its sums are no one instant's
     counted: bool = False  # every page carried a totalCount: movement shows in them
+    hashed: bool = False  # no page carried one: ids covers every message read
     pages: int = 0
     read: int = 0  # messages read
     ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
 
 
 def _same_read(walk: _Walk, before: _Walk | None) -> bool:
+    # Both reads hashed every message: a page with a totalCount (some servers
+    # send it on some pages only) is not hashed, and could differ unseen.
     return (
-        walk.complete
-        and not walk.counted
+        walk.hashed
         and before is not None
-        and before.complete
+        and before.hashed
         and (walk.read, walk.ids) == (before.read, before.ids)
     )
 
