@@ -110,17 +110,21 @@ class QueueScan:
                     retry_overdue_after=self.poll.retry_overdue_after,
                 )
                 walk = self._scan(query, aggregator, budget, deadline)
-                if walk.complete and not walk.moved and (walk.counted or walk.pages == 1):
-                    return aggregator.snapshot()  # its size is known, or it was one instant
+                if walk.exact:
+                    return aggregator.snapshot()
                 # Without totalCount: exact when two reads found the same messages.
                 if _same_read(walk, before):
                     return aggregator.snapshot()
                 before = walk
-                if not (walk.complete and rereads_left and self._can_reread(walk, budget)):
-                    break
-            if walk.complete and (walk.moved or not walk.counted):
+                if walk.unreadable or not (
+                    walk.complete and rereads_left and self._can_reread(walk, budget)
+                ):
+                    break  # entries that are not messages would be there again
+            if walk.unreadable:
+                self._say_unreadable(walk)
+            elif walk.complete and (walk.moved or not walk.counted):
                 self._say_moved(walk, aggregator, rereads_left)
-            return self._count(queue, start, end, aggregator, walk.total, budget, deadline)
+            return self._count(queue, start, end, aggregator, walk, budget, deadline)
         finally:
             self.requests = budget.used
 
@@ -135,6 +139,7 @@ class QueueScan:
         totals: set[int | None] = set()  # each page's totalCount
         total: int | None = None
         ids = 0  # the set of messages read, as a sum of hashes of their ids
+        unreadable = 0  # entries of messages[] that were not objects
         number = 0
         while True:
             number += 1
@@ -151,21 +156,24 @@ class QueueScan:
                     raise
                 # Retries took what reading on needed: count what was not read.
                 self._say_spent("a page", error)
-                return _Walk(False, total, False, pages=number)
+                return _Walk(False, total, False, pages=number, unreadable=unreadable)
             aggregator.add(page.messages)
+            unreadable += page.unreadable
             totals.add(page.total_count)
             if page.total_count is None:  # nothing to count the walk against: remember what
                 ids += sum(map(_identity, page.messages))  # it read, for a second walk
             else:
                 total = page.total_count
-            if not page.count or not page.next_token:
+            listed = page.count + page.unreadable
+            if not listed or not page.next_token:
                 # Pages are offsets into a list that shifts: the queue moved under
                 # the walk when its pages disagree on its size, or the walk read
-                # another number of messages than the last page says it holds.
+                # another number of entries than the last page says it holds.
                 counted = None not in totals
-                moved = counted and (len(totals) > 1 or total != aggregator.scanned)
-                hashed = totals == {None}  # ids holds every message read
-                return _Walk(True, total, moved, counted, hashed, number, aggregator.scanned, ids)
+                read = aggregator.scanned
+                moved = counted and (len(totals) > 1 or total != read + unreadable)
+                hashed = totals == {None} and not unreadable  # ids holds every entry read
+                return _Walk(True, total, moved, counted, hashed, number, read, ids, unreadable)
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -174,20 +182,22 @@ class QueueScan:
                     request_id=page.request_id,
                 )
             seen_tokens.add(digest)
-            if not self._another_page(budget, total, aggregator, page.count):
-                return _Walk(False, total, False, pages=number)
+            read = aggregator.scanned + unreadable
+            if not self._another_page(budget, total, aggregator.ascending, read, listed):
+                return _Walk(False, total, False, pages=number, unreadable=unreadable)
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 
     def _another_page(
-        self, budget: RequestBudget, total: int | None, aggregator: QueueAggregator, page_len: int
+        self, budget: RequestBudget, total: int | None, ascending: bool, read: int, page_len: int
     ) -> bool:
-        """Whether reading on can finish the queue and still leave the count requests."""
-        left = budget.remaining - self._reserve(total, aggregator.ascending)
+        """Whether reading on can finish the queue and still leave the count
+        requests; ``read`` entries so far, ``page_len`` in the latest page."""
+        left = budget.remaining - self._reserve(total, ascending)
         if left < 1:
             return False
         if total is None:
             return True  # no way to tell: read while the budget allows
-        return math.ceil(max(total - aggregator.scanned, 1) / page_len) <= left
+        return math.ceil(max(total - read, 1) / page_len) <= left
 
     def _reserve(self, total: int | None, ascending: bool) -> int:
         """Requests kept for counting: one per route, and the closing total."""
@@ -209,6 +219,16 @@ class QueueScan:
             f"{self.poll.max_pages}) and it still failed ({error.message}): what was exact "
             "before is served, message counts of what was not read are not",
             {**self.context, **error.log_fields()},
+        )
+
+    def _say_unreadable(self, walk: _Walk) -> None:
+        self.warnings.warn(
+            "unreadable",
+            f"Mimecast's answers listed {walk.unreadable} entries in messages[] that are not "
+            "message objects: counts and sums that leave them out would not be exact, so "
+            "sums, histograms, status, locked, overdue and domain figures are not served for "
+            "this poll; counts and oldest ages are where requests exact at an instant give them",
+            self.context,
         )
 
     def _say_moved(self, walk: _Walk, aggregator: QueueAggregator, rereads_left: int) -> None:
@@ -240,10 +260,11 @@ class QueueScan:
         start: str,
         end: str,
         aggregator: QueueAggregator,
-        total: int | None,
+        walk: _Walk,
         budget: RequestBudget,
         deadline: float,
     ) -> QueueSnapshot:
+        total = walk.total
         prefix = aggregator.prefix()
         context = {**self.context, "scanned": prefix.scanned, "total": total}
         if not prefix.ascending:
@@ -301,11 +322,16 @@ class QueueScan:
         counts = self._route_counts(total, closing, probes, context)
         return QueueSnapshot(
             taken_at=aggregator.now,
-            routes=MappingProxyType(self._route_stats(prefix, probes, counts)),
+            routes=MappingProxyType(
+                self._route_stats(prefix, probes, counts, garbled=walk.unreadable > 0)
+            ),
             complete=False,
             scanned=prefix.scanned,
-            # What was read is the oldest part of the queue only when it came oldest first.
-            oldest_messages=aggregator.oldest_messages() if prefix.ascending else None,
+            # What was read is the oldest part of the queue only when it came oldest
+            # first, and held nothing but messages.
+            oldest_messages=(
+                aggregator.oldest_messages() if prefix.ascending and not walk.unreadable else None
+            ),
         )
 
     def _route_counts(
@@ -351,8 +377,15 @@ class QueueScan:
         )
 
     def _route_stats(
-        self, prefix: Prefix, probes: Mapping[str, Page], counts: _Counts | None
+        self,
+        prefix: Prefix,
+        probes: Mapping[str, Page],
+        counts: _Counts | None,
+        garbled: bool = False,
     ) -> dict[str, RouteStats]:
+        """``garbled``: the pages read listed entries that are not messages, any
+        of which may be a route's oldest: a route's oldest read stands only
+        where its own request answers the same."""
         stats: dict[str, RouteStats] = {}
         ordered = _probes_ordered(prefix, probes)
         for route in ROUTES:
@@ -362,14 +395,19 @@ class QueueScan:
             elif route not in self.routes:  # filtered out, but the counts are in doubt
                 stats[route] = RouteStats(None, None, False)
             else:
-                oldest = self._oldest(route, prefix, probes.get(route) if ordered else None)
+                probe = probes.get(route) if ordered else None
+                if garbled and (probe is None or not probe.messages):
+                    oldest = None  # nothing confirms the oldest read (ordered: it agrees)
+                else:
+                    oldest = self._oldest(route, prefix, probe)
                 stats[route] = RouteStats(count, oldest, oldest is not None)
         unknown = counts.unknown if counts is not None else None
         # As in a full scan, route "unknown" shows once such a message is seen.
         if unknown == 0 and UNKNOWN_ROUTE in prefix.seen:
             stats[UNKNOWN_ROUTE] = RouteStats(0, None, True)
         elif unknown or UNKNOWN_ROUTE in prefix.seen:
-            oldest = prefix.oldest.get(UNKNOWN_ROUTE) if prefix.ascending else None
+            trusted = prefix.ascending and not garbled  # no request asks for this route
+            oldest = prefix.oldest.get(UNKNOWN_ROUTE) if trusted else None
             stats[UNKNOWN_ROUTE] = RouteStats(unknown, oldest, oldest is not None)
         return stats
 
@@ -404,10 +442,19 @@ class _Walk:
     total: int | None  # the latest totalCount
     moved: bool  # complete, but the queue moved under it: its sums are no one instant's
     counted: bool = False  # every page carried a totalCount: movement shows in them
-    hashed: bool = False  # no page carried one: ids covers every message read
+    hashed: bool = False  # no page carried one, every entry a message: ids covers all
     pages: int = 0
     read: int = 0  # messages read
     ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
+    unreadable: int = 0  # entries of messages[] that were not objects: no count omitting
+    # them is exact, and reading again would find them again
+
+    @property
+    def exact(self) -> bool:
+        """Its figures are one instant's: read whole, every entry a message, and
+        its size known and unmoved, or all of it one answer."""
+        read_whole = self.complete and not (self.moved or self.unreadable)
+        return read_whole and (self.counted or self.pages == 1)
 
 
 def _same_read(walk: _Walk, before: _Walk | None) -> bool:
@@ -450,6 +497,8 @@ def _probes_ordered(prefix: Prefix, probes: Mapping[str, Page]) -> bool:
     """
     checked = False
     for route, probe in probes.items():
+        if probe.unreadable:  # its first message may not be its first entry
+            return False
         if route in prefix.oldest and probe.messages:
             if parse_mimecast_date(probe.messages[0].created) != prefix.oldest[route]:
                 return False

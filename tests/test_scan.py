@@ -292,6 +292,23 @@ def test_route_oldest_ages_come_from_route_requests_only_when_those_are_sorted_t
     # No route both read and requested: nothing to check the order against.
     only_external = {"external": probe("external", external_at)}
     assert scan._route_stats(prefix, only_external, None)["external"].oldest_known is False
+    # An answer whose first entry is not a message: its first message may not be the oldest.
+    listed_after = probe("external", external_at)
+    listed_after.unreadable = 1
+    stats = scan._route_stats(prefix, {**sorted_too, "external": listed_after}, None)
+    assert stats["external"].oldest_known is False
+    # Pages read that listed entries that are not messages: a route's oldest read
+    # stands where its own request answers the same, and only there.
+    stats = scan._route_stats(prefix, sorted_too, None, garbled=True)
+    assert stats["inbound"].oldest_created == EPOCH - 7200
+    assert stats["external"].oldest_created == external_at
+    scan.routes = ("inbound", "outbound")
+    stats = scan._route_stats(prefix, {"inbound": sorted_too["inbound"]}, None, garbled=True)
+    assert stats["inbound"].oldest_created == EPOCH - 7200
+    stats = scan._route_stats(
+        prefix, {"inbound": probe("inbound", EPOCH - 9000)}, None, garbled=True
+    )
+    assert stats["inbound"].oldest_known is False  # an older one: the entry was inbound's
 
 
 # --- the user's own filters -----------------------------------------------------------
@@ -437,3 +454,82 @@ def test_a_poll_counts_overdue_retries_with_poll_retry_overdue_after(sim, clock,
     ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url), retry_overdue_after=grace)
     assert ok
     assert served(registry, "mimecast_queue_retry_overdue_messages", "outbound") == overdue
+
+
+# --- entries of messages[] that are not messages ------------------------------------
+
+
+def inject(sim, at: int, *entries) -> None:
+    """Answers to requests of the whole queue list ``entries`` (not objects) at
+    position ``at`` of the queue; route requests are answered as they are."""
+    model = sim.hmac_tenant.model
+    select = model.select
+
+    def with_entries(q, wall_now):
+        found = select(q, wall_now)
+        return found if q.routes else [*found[:at], *entries, *found[at:]]
+
+    model.select = with_entries
+
+
+def sizes(registry) -> list[float | None]:
+    return [served(registry, "mimecast_queue_size_bytes", route) for route in ROUTES]
+
+
+@pytest.mark.parametrize("total_count", [True, False], ids=["totalCount", "no totalCount"])
+def test_an_entry_that_is_not_a_message_leaves_out_what_would_omit_it(
+    sim, clock, caplog, total_count
+):
+    """Read whole, the queue's figures would leave the entry out: they are not
+    exact. Route requests still count and date each route; the queue is not
+    read a second time for it (the entry would be there again)."""
+    messages, expected = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=not total_count)
+    inject(sim, 5, 7)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    assert len(calls) == 3 + 4 + total_count  # read once; each route; the closing total
+    assert scan_state(registry) == (0, 250)
+    assert sizes(registry) == [None] * 4
+    for route in ROUTES:
+        counted = expected[route]["messages"] if total_count else None
+        assert served(registry, "mimecast_queue_messages", route) == counted
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+    if total_count:  # Mimecast counts the entry; no route holds it
+        assert served(registry, "mimecast_queue_messages", "unknown") == 1
+    assert "not message objects" in caplog.text
+    assert "moved" not in caplog.text
+
+
+def test_one_page_with_an_entry_that_is_not_a_message_is_not_served_whole(sim, clock):
+    messages, _ = backlog(60, external=5, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(omit_total_count=True)
+    inject(sim, 0, "x")
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and scan_state(registry) == (0, 60)
+    assert sizes(registry) == [None] * 4
+    assert served(registry, "mimecast_queue_messages", "outbound") is None
+
+
+def test_a_page_of_entries_that_are_not_messages_does_not_end_the_walk(sim, clock):
+    messages, _ = backlog(250, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    inject(sim, 0, *range(100))  # the whole first page
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and scan_state(registry) == (0, 250)  # the pages after it were read
+
+
+def test_a_queue_too_large_to_read_with_such_an_entry_is_dated_by_its_route_requests(
+    sim, clock, caplog
+):
+    messages, expected = backlog(1001, external=20, unknown=0)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    inject(sim, 5, None)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and scan_state(registry)[0] == 0
+    assert "not message objects" in caplog.text  # the entry was on the one page read
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]  # requests agree

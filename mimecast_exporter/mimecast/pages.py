@@ -7,10 +7,12 @@ Python objects.
 
 Three rules:
 
-- **The envelope must be right.** A JSON object whose ``data`` is a list of
-  objects whose ``messages`` are lists; anything else is ``bad_response``,
+- **The envelope must be right.** A JSON object whose ``data`` is a list
+  whose objects' ``messages`` are lists; anything else is ``bad_response``,
   naming where the answer went wrong, because reporting an empty queue on a
-  garbled answer would hide a backlog.
+  garbled answer would hide a backlog. An element of those lists that is not
+  an object is skipped, and a page counts the ``messages`` entries skipped
+  (``Page.unreadable``): a count that leaves them out is not exact.
 - **A value that cannot be used costs that value, never the page.** Message
   fields are decoded as whatever JSON value they hold; the aggregator skips a
   bad one and still counts the message. The few values msgspec cannot hold at
@@ -64,7 +66,15 @@ class Message(msgspec.Struct, gc=False):
 class Page:
     """One page of an answer."""
 
-    __slots__ = ("count", "messages", "next_token", "number", "request_id", "total_count")
+    __slots__ = (
+        "count",
+        "messages",
+        "next_token",
+        "number",
+        "request_id",
+        "total_count",
+        "unreadable",
+    )
 
     def __init__(
         self,
@@ -73,6 +83,7 @@ class Page:
         next_token: str | None,
         total_count: int | None,  # meta.pagination.totalCount: the whole query's size, if sent
         request_id: str,
+        unreadable: int = 0,  # entries of messages[] that are not objects: skipped
     ) -> None:
         self.number = number
         self.messages = messages
@@ -80,6 +91,7 @@ class Page:
         self.total_count = total_count
         self.request_id = request_id
         self.count = len(messages)
+        self.unreadable = unreadable
 
     def __repr__(self) -> str:
         return f"Page(number={self.number}, count={self.count}, request_id={self.request_id!r})"
@@ -143,16 +155,12 @@ def decode_page(body: bytes | bytearray, number: int, request_id: str, max_bytes
     _raise_for_fail(answer.fail, request_id)
     if answer.data is msgspec.UNSET:
         raise _bad("answer has no 'data' list", request_id)
-    messages = [
-        message
-        for item in answer.data
-        if type(item) is _Item and item.messages
-        for message in item.messages
-        if type(message) is Message
-    ]
+    listed = [item.messages for item in answer.data if type(item) is _Item and item.messages]
+    messages = [message for entries in listed for message in entries if type(message) is Message]
     pagination = answer.meta.pagination if answer.meta is not None else None
     next_token, total_count = _pagination(pagination, request_id)
-    return Page(number, messages, next_token, total_count, request_id)
+    unreadable = sum(map(len, listed)) - len(messages)
+    return Page(number, messages, next_token, total_count, request_id, unreadable)
 
 
 def _decode(body: bytes | bytearray, request_id: str) -> _Answer:
