@@ -85,6 +85,12 @@ class ReloadStatus(Collector):
         self.success_time = clock.time()  # the configuration loaded at start counts
         self.failed_at: float | None = None
 
+    def succeeded(self) -> None:
+        self.successful, self.success_time = True, self.clock.time()
+
+    def failed(self) -> None:
+        self.successful, self.failed_at = False, self.clock.time()
+
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "mimecast_exporter_config_last_reload_successful",
@@ -165,14 +171,14 @@ class Exporter:
         self.collector.metrics = config.metrics
         self.status.config = config
         self.config = config
-        self.reloads.successful, self.reloads.success_time = True, self.clock.time()
+        self.reloads.succeeded()
 
     def reload_unchanged(self) -> None:
         """A reload that found the configuration in force: it succeeded."""
-        self.reloads.successful, self.reloads.success_time = True, self.clock.time()
+        self.reloads.succeeded()
 
     def reload_failed(self) -> None:
-        self.reloads.successful, self.reloads.failed_at = False, self.clock.time()
+        self.reloads.failed()
 
     def stop(self) -> None:
         self.poller.stop()
