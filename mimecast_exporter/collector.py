@@ -278,7 +278,9 @@ class _QueueFamilies:
                 if self.metrics.by_route:
                     self._add_details(labels, sums.age, sums.size, sums.by_status)
         all_sums = [stats.sums for stats in snapshot.routes.values() if stats.sums is not None]
-        if all_sums and not self.metrics.by_route:
+        # A queue's figures add up every route's: none when a route has no sums.
+        every_route = bool(all_sums) and len(all_sums) == len(snapshot.routes)
+        if every_route and not self.metrics.by_route:
             self._add_details(
                 [account, queue],
                 functools.reduce(operator.add, (sums.age for sums in all_sums)),

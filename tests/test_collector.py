@@ -390,6 +390,21 @@ def test_by_default_status_and_age_are_per_queue_and_sizes_not_served(env):
     )
 
 
+def test_a_queue_s_status_and_age_are_absent_when_a_route_has_no_sums(env):
+    """They add up every route: one without sums would leave its messages out."""
+    from dataclasses import replace
+
+    clock, store, registry = env
+    now = clock.time()
+    whole = snapshot(now, *STATUS_MESSAGES)
+    routes = {**whole.routes, "inbound": replace(whole.routes["inbound"], sums=None)}
+    store.record_success("acme", "processing", replace(whole, routes=routes), now, 0.5)
+    text = generate_latest(registry).decode()
+    assert "mimecast_queue_messages_by_status{" not in text
+    assert "mimecast_queue_message_age_seconds_bucket{" not in text
+    assert 'mimecast_queue_size_bytes{account="acme",queue="processing",route="outbound"}' in text
+
+
 def test_opt_in_series_carry_the_route(detailed):
     clock, store, registry = detailed
     now = clock.time()
