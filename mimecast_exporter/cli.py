@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             web_config = WebConfigWatcher(args.web_config_file)
         except WebConfigError as error:
-            print(_invalid_web(error), file=sys.stderr)
+            head = f"error: invalid web configuration: {error.file}"
+            print(_invalid(head, error), file=sys.stderr)
             web_error = error  # the configuration file's errors are told too
     if web_error is not None and args.demo:
         return EXIT_CONFIG
@@ -221,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as error:
-        print(_invalid(args.config_file, error), file=sys.stderr)
+        print(
+            _invalid(f"error: invalid configuration in {args.config_file}", error), file=sys.stderr
+        )
         return EXIT_CONFIG
     if web_error is not None:
         return EXIT_CONFIG
@@ -250,22 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
 
-def _invalid(config_file: str, error: ConfigError) -> str:
-    """Every problem of the file, one line each, for stderr."""
-    problems = error.errors
-    if len(problems) == 1:
-        return f"error: invalid configuration in {config_file}: {error}"
-    lines = [f"error: invalid configuration in {config_file}: {len(problems)} problems"]
-    return "\n".join([*lines, *(f"  {one}" for one in problems)])
-
-
-def _invalid_web(error: WebConfigError) -> str:
-    """Every problem of the web configuration file, one line each, for stderr."""
-    problems = error.errors
-    if len(problems) == 1:
-        return f"error: invalid web configuration: {error}"
-    lines = [f"error: invalid web configuration in {error.file}: {len(problems)} problems"]
-    return "\n".join([*lines, *(f"  {one.field_path}: {one.problem}" for one in problems)])
+def _invalid(head: str, error: ConfigError) -> str:
+    """Every problem of a file, one line each, for stderr."""
+    lines = [f"{one.field_path}: {one.problem}" if one.field_path else one.problem
+             for one in error.errors]  # fmt: skip
+    if len(lines) == 1:
+        return f"{head}: {lines[0]}"
+    return "\n".join([f"{head}: {len(lines)} problems", *(f"  {line}" for line in lines)])
 
 
 def _shard_line(shard: Shard, config: Config, configured: int) -> str:

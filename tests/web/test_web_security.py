@@ -797,7 +797,7 @@ rate_limit: {{interval: banana}}
     for extra in ((), ("--config.check",)):
         code, out, err = run("--config.file", str(config), "--web.config.file", str(web), *extra)
         assert code == 2, err
-        assert f"error: invalid web configuration in {web}: 7 problems" in err
+        assert f"error: invalid web configuration: {web}: 7 problems" in err
         for field in (
             "basic_auth_users.alice",
             "basic_auth_users.ca:rol",
