@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from mimecast_exporter.config.model import Thresholds
+
 # 2026-11-24T00:00:00Z: a fixed, realistic "now" for every test.
 EPOCH = 1_795_478_400.0
 
@@ -47,6 +49,9 @@ class FakeClock:
 
 class ReadyStatus:
     """A StatusSource for web server tests: ready, no accounts."""
+
+    thresholds = Thresholds()
+    reload_failed_at = None
 
     def is_ready(self) -> bool:
         return True

@@ -71,10 +71,15 @@ class StatusSource(Protocol):
 
     def account_statuses(self) -> Sequence[AccountStatus]: ...
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """The alerts' thresholds (configuration "thresholds:"): when mail is stuck."""
+        ...
 
-# What a status source may also say (read with getattr: test doubles may not).
-# thresholds: Thresholds, the alerts' (configuration "thresholds:");
-# reload_failed_at: float | None, when the latest SIGHUP's configuration was refused.
+    @property
+    def reload_failed_at(self) -> float | None:
+        """When the latest SIGHUP's configuration was refused, while it is the latest."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ def _worst_first(accounts: Sequence[AccountStatus], now: float) -> list[AccountS
 
 def render_index(app: Site, now: float) -> str:
     accounts = _worst_first(app.status.account_statuses(), now)
-    thresholds = _thresholds(app)
+    thresholds = app.status.thresholds
     sections = [_account_section(account, thresholds, now) for account in accounts]
     if not sections:
         sections.append('<p class="muted">No accounts configured.</p>')
@@ -249,7 +254,7 @@ def _header(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
 def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     """The page's first line: the same story as the alerts."""
     lines = []
-    failed_at = getattr(app.status, "reload_failed_at", None)
+    failed_at = app.status.reload_failed_at
     if failed_at is not None:
         lines.append(
             '<p class="alarm"><span class="badge bad">configuration reload failed</span> '
@@ -261,7 +266,7 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     down = [a for a in accounts if not a.up]
     queued = [q.messages for a in accounts for q in a.queues if q.messages is not None]
     oldest = max((_account_oldest(a, now) for a in accounts), default=0.0)
-    blocked = stuck(accounts, _thresholds(app), now)
+    blocked = stuck(accounts, app.status.thresholds, now)
     states = []
     if blocked:
         states.append('<span class="badge bad">mail is stuck</span>')
@@ -288,11 +293,6 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
         more = f'<li class="muted">and {len(blocked) - 5} more</li>' if len(blocked) > 5 else ""
         lines.append(f'<ul class="stuck">{"".join(items)}{more}</ul>')
     return "".join(lines)
-
-
-def _thresholds(app: Site) -> Thresholds:
-    found = getattr(app.status, "thresholds", None)
-    return found if isinstance(found, Thresholds) else Thresholds()
 
 
 def _account_section(account: AccountStatus, thresholds: Thresholds, now: float) -> str:

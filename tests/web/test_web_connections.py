@@ -170,6 +170,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 from prometheus_client import CollectorRegistry
 from mimecast_exporter.web.server import WebServer
 class S:
+    thresholds, reload_failed_at = None, None  # never read: no page is asked for
     def is_ready(self): return True
     def account_statuses(self): return []
 server = WebServer("127.0.0.1:0", CollectorRegistry(), S(), max_connections=1000)

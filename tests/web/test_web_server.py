@@ -19,6 +19,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from mimecast_exporter.config.model import Thresholds
 from mimecast_exporter.web.landing import RUNBOOK_URL
 from mimecast_exporter.web.server import (
     NOT_READY_TEXT,
@@ -55,6 +56,9 @@ class TinyCollector:
 
 
 class FakeStatus:
+    thresholds = Thresholds()
+    reload_failed_at = None
+
     def __init__(self) -> None:
         self.ready = False
         self.fail = False
@@ -503,6 +507,7 @@ from prometheus_client import CollectorRegistry
 from mimecast_exporter.web.server import WebServer
 
 class Status:
+    thresholds, reload_failed_at = None, None  # never read: no page is asked for
     def is_ready(self): return True
     def account_statuses(self): return []
 
