@@ -186,18 +186,6 @@ def load_web_config(path: str | os.PathLike[str], *, files: list[Path] | None = 
     return _Parser(config_path, seen).parse(data)
 
 
-def _reason(err: BaseException) -> str:
-    if isinstance(err, FileNotFoundError):
-        return "no such file"
-    if isinstance(err, IsADirectoryError):
-        return "it is a directory"
-    if isinstance(err, UnicodeDecodeError):
-        return "not UTF-8 text"
-    if isinstance(err, OSError):
-        return err.strerror or str(err)
-    return str(err)
-
-
 class _Parser:
     def __init__(self, path: Path, files: list[Path]) -> None:
         self.path = path
