@@ -481,6 +481,10 @@ def test_image_healthcheck_command_passes_against_the_demo(image_venv, final_sta
         assert result.returncode == 0, result.stderr
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             assert b"mimecast_exporter_build_info" in answer.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            page = answer.read().decode()
+        # The status page's frame and style are package data: the wheel carries them.
+        assert page.startswith("<!DOCTYPE html>") and "section.account {" in page
     finally:
         process.terminate()
         try:

@@ -21,6 +21,7 @@ import html
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from mimecast_exporter import __version__
@@ -37,6 +38,11 @@ SOURCE_URL = f"https://github.com/mimecast-exporter/mimecast-exporter/blob/v{__v
 RUNBOOK_URL = f"{SOURCE_URL}/docs/runbook.md"
 DASHBOARD_FILE_URL = f"{SOURCE_URL}/grafana/dashboards/mimecast-queue.json"
 REFRESH_SECONDS = 30
+# The page's frame and style, kept as the files they are (as exporter-toolkit's
+# landing page embeds landing_page.html and .css). Read once, at import.
+_HERE = Path(__file__).parent
+_PAGE = (_HERE / "status.html").read_text(encoding="utf-8")
+_CSS = (_HERE / "status.css").read_text(encoding="utf-8")
 # The runbook section for a failure's reason (anchors of docs/runbook.md).
 _RUNBOOK_ANCHORS = {
     "auth": "mimecastauthfailing",
@@ -488,79 +494,3 @@ def _footer(accounts: Sequence[AccountStatus], now: float) -> str:
         f'<footer><p class="muted">{note} Refreshes every {REFRESH_SECONDS} s; '
         f"updated {_e(_utc(now))}. Times in UTC on hover.</p></footer>"
     )
-
-
-_CSS = """
-:root { --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #57606a; --line: #d0d7de; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
-  color: #1f2328; background: #f6f8fa; }
-header { background: #24292f; color: #fff; padding: 0.6em 1.5em; display: flex;
-  flex-wrap: wrap; align-items: baseline; gap: 1.5em; }
-header h1 { font-size: 1.2em; margin: 0; }
-header .muted { color: #afb8c1; font-weight: normal; }
-nav a { color: #fff; margin-right: 1em; }
-nav .ok { color: #7ee2a8; margin-right: 1em; } nav .bad { color: #ffa198; margin-right: 1em; }
-main { padding: 1em 1.5em; max-width: 1500px; }
-.summary { font-size: 1.15em; display: flex; gap: 1.5em; align-items: center; margin: 0.3em 0 1em; }
-.badge { display: inline-block; padding: 0.1em 0.6em; border-radius: 1em; color: #fff;
-  font-size: 0.8em; font-weight: 600; vertical-align: middle; }
-.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
-.over { color: var(--bad); font-weight: 700; }
-ul.stuck { margin: -0.6em 0 1em; padding-left: 1.4em; font-size: 1.05em; }
-.alarm { margin: 0.4em 0; }
-section.account { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--ok);
-  border-radius: 6px; padding: 0.6em 1em 0.8em; margin-bottom: 1em; }
-section.account.down { border-left-color: var(--bad); }
-section h2 { font-size: 1.1em; margin: 0.2em 0; }
-.facts { color: var(--muted); margin: 0.2em 0 0.5em; display: flex; flex-wrap: wrap; gap: 1.5em; }
-.error { border: 1px solid #ffcecb; background: #ffebe9; border-radius: 6px; padding: 0.5em 0.8em;
-  margin: 0.5em 0; }
-.error.past { border-color: var(--line); background: #f6f8fa; }
-.error .reason { font-family: ui-monospace, monospace; background: #fff; padding: 0 0.3em;
-  border-radius: 4px; }
-.error .message { margin: 0.3em 0; font-family: ui-monospace, monospace; white-space: pre-wrap;
-  word-break: break-word; }
-.error .facts { margin: 0; }
-code.copy { user-select: all; }
-table { border-collapse: collapse; margin: 0.4em 0; width: 100%; }
-th, td { border-bottom: 1px solid var(--line); padding: 0.25em 0.6em; text-align: left;
-  vertical-align: top; }
-th { font-weight: 600; color: var(--muted); font-size: 0.9em; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.info { font-family: ui-monospace, monospace; font-size: 0.85em; color: var(--muted);
-  word-break: break-word; padding-top: 0; }
-tr.sub td { border-top: none; }
-td.clip { max-width: 16em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-/* The oldest messages fit the width, details shown or not: no scrolling sideways. */
-table.oldest { table-layout: fixed; }
-table.oldest td { overflow-wrap: anywhere; }
-table.oldest td.clip { max-width: none; }
-.muted { color: var(--muted); }
-.when { white-space: nowrap; }
-section.account { overflow-x: auto; }
-.status { display: inline-block; border-radius: 4px; padding: 0 0.4em; margin: 0 0.2em 0.1em 0;
-  background: #eaeef2; white-space: nowrap; font-size: 0.9em; }
-.s-connection_refused, .s-timeout, .s-dns_failure, .s-tls_failure, .s-rejected_permanent,
-.s-mailbox_full { background: #ffebe9; color: #a40e26; }
-.s-greylisted, .s-throttled, .s-deferred_temporary { background: #fff8c5; color: #7d4e00; }
-.s-processing { background: #ddf4ff; color: #0969da; }
-details summary { cursor: pointer; color: var(--muted); margin-top: 0.4em; }
-footer { padding: 0 1.5em 1em; }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{refresh}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Mimecast exporter</title>
-<style>{css}</style></head>
-<body>
-{header}
-<main>
-{summary}
-{accounts}
-</main>
-{footer}
-</body></html>
-"""
