@@ -204,6 +204,9 @@ class Prefix:
     newest: float | None  # the latest date seen
     seen: frozenset[str]  # routes with at least one message
     oldest: Mapping[str, float]  # per route seen with every message dated
+    # Routes seen with a message without a usable date: it could be the route's
+    # oldest, so the route has no oldest age (as when the queue is read whole).
+    undated: frozenset[str] = frozenset()
 
 
 class QueueAggregator:
@@ -453,6 +456,7 @@ class QueueAggregator:
                     if totals.messages and totals.oldest_known
                 }
             ),
+            undated=frozenset(route for route, totals in self._routes.items() if totals.undated),
         )
 
     def snapshot(self) -> QueueSnapshot:

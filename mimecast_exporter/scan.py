@@ -414,7 +414,7 @@ class QueueScan:
     @staticmethod
     def _oldest(route: str, prefix: Prefix, probe: Page | None) -> float | None:
         """The route's oldest date when it is certain, else None."""
-        if not prefix.ascending:
+        if not prefix.ascending or route in prefix.undated:
             return None
         if route in prefix.oldest:  # the pages read hold the oldest messages of the queue
             return prefix.oldest[route]

@@ -441,6 +441,30 @@ def test_the_oldest_messages_of_a_huge_queue_only_when_read_oldest_first(
         assert [m.created for m in snapshot.oldest_messages] == [base + 10 * i for i in range(10)]
 
 
+def test_a_route_with_an_undated_message_read_has_no_oldest_age_when_counted(sim, clock):
+    """The same rule as a queue read whole: a message read without a usable date
+    could be its route's oldest, whatever the route's own request answers."""
+    messages, expected = backlog(5000)
+    undated = messages[-1]  # external: no other external message is on the page read
+    undated["created"] = "not a date"
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    model = sim.hmac_tenant.model
+    select = model.select
+
+    def in_place(q, wall_now):  # whole-queue answers list it second
+        found = [m for m in select(q, wall_now) if m is not undated]
+        return found if q.routes else [found[0], undated, *found[1:]]
+
+    model.select = in_place
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and scan_state(registry)[0] == 0 and len(calls) == 6
+    counted = served(registry, "mimecast_queue_messages", "external")
+    assert counted == expected["external"]["messages"]
+    assert age(registry, "external") is None
+    for route in ("inbound", "outbound", "internal"):
+        assert age(registry, route) == EPOCH - expected[route]["oldest"]
+
+
 @pytest.mark.parametrize(("grace", "overdue"), [(900.0, 1), (3 * 3600.0, 0)])
 def test_a_poll_counts_overdue_retries_with_poll_retry_overdue_after(sim, clock, grace, overdue):
     late = {
