@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 import pytest
@@ -23,6 +24,7 @@ from mimecast_exporter.mimecast.client import (
 )
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.ratelimit import RateLimitGate
+from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.faults import Fault
 from tests.conftest import hmac_account, make_messages, oauth_account, poll_config
 
@@ -111,7 +113,8 @@ def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
     calls = api_calls(sim)
     criteria = calls[0].json["data"][0]
     assert criteria["type"] == "bulk_processing"
-    assert criteria["sortOrder"] == "ascending"  # oldest first
+    # Oldest first, in the generation's own spelling (2.0's text: asc).
+    assert criteria["sortOrder"] == {"oauth2": "asc", "hmac": "ascending"}[scheme]
     # The last whole second before the poll: what arrives while it reads is not in it.
     assert criteria["start"] == "2026-11-22T23:59:59+0000"
     assert criteria["end"] == "2026-11-23T23:59:59+0000"
@@ -300,7 +303,8 @@ def test_statuses_that_are_not_retried(sim, clock, status, code, reason):
     assert info.value.reason == reason and info.value.status == status
     if code:
         assert info.value.code == code
-    assert len(api_calls(sim)) == 1
+    # A 400 is asked again with the other spellings of sortOrder, once per client.
+    assert len(api_calls(sim)) == (3 if status == 400 else 1)
     assert clock.sleeps == []
 
 
@@ -448,3 +452,60 @@ def test_connection_closed_mid_body(clock):
             collect(client, clock)
         assert server.connections == 2  # retried once
     assert info.value.reason == "connection"
+
+
+# --- sortOrder: each generation's spelling first, the other when refused --------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "quirk", "asked"),
+    [
+        ("oauth2", "only_long_sort_order", ["asc", "ascending", "ascending"]),
+        ("hmac", "only_short_sort_order", ["ascending", "asc", "asc"]),
+    ],
+)
+def test_a_refused_sort_order_is_asked_again_in_the_other_spelling(
+    sim, clock, caplog, scheme, quirk, asked
+):
+    tenant_for(scheme, sim).model.set_messages("processing", make_messages(3))
+    sim.quirks = Quirks(**{quirk: True})
+    client = client_for(account_for(scheme, sim), clock)
+    assert len(collect(client, clock)) == 3
+    assert len(collect(client, clock)) == 3  # the spelling that worked is kept
+    calls = api_calls(sim)
+    assert [c.json["data"][0]["sortOrder"] for c in calls] == asked
+    assert [c.status for c in calls] == [400, 200, 200]
+    assert caplog.text.count("refused a request with sortOrder") == 1
+
+
+def test_a_server_refusing_both_spellings_is_asked_without_sort_order(sim, clock):
+    tenant_for("oauth2", sim).model.set_messages("processing", make_messages(3))
+    sim.quirks = Quirks(only_short_sort_order=True, only_long_sort_order=True)
+    client = client_for(account_for("oauth2", sim), clock)
+    assert len(collect(client, clock)) == 3
+    calls = api_calls(sim)
+    assert [c.json["data"][0].get("sortOrder") for c in calls] == ["asc", "ascending", None]
+
+
+def test_a_request_refused_whatever_the_sort_order_costs_one_request_from_then_on(sim, clock):
+    account = account_for("hmac", sim)
+    client = client_for(account, clock)
+    client.account = replace(account, search_by={"fieldName": "nonsense", "value": "x"})
+    for asked in (3, 1):
+        before = len(api_calls(sim))
+        with pytest.raises(PollError) as raised:
+            collect(client, clock)
+        assert raised.value.reason == "http_4xx" and raised.value.status == 400
+        assert len(api_calls(sim)) - before == asked
+
+
+def test_once_a_spelling_was_answered_a_refusal_is_not_blamed_on_it(sim, clock):
+    tenant_for("hmac", sim).model.set_messages("processing", make_messages(3))
+    account = account_for("hmac", sim)
+    client = client_for(account, clock)
+    collect(client, clock)
+    client.account = replace(account, search_by={"fieldName": "nonsense", "value": "x"})
+    before = len(api_calls(sim))
+    with pytest.raises(PollError):
+        collect(client, clock)
+    assert [c.json["data"][0]["sortOrder"] for c in api_calls(sim)[before:]] == ["ascending"]

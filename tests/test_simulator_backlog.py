@@ -168,6 +168,8 @@ def test_cli_flags_set_the_backlog_and_the_switches():
             "ignore_sort_order": True,
             "ignore_filter_by": False,
             "omit_total_count": True,
+            "only_short_sort_order": False,
+            "only_long_sort_order": False,
         }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -48,6 +48,16 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
 
+# sortOrder, oldest first, in each API generation's own spelling first: API
+# 2.0's text says asc, API 1.0's and the endpoint's page ascending. A server
+# that refuses one as invalid is asked with the next, then without sortOrder
+# (its default, newest first: the scan then sees the order and leaves out what
+# it would need; see mimecast_exporter.scan). The first that works is kept.
+SORT_ORDERS: dict[str, tuple[str | None, ...]] = {
+    "oauth2": ("asc", "ascending", None),
+    "hmac": ("ascending", "asc", None),
+}
+
 # Called after every HTTP answer with (endpoint, status code, X-RateLimit-Remaining
 # or None); the endpoint is one of ENDPOINTS.
 ResponseHook = Callable[[str, int, float | None], None]
@@ -108,6 +118,9 @@ class MimecastClient:
         self.max_attempts = max_attempts
         self.max_response_bytes = max_response_bytes
         self._retrying = self._retry_policy()
+        self._sort_orders = SORT_ORDERS[account.credentials.scheme]
+        self._sort = 0  # index of the spelling in use
+        self._sort_settled = False  # a request with it was answered
 
     # -- one logical request ----------------------------------------------
 
@@ -130,19 +143,49 @@ class MimecastClient:
         request made, retries included, is taken from ``budget``; the caller
         makes sure it has at least one left.
         """
-        page: Page = self._retrying(
-            self._call_once, self._request_body(query), budget, deadline, number
+        while True:
+            sort = self._sort
+            try:
+                page: Page = self._retrying(
+                    self._call_once, self._request_body(query), budget, deadline, number
+                )
+            except PollError as error:
+                if not self._another_sort_order(error, sort, budget):
+                    raise
+                continue
+            self._sort_settled = True
+            return page
+
+    def _another_sort_order(self, error: PollError, sort: int, budget: RequestBudget) -> bool:
+        """Whether to ask again with the next spelling of sortOrder: only until
+        one was answered, and only for a request refused as invalid."""
+        refused = error.status in (200, 400) and error.reason in ("http_4xx", "api_fail")
+        if self._sort_settled or not refused or error.retryable or budget.remaining <= 0:
+            return False
+        if sort + 1 >= len(self._sort_orders):
+            # Refused in every spelling and without: not sortOrder's fault. From
+            # now on the first spelling only, so a bad request costs one request.
+            self._sort, self._sort_settled = 0, True
+            return False
+        self._sort = sort + 1
+        following = self._sort_orders[self._sort]
+        log.warning(
+            f"Mimecast refused a request with sortOrder {self._sort_orders[sort]!r}; "
+            + (f"asking with {following!r}" if following else "asking without sortOrder"),
+            extra={"account": self.account.name, **error.log_fields(), "error": error.message},
         )
-        return page
+        return True
 
     def _request_body(self, query: Query) -> dict[str, Any]:
         criteria: dict[str, Any] = {
             "type": query.queue,
             "start": query.start,
             "end": query.end,
-            # Oldest first: a scan that stops early has still seen the oldest messages.
-            "sortOrder": "ascending",
         }
+        # Oldest first: a scan that stops early has still seen the oldest messages.
+        sort_order = self._sort_orders[self._sort]
+        if sort_order is not None:
+            criteria["sortOrder"] = sort_order
         if self.account.search_by is not None:
             criteria["searchBy"] = dict(self.account.search_by)
         filter_by = route_filter(self.account.filter_by, query.route)

@@ -84,6 +84,10 @@ class Quirks:
     ignore_sort_order: bool = False  # always newest first, the documented default
     ignore_filter_by: bool = False  # every route, with or without attachments
     omit_total_count: bool = False  # no meta.pagination.totalCount
+    # sortOrder in one spelling only, 400 for the other: API 2.0's text says
+    # asc/desc, API 1.0's and the endpoint's page ascending/descending.
+    only_short_sort_order: bool = False
+    only_long_sort_order: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> Quirks:
@@ -347,6 +351,12 @@ class MimecastApi:
         if self.churn != Churn():
             tenant.model.churn(q.queue, self.churn, now)
         quirks = self.quirks
+        spelled = str(req.json["data"][0].get("sortOrder") or "").lower()
+        if (quirks.only_short_sort_order and spelled in ("ascending", "descending")) or (
+            quirks.only_long_sort_order and spelled in ("asc", "desc")
+        ):
+            words = "asc or desc" if quirks.only_short_sort_order else "ascending or descending"
+            return mimecast_error(400, "invalid_sort_order", f"'sortOrder' must be {words}")
         if quirks.ignore_sort_order:
             q = replace(q, descending=True)  # the documented default order
         if quirks.ignore_filter_by:
