@@ -296,6 +296,7 @@ class QueueScan:
             number = 1 + aggregator.scanned // max(self.poll.page_size, 1)
             # Each request's retries may spend only what the ones after it do not
             # need: every count request is made, however many retries come first.
+            route: str | None = None
             try:
                 for made, route in enumerate(self.routes):
                     number += 1
@@ -306,6 +307,7 @@ class QueueScan:
                         deadline=deadline,
                         number=number,
                     )
+                route = None
                 if total is not None and all(p.total_count is not None for p in probes.values()):
                     share = budget.keeping(0)
                     closing = self.client.find(
@@ -315,9 +317,19 @@ class QueueScan:
                         number=number + 1,
                     )
             except PollError as error:
-                if not _spent(error, share):
+                if _spent(error, share):
+                    self._say_spent("a count request", error)  # counts left out, oldest ages kept
+                elif route is not None and error.refused:
+                    # The pages were answered, the same request with a route in
+                    # filterBy was not (in either shape): the counts need it.
+                    self.warnings.warn(
+                        "filter_by_refused",
+                        f"Mimecast refused the request for route {route!r} ({error.message}): "
+                        "per-route counts and the oldest ages they give are not served",
+                        {**context, **error.log_fields()},
+                    )
+                else:
                     raise
-                self._say_spent("a count request", error)  # counts left out, oldest ages kept
                 probes, closing = {}, None
         counts = self._route_counts(total, closing, probes, context)
         return QueueSnapshot(
@@ -349,6 +361,7 @@ class QueueScan:
             if count is None:
                 return None
             if (count == 0) != (first is None) or (first and route_key(first.routing) != route):
+                self.client.route_filter.ignored(dict(context))
                 self.warnings.warn(
                     "filter_by",
                     f"Mimecast answered a request for route {route!r} with a message of another "
@@ -360,6 +373,7 @@ class QueueScan:
         routed = sum(p.total_count or 0 for p in probes.values())
         low, high = sorted((total, closing.total_count))
         if routed > high + (high - low) + int(high * ROUTE_SUM_SLACK):
+            self.client.route_filter.ignored(dict(context))
             self.warnings.warn(
                 "filter_by",
                 f"the route counts add up to {routed}, more than the queue's {high} messages "

@@ -475,7 +475,7 @@ def test_a_refused_sort_order_is_asked_again_in_the_other_spelling(
     calls = api_calls(sim)
     assert [c.json["data"][0]["sortOrder"] for c in calls] == asked
     assert [c.status for c in calls] == [400, 200, 200]
-    assert caplog.text.count("refused a request with sortOrder") == 1
+    assert caplog.text.count("refused sortOrder spelled") == 1
 
 
 def test_a_server_refusing_both_spellings_is_asked_without_sort_order(sim, clock):

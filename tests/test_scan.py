@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 
 from mimecast_exporter.aggregate import Prefix
+from mimecast_exporter.mimecast.dialect import ROUTE_FILTERS, Choice
 from mimecast_exporter.mimecast.pages import Message, Page
 from mimecast_exporter.scan import QueueScan, WarnOnce
 from mimecast_exporter.simulator.api import Quirks
@@ -217,6 +218,7 @@ def page(total, routing=None):
 def route_counts(total, closing, probes):
     scan = QueueScan.__new__(QueueScan)  # only the counting rule, no client
     scan.warnings, scan.routes = WarnOnce(), tuple(probes)
+    scan.client = SimpleNamespace(route_filter=Choice("filterBy", ROUTE_FILTERS))
     return scan._route_counts(total, page(closing), {r: page(*p) for r, p in probes.items()}, {})
 
 
@@ -399,7 +401,7 @@ def test_a_failed_route_count_fails_the_poll_and_publishes_nothing(sim, clock):
     try:
         assert poller.poll_queue("legacy", "processing")
         sim.hmac_tenant.model.set_messages("processing", messages[:4000])
-        sim.faults.add(Fault(kind="status", status=400, route="external", times=None))
+        sim.faults.add(Fault(kind="status", status=409, route="external", times=None))
         assert not poller.poll_queue("legacy", "processing")
     finally:
         poller.stop()
@@ -417,6 +419,58 @@ def test_a_failed_route_count_fails_the_poll_and_publishes_nothing(sim, clock):
         reason="http_4xx",
     )
     assert errors == 1
+
+
+def route_keys(calls):
+    """How each request's own route filter was keyed: route, fieldName, or None."""
+    keys = []
+    for call in calls:
+        items = call.json["data"][0].get("filterBy") or [{}]
+        keys.append("route" if "route" in items[-1] else items[-1].get("fieldName") and "fieldName")
+    return keys
+
+
+def test_a_server_that_ignores_the_route_key_is_asked_with_field_name_next(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(ignore_route_key=True)
+    poller, _, registry = build(sim, clock, [hmac_account(sim.url)], queues=("processing",))
+    try:
+        assert poller.poll_queue("legacy", "processing")
+        assert served(registry, "mimecast_queue_messages", "inbound") is None  # in doubt
+        before = len(sim.requests)
+        assert poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+    calls = [r for r in sim.requests[before:] if r.path == FIND]
+    assert route_keys(calls) == [None, *["fieldName"] * 4, None]
+    assert "ignored a route in filterBy keyed 'route'" in caplog.text
+
+
+def test_a_server_that_refuses_the_route_key_is_asked_with_field_name(sim, clock):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(refuse_route_key=True)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+    assert route_keys(calls) == [None, "route", *["fieldName"] * 4, None]
+    assert [c.status for c in calls][:3] == [200, 400, 200]
+
+
+def test_route_requests_refused_in_every_shape_leave_the_counts_out(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.faults.add(Fault(kind="status", status=400, route="inbound", times=None))
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and sample(registry, "mimecast_up", account="legacy") == 1
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) is None
+    assert route_keys(calls) == [None, "route", "fieldName"]  # then nothing more to ask
+    assert "refused the request for route 'inbound'" in caplog.text
 
 
 @pytest.mark.parametrize("ignore_sort_order", [False, True])

@@ -27,6 +27,7 @@ from mimecast_exporter.config import AccountConfig, HmacCredentials, OAuth2Crede
 from mimecast_exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from mimecast_exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from mimecast_exporter.mimecast.budget import RequestBudget
+from mimecast_exporter.mimecast.dialect import ROUTE_FILTERS, SORT_ORDERS, Choice
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import route_filter
 from mimecast_exporter.mimecast.pages import Page, decode_page
@@ -47,16 +48,6 @@ MAX_ATTEMPTS = 5
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 # A 401/403 whose Date header is further than this from our clock gets a hint in
 # its message: API 1.0 signs x-mc-date, and Mimecast refuses skewed dates.
-
-# sortOrder, oldest first, in each API generation's own spelling first: API
-# 2.0's text says asc, API 1.0's and the endpoint's page ascending. A server
-# that refuses one as invalid is asked with the next, then without sortOrder
-# (its default, newest first: the scan then sees the order and leaves out what
-# it would need; see mimecast_exporter.scan). The first that works is kept.
-SORT_ORDERS: dict[str, tuple[str | None, ...]] = {
-    "oauth2": ("asc", "ascending", None),
-    "hmac": ("ascending", "asc", None),
-}
 
 # Called after every HTTP answer with (endpoint, status code, X-RateLimit-Remaining
 # or None); the endpoint is one of ENDPOINTS.
@@ -118,9 +109,9 @@ class MimecastClient:
         self.max_attempts = max_attempts
         self.max_response_bytes = max_response_bytes
         self._retrying = self._retry_policy()
-        self._sort_orders = SORT_ORDERS[account.credentials.scheme]
-        self._sort = 0  # index of the spelling in use
-        self._sort_settled = False  # a request with it was answered
+        # What the reference spells two ways (mimecast_exporter.mimecast.dialect).
+        self.sort_order = Choice("sortOrder spelled", SORT_ORDERS[account.credentials.scheme])
+        self.route_filter = Choice("a route in filterBy keyed", ROUTE_FILTERS)
 
     # -- one logical request ----------------------------------------------
 
@@ -144,37 +135,32 @@ class MimecastClient:
         makes sure it has at least one left.
         """
         while True:
-            sort = self._sort
+            sort, shape = self.sort_order.index, self.route_filter.index
             try:
                 page: Page = self._retrying(
                     self._call_once, self._request_body(query), budget, deadline, number
                 )
             except PollError as error:
-                if not self._another_sort_order(error, sort, budget):
+                if not self._spelled_otherwise(error, query, sort, shape, budget):
                     raise
                 continue
-            self._sort_settled = True
+            self.sort_order.answered()
+            if query.route is not None:
+                self.route_filter.answered()
             return page
 
-    def _another_sort_order(self, error: PollError, sort: int, budget: RequestBudget) -> bool:
-        """Whether to ask again with the next spelling of sortOrder: only until
-        one was answered, and only for a request refused as invalid."""
-        refused = error.status in (200, 400) and error.reason in ("http_4xx", "api_fail")
-        if self._sort_settled or not refused or error.retryable or budget.remaining <= 0:
+    def _spelled_otherwise(
+        self, error: PollError, query: Query, sort: int, shape: int, budget: RequestBudget
+    ) -> bool:
+        """Whether a request refused as invalid is asked again with another
+        spelling of what the reference leaves open: sortOrder until a request
+        was answered, then a route count's filterBy."""
+        if not error.refused or budget.remaining <= 0:
             return False
-        if sort + 1 >= len(self._sort_orders):
-            # Refused in every spelling and without: not sortOrder's fault. From
-            # now on the first spelling only, so a bad request costs one request.
-            self._sort, self._sort_settled = 0, True
-            return False
-        self._sort = sort + 1
-        following = self._sort_orders[self._sort]
-        log.warning(
-            f"Mimecast refused a request with sortOrder {self._sort_orders[sort]!r}; "
-            + (f"asking with {following!r}" if following else "asking without sortOrder"),
-            extra={"account": self.account.name, **error.log_fields(), "error": error.message},
-        )
-        return True
+        context = {"account": self.account.name, **error.log_fields(), "error": error.message}
+        if not self.sort_order.settled:
+            return self.sort_order.refused(sort, context)
+        return query.route is not None and self.route_filter.refused(shape, context)
 
     def _request_body(self, query: Query) -> dict[str, Any]:
         criteria: dict[str, Any] = {
@@ -183,12 +169,11 @@ class MimecastClient:
             "end": query.end,
         }
         # Oldest first: a scan that stops early has still seen the oldest messages.
-        sort_order = self._sort_orders[self._sort]
-        if sort_order is not None:
-            criteria["sortOrder"] = sort_order
+        if self.sort_order.current is not None:
+            criteria["sortOrder"] = self.sort_order.current
         if self.account.search_by is not None:
             criteria["searchBy"] = dict(self.account.search_by)
-        filter_by = route_filter(self.account.filter_by, query.route)
+        filter_by = route_filter(self.account.filter_by, query.route, self.route_filter.current)
         if filter_by is not None:
             criteria["filterBy"] = filter_by
         pagination: dict[str, Any] = {"pageSize": query.page_size}

@@ -44,6 +44,13 @@ class PollError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
 
+    @property
+    def refused(self) -> bool:
+        """Mimecast refused the request as invalid: HTTP 400, or a fail[] on 200
+        that is not to be retried."""
+        invalid = (self.reason, self.status) in (("http_4xx", 400), ("api_fail", 200))
+        return invalid and not self.retryable
+
     def log_fields(self) -> dict[str, object]:
         """The context worth logging with this error; never contains credentials."""
         fields: dict[str, object] = {"reason": self.reason}

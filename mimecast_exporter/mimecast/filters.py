@@ -1,6 +1,7 @@
 """The user's ``filter_by`` and the exporter's own route filter, combined.
 
-A route count asks for one route with ``filterBy: [{"route": R}]``. The user's
+A route count asks for one route with ``filterBy: [{"route": R}]`` (or the
+other published shape, see :mod:`mimecast_exporter.mimecast.dialect`). The user's
 own filters still apply to it: their route part decides which routes are
 asked for at all (a route the user filtered out is not requested), the rest
 (attachments, other fields) is sent along unchanged.
@@ -40,9 +41,10 @@ def requested_routes(filter_by: Sequence[dict[str, Any]] | None) -> tuple[str, .
 
 
 def route_filter(
-    filter_by: Sequence[dict[str, Any]] | None, route: str | None
+    filter_by: Sequence[dict[str, Any]] | None, route: str | None, key: str = "route"
 ) -> list[dict[str, Any]] | None:
-    """``filterBy`` for one request: the user's filters, with ``route`` instead of theirs."""
+    """``filterBy`` for one request: the user's filters, with ``route`` instead of
+    theirs, keyed ``key``: ``{"route": R}``, or ``{"fieldName": "route", "value": R}``."""
     if route is None:
         return [dict(item) for item in filter_by] if filter_by is not None else None
     kept = []
@@ -53,4 +55,5 @@ def route_filter(
                 kept.append(rest)
         elif _route_of(item) is None:
             kept.append(dict(item))
-    return [*kept, {"route": route}]
+    own = {"route": route} if key == "route" else {"fieldName": "route", "value": route}
+    return [*kept, own]

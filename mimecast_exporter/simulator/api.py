@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hmac
 import json
 import threading
@@ -88,6 +89,10 @@ class Quirks:
     # asc/desc, API 1.0's and the endpoint's page ascending/descending.
     only_short_sort_order: bool = False
     only_long_sort_order: bool = False
+    # filterBy items keyed "route" (the endpoint's field table) ignored, or
+    # refused with 400: the server knows only {"fieldName": "route", "value": R}.
+    ignore_route_key: bool = False
+    refuse_route_key: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> Quirks:
@@ -338,9 +343,18 @@ class MimecastApi:
         if req.json is None:
             return mimecast_error(400, "invalid_json", "the request body must be JSON")
         now = self.clock()
+        quirks = self.quirks
+        body = req.json
+        keyed = _route_keyed(body)
+        if keyed and quirks.refuse_route_key:
+            return mimecast_error(400, "invalid_filter", "unknown field 'route' in filterBy")
+        if keyed and quirks.ignore_route_key:
+            body = copy.deepcopy(body)
+            for item in _route_keyed(body):
+                del item["route"]
         try:
             q = parse_query(
-                req.json,
+                body,
                 now=now,
                 tenant=tenant.name,
                 tokens=self.pages,
@@ -350,8 +364,7 @@ class MimecastApi:
             return mimecast_error(400, err.code, err.message)
         if self.churn != Churn():
             tenant.model.churn(q.queue, self.churn, now)
-        quirks = self.quirks
-        spelled = str(req.json["data"][0].get("sortOrder") or "").lower()
+        spelled = str(body["data"][0].get("sortOrder") or "").lower()
         if (quirks.only_short_sort_order and spelled in ("ascending", "descending")) or (
             quirks.only_long_sort_order and spelled in ("asc", "desc")
         ):
@@ -373,3 +386,15 @@ class MimecastApi:
                 "fail": [],
             },
         )
+
+
+def _route_keyed(body: Any) -> list[dict[str, Any]]:
+    """The filterBy items of a find request that carry a "route" key."""
+    try:
+        items = body["data"][0].get("filterBy")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return []
+    items = [items] if isinstance(items, dict) else items
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, dict) and "route" in item]
