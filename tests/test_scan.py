@@ -611,3 +611,23 @@ def test_a_queue_too_large_to_read_with_such_an_entry_is_dated_by_its_route_requ
     for route in ROUTES:
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
         assert age(registry, route) == EPOCH - expected[route]["oldest"]  # requests agree
+
+
+def test_a_budget_too_tight_to_ask_again_asks_with_field_name_at_the_next_poll(sim, clock):
+    messages, expected = backlog(5000)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(refuse_route_key=True)
+    poller, _, registry = build(
+        sim, clock, [hmac_account(sim.url)], queues=("processing",), max_pages=6
+    )
+    try:
+        assert poller.poll_queue("legacy", "processing")  # 1 page, then a refused count
+        assert served(registry, "mimecast_queue_messages", "inbound") is None
+        before = len(sim.requests)
+        assert poller.poll_queue("legacy", "processing")
+    finally:
+        poller.stop()
+    calls = [r for r in sim.requests[before:] if r.path == FIND]
+    assert route_keys(calls) == [None, *["fieldName"] * 4, None]
+    for route in ROUTES:
+        assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]

@@ -155,12 +155,15 @@ class MimecastClient:
         """Whether a request refused as invalid is asked again with another
         spelling of what the reference leaves open: sortOrder until a request
         was answered, then a route count's filterBy."""
-        if not error.refused or budget.remaining <= 0:
+        if not error.refused:
             return False
         context = {"account": self.account.name, **error.log_fields(), "error": error.message}
         if not self.sort_order.settled:
-            return self.sort_order.refused(sort, context)
-        return query.route is not None and self.route_filter.refused(shape, context)
+            moved_on = self.sort_order.refused(sort, context)
+        else:
+            moved_on = query.route is not None and self.route_filter.refused(shape, context)
+        # With no request left in this poll's budget, the next poll asks so.
+        return moved_on and budget.remaining > 0
 
     def _request_body(self, query: Query) -> dict[str, Any]:
         criteria: dict[str, Any] = {
