@@ -132,7 +132,9 @@ class MimecastClient:
 
         ``deadline`` is monotonic; no request or retry starts past it. Every
         request made, retries included, is taken from ``budget``; the caller
-        makes sure it has at least one left.
+        makes sure it has at least one left. A request refused as invalid is
+        asked again in another spelling of what the reference spells two ways
+        (:mod:`mimecast_exporter.mimecast.dialect`), until one is answered.
         """
         while True:
             sort, shape = self.sort_order.index, self.route_filter.index
