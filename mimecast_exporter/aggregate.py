@@ -438,6 +438,11 @@ class QueueAggregator:
             )
 
     @property
+    def fell(self) -> bool:
+        """A date fell below an earlier one: the messages came not oldest first."""
+        return self._falls
+
+    @property
     def ascending(self) -> bool:
         """The dates seen rose at least once and never fell."""
         first = min(totals.oldest for totals in self._routes.values())

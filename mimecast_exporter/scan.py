@@ -110,6 +110,8 @@ class QueueScan:
                     retry_overdue_after=self.poll.retry_overdue_after,
                 )
                 walk = self._scan(query, aggregator, budget, deadline)
+                if aggregator.fell:  # sortOrder not applied: the next poll spells it otherwise
+                    self.client.sort_order.ignored(dict(self.context))
                 if walk.exact:
                     return aggregator.snapshot()
                 # Without totalCount: exact when two reads found the same messages.

@@ -631,3 +631,31 @@ def test_a_budget_too_tight_to_ask_again_asks_with_field_name_at_the_next_poll(s
     assert route_keys(calls) == [None, *["fieldName"] * 4, None]
     for route in ROUTES:
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
+
+
+def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_poll(
+    sim, clock, caplog
+):
+    """A server that knows only "ascending" and answers "asc" newest first, as
+    if it were not given: the next poll asks "ascending" and dates the routes."""
+    messages, expected = backlog(5000)
+    sim.oauth_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(only_long_sort_order=True, unknown_sort_order_ignored=True)
+    account = oauth_account(sim.url)
+    poller, _, registry = build(sim, clock, [account], queues=("processing",))
+    try:
+        assert poller.poll_queue(account.name, "processing")
+        assert served(registry, "mimecast_queue_oldest_message_age_seconds", "inbound",
+                      account=account.name) is None  # fmt: skip
+        before = len(sim.requests)
+        assert poller.poll_queue(account.name, "processing")
+    finally:
+        poller.stop()
+    calls = [r for r in sim.requests[before:] if r.path == FIND]
+    assert {c.json["data"][0]["sortOrder"] for c in calls} == {"ascending"}
+    for route in ROUTES:
+        oldest = served(
+            registry, "mimecast_queue_oldest_message_age_seconds", route, account=account.name
+        )
+        assert oldest == EPOCH - expected[route]["oldest"]
+    assert "ignored sortOrder spelled 'asc'; asking with 'ascending'" in caplog.text

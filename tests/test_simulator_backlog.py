@@ -170,6 +170,7 @@ def test_cli_flags_set_the_backlog_and_the_switches():
             "omit_total_count": True,
             "only_short_sort_order": False,
             "only_long_sort_order": False,
+            "unknown_sort_order_ignored": False,
             "ignore_route_key": False,
             "refuse_route_key": False,
         }

@@ -89,6 +89,9 @@ class Quirks:
     # asc/desc, API 1.0's and the endpoint's page ascending/descending.
     only_short_sort_order: bool = False
     only_long_sort_order: bool = False
+    # With one of those: the other spelling is answered in the default order
+    # (newest first), as if not given, instead of 400.
+    unknown_sort_order_ignored: bool = False
     # filterBy items keyed "route" (the endpoint's field table) ignored, or
     # refused with 400: the server knows only {"fieldName": "route", "value": R}.
     ignore_route_key: bool = False
@@ -368,8 +371,10 @@ class MimecastApi:
         if (quirks.only_short_sort_order and spelled in ("ascending", "descending")) or (
             quirks.only_long_sort_order and spelled in ("asc", "desc")
         ):
-            words = "asc or desc" if quirks.only_short_sort_order else "ascending or descending"
-            return mimecast_error(400, "invalid_sort_order", f"'sortOrder' must be {words}")
+            if not quirks.unknown_sort_order_ignored:
+                words = "asc or desc" if quirks.only_short_sort_order else "ascending or descending"
+                return mimecast_error(400, "invalid_sort_order", f"'sortOrder' must be {words}")
+            q = replace(q, descending=True)
         if quirks.ignore_sort_order:
             q = replace(q, descending=True)  # the documented default order
         if quirks.ignore_filter_by:
