@@ -62,7 +62,7 @@ from mimecast_exporter.config.files import (
     read_file,
     read_text,
 )
-from mimecast_exporter.config.model import ConfigError, Problems
+from mimecast_exporter.config.model import ConfigError, ConfigErrors, Problems
 from mimecast_exporter.durations import parse_duration_text
 from mimecast_exporter.web.tls import CLIENT_AUTH_TYPES as CLIENT_AUTH_TYPES
 from mimecast_exporter.web.tls import TLS_VERSIONS as TLS_VERSIONS
@@ -104,18 +104,16 @@ class WebConfigError(ConfigError):
 
 
 class WebConfigErrors(WebConfigError):
-    """Several problems of the web configuration file, found in one read."""
+    """Several problems of the web configuration file, found in one read: a
+    :class:`ConfigErrors` that is a :class:`WebConfigError` too."""
+
+    errors = ConfigErrors.errors
 
     def __init__(self, errors: list[ConfigError]) -> None:
-        flat = [one for error in errors for one in error.errors]
-        first = flat[0]
+        several = ConfigErrors(errors)
+        first = several.errors[0]
         super().__init__(getattr(first, "file", Path()), first.field_path, first.problem)
-        self._errors = flat
-        self.args = ("\n".join(str(error) for error in flat),)
-
-    @property
-    def errors(self) -> list[ConfigError]:
-        return self._errors
+        self._errors, self.args = several.errors, several.args
 
 
 @dataclass(frozen=True)
