@@ -327,6 +327,9 @@ def test_thresholds_of_the_status_page() -> None:
         parse_config(raw, environ={})
     paths = [e.field_path for e in excinfo.value.errors]
     assert paths == ["thresholds.many_attempts", "thresholds.oldest_message_age"]
+    # Read as the poll section is: ${VAR} in a duration too.
+    raw["thresholds"] = {"oldest_message_age": "${AGE}"}
+    assert parse_config(raw, environ={"AGE": "3h"}).thresholds.oldest_message_age == 10800.0
 
 
 def test_empty_poll_section_means_defaults() -> None:

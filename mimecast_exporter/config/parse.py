@@ -26,11 +26,10 @@ from mimecast_exporter.config.model import (
     Thresholds,
 )
 from mimecast_exporter.config.permissions import holds_inline_secret, warn_if_readable_by_others
-from mimecast_exporter.config.poll import int_in_range, parse_duration, parse_poll
+from mimecast_exporter.config.poll import Settings, parse_poll
 
 _TOP_KEYS = ("poll", "accounts", "metrics", "thresholds")
 _METRICS_KEYS = ("by_route", "size_histogram")
-_THRESHOLD_KEYS = ("queue_backlog_messages", "oldest_message_age", "many_attempts")
 
 
 def parse_config(
@@ -56,35 +55,22 @@ def parse_config(
         accounts=problems.attempt(parse_accounts, root, ctx, default=()),
         metrics=problems.attempt(_parse_metrics, root.get("metrics"), default=MetricsConfig()),
         thresholds=problems.attempt(
-            _parse_thresholds, root.get("thresholds"), default=Thresholds()
+            _parse_thresholds, root.get("thresholds"), ctx, default=Thresholds()
         ),
     )
     problems.check()
     return config
 
 
-def _parse_thresholds(raw: Any) -> Thresholds:
+def _parse_thresholds(raw: Any, ctx: Context) -> Thresholds:
     if raw is None:
         return Thresholds()
     section = expect_mapping(raw, "thresholds", "a mapping of the status page's thresholds")
-    defaults = Thresholds()
-    problems = Problems()
-    problems.attempt(check_keys, section, _THRESHOLD_KEYS, "thresholds", default=None)
-
-    def count(key: str, default: int) -> int:
-        if section.get(key) is None:
-            return default
-        return problems.attempt(int_in_range, section[key], f"thresholds.{key}", 1, None, default=0)
-
-    backlog = count("queue_backlog_messages", defaults.queue_backlog_messages)
-    attempts = count("many_attempts", defaults.many_attempts)
-    age: float | None = defaults.oldest_message_age
-    if section.get("oldest_message_age") is not None:
-        path = "thresholds.oldest_message_age"
-        age = problems.attempt(parse_duration, section["oldest_message_age"], path, default=None)
-        if age is not None and age <= 0:
-            problems.found.append(ConfigError(path, "must be greater than zero"))
-    problems.check()
+    read = Settings(section, "thresholds", Thresholds(), ctx)
+    backlog = read.integer("queue_backlog_messages", 1, None)
+    attempts = read.integer("many_attempts", 1, None)
+    age = read.positive("oldest_message_age", read.duration("oldest_message_age"))
+    read.problems.check()
     return Thresholds(backlog, age or 0.0, attempts)
 
 

@@ -7,6 +7,7 @@ interval, stale_after at least interval).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -22,8 +23,6 @@ from mimecast_exporter.config.expand import (
 from mimecast_exporter.config.model import QUEUE_TYPES, ConfigError, PollConfig, Problems
 from mimecast_exporter.durations import EXAMPLES as DURATION_EXAMPLES
 from mimecast_exporter.durations import format_duration, parse_duration_text
-
-_POLL_KEYS = tuple(f.name for f in fields(PollConfig))
 
 
 def parse_duration(value: Any, field_path: str) -> float:
@@ -70,53 +69,78 @@ def derived_stale_after(interval: float, timeout: float) -> float:
     return max(PollConfig.stale_after, 2 * interval + timeout)
 
 
+class Settings:
+    """One section of settings read key by key: an absent key is its default in
+    ``defaults``, and every error is noted in ``problems``, so that parsing goes
+    on past it."""
+
+    def __init__(self, section: Mapping[str, Any], where: str, defaults: Any, ctx: Context) -> None:
+        self.section = section
+        self.where = where
+        self.defaults = defaults
+        self.ctx = ctx
+        self.problems = Problems()
+        self.problems.attempt(
+            check_keys, section, tuple(f.name for f in fields(defaults)), where, default=None
+        )
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}"
+
+    def duration(self, key: str) -> float | None:
+        """The key's seconds (its default when absent); None once its error is noted."""
+        if key not in self.section:
+            return float(getattr(self.defaults, key))
+
+        def parse() -> float:
+            value = self.section[key]
+            if isinstance(value, str):
+                value = expand_env(value, self.path(key), self.ctx.environ)
+            return parse_duration(value, self.path(key))
+
+        return self.problems.attempt(parse, default=None)
+
+    def shown(self, key: str, seconds: float) -> str:
+        # Say when the offending value is a default, or the user hunts for it in vain.
+        return format_duration(seconds) + ("" if key in self.section else " (the default)")
+
+    def positive(self, key: str, seconds: float | None) -> float | None:
+        if seconds is not None and seconds <= 0:
+            problem = f"must be greater than zero; found {self.shown(key, 0)}"
+            self.problems.found.append(ConfigError(self.path(key), problem))
+            return None
+        return seconds
+
+    def integer(self, key: str, low: int, high: int | None) -> int:
+        default = int(getattr(self.defaults, key))
+        if key not in self.section:
+            return default
+        value = self.section[key]
+        return self.problems.attempt(
+            int_in_range, value, self.path(key), low, high, default=default
+        )
+
+
 def parse_poll(raw: Any, ctx: Context) -> PollConfig:
     if raw is None:  # "poll:" with nothing under it
         return PollConfig()
     poll = expect_mapping(raw, "poll", "a mapping of poll settings (interval, timeout, ...)")
-    defaults = PollConfig()
-    problems = Problems()  # every key read, whatever the others hold
-    problems.attempt(check_keys, poll, _POLL_KEYS, "poll", default=None)
+    read = Settings(poll, "poll", PollConfig(), ctx)  # every key read, whatever the others hold
+    problems = read.problems
 
-    def duration(key: str) -> float | None:
-        """The key's seconds (its default when absent); None once its error is noted."""
-        if key not in poll:
-            return float(getattr(defaults, key))
-        path = f"poll.{key}"
-
-        def parse() -> float:
-            value = poll[key]
-            if isinstance(value, str):
-                value = expand_env(value, path, ctx.environ)
-            return parse_duration(value, path)
-
-        return problems.attempt(parse, default=None)
-
-    def shown(key: str, seconds: float) -> str:
-        # Say when the offending value is a default, or the user hunts for it in vain.
-        return format_duration(seconds) + ("" if key in poll else " (the default)")
-
-    def positive(key: str, seconds: float | None) -> float | None:
-        if seconds is not None and seconds <= 0:
-            problems.found.append(
-                ConfigError(f"poll.{key}", f"must be greater than zero; found {shown(key, 0)}")
-            )
-            return None
-        return seconds
-
-    interval = positive("interval", duration("interval"))
+    interval = read.positive("interval", read.duration("interval"))
     # Unset, timeout and stale_after follow the interval (see derived_timeout):
     # "interval: 1s" or "interval: 10m" alone is a working configuration.
     timeout = (
-        duration("timeout")
+        read.duration("timeout")
         if "timeout" in poll
         else (derived_timeout(interval) if interval is not None else None)
     )
-    timeout = positive("timeout", timeout)
-    lookback = positive("lookback", duration("lookback"))
-    retry_overdue_after = positive("retry_overdue_after", duration("retry_overdue_after"))
+    timeout = read.positive("timeout", timeout)
+    lookback = read.positive("lookback", read.duration("lookback"))
+    retry_overdue_after = read.positive("retry_overdue_after", read.duration("retry_overdue_after"))
     stale_after = (
-        duration("stale_after")
+        read.duration("stale_after")
         if "stale_after" in poll
         else (
             derived_stale_after(interval, timeout)
@@ -129,7 +153,7 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
             ConfigError(
                 "poll.timeout",
                 f"must be at most poll.interval ({format_duration(interval)}) so that a request "
-                f"ends before the next poll is due; found {shown('timeout', timeout)}",
+                f"ends before the next poll is due; found {read.shown('timeout', timeout)}",
             )
         )
     if interval is not None and stale_after is not None and stale_after < interval:
@@ -137,25 +161,19 @@ def parse_poll(raw: Any, ctx: Context) -> PollConfig:
             ConfigError(
                 "poll.stale_after",
                 f"must be at least poll.interval ({format_duration(interval)}), or series would "
-                f"be dropped between two polls; found {shown('stale_after', stale_after)}",
+                f"be dropped between two polls; found {read.shown('stale_after', stale_after)}",
             )
         )
 
-    def integer(key: str, low: int, high: int | None) -> int:
-        default = int(getattr(defaults, key))
-        if key not in poll:
-            return default
-        return problems.attempt(int_in_range, poll[key], f"poll.{key}", low, high, default=default)
-
-    page_size = integer("page_size", 1, 10000)
+    page_size = read.integer("page_size", 1, 10000)
     queues = (
-        problems.attempt(_parse_queues, poll["queues"], ctx, default=defaults.queues)
+        problems.attempt(_parse_queues, poll["queues"], ctx, default=PollConfig.queues)
         if "queues" in poll
-        else defaults.queues
+        else PollConfig.queues
     )
-    max_pages = integer("max_pages", 1, None)
-    concurrency = integer("concurrency", 1, 64)
-    max_response_bytes = integer("max_response_bytes", 1024, None)
+    max_pages = read.integer("max_pages", 1, None)
+    concurrency = read.integer("concurrency", 1, 64)
+    max_response_bytes = read.integer("max_response_bytes", 1024, None)
     problems.check()
     assert None not in (interval, timeout, lookback, stale_after, retry_overdue_after)
     return PollConfig(
