@@ -1,8 +1,9 @@
 """The ``poll`` section: durations, numeric limits and queue types.
 
 Owns :func:`parse_duration` (a duration field, in seconds, with a message
-naming the field) and the cross-checks between poll settings (timeout within
-interval, stale_after at least interval).
+naming the field), :class:`Settings` (a section read key by key, which the
+thresholds section uses too) and the cross-checks between poll settings
+(timeout within interval, stale_after at least interval).
 """
 
 from __future__ import annotations
