@@ -659,3 +659,26 @@ def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_
         )
         assert oldest == EPOCH - expected[route]["oldest"]
     assert "ignored sortOrder spelled 'asc'; asking with 'ascending'" in caplog.text
+
+
+def test_a_server_that_never_sorts_or_filters_is_asked_each_spelling_once_round(sim, clock):
+    """Asked otherwise from poll to poll, once round; then the first spelling stays."""
+    messages, _ = backlog(5000)
+    sim.oauth_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(ignore_sort_order=True, ignore_filter_by=True)
+    account = oauth_account(sim.url)
+    poller, _, _ = build(sim, clock, [account], queues=("processing",))
+    asked = []
+    try:
+        for _ in range(5):
+            before = len(sim.requests)
+            assert poller.poll_queue(account.name, "processing")
+            calls = [r for r in sim.requests[before:] if r.path == FIND]
+            keys = route_keys(calls)
+            asked.append(
+                (calls[0].json["data"][0].get("sortOrder"), keys[1] if len(keys) > 1 else None)
+            )
+    finally:
+        poller.stop()
+    assert [order for order, _ in asked] == ["asc", "ascending", None, "asc", "asc"]
+    assert [key for _, key in asked] == ["route", "fieldName", "route", "route", "route"]
