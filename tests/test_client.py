@@ -113,8 +113,7 @@ def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
     calls = api_calls(sim)
     criteria = calls[0].json["data"][0]
     assert criteria["type"] == "bulk_processing"
-    # Oldest first, in the generation's own spelling (2.0's text: asc).
-    assert criteria["sortOrder"] == {"oauth2": "asc", "hmac": "ascending"}[scheme]
+    assert criteria["sortOrder"] == "ascending"  # oldest first, as the endpoint's page spells it
     # The last whole second before the poll: what arrives while it reads is not in it.
     assert criteria["start"] == "2026-11-22T23:59:59+0000"
     assert criteria["end"] == "2026-11-23T23:59:59+0000"
@@ -460,7 +459,7 @@ def test_connection_closed_mid_body(clock):
 @pytest.mark.parametrize(
     ("scheme", "quirk", "asked"),
     [
-        ("oauth2", "only_long_sort_order", ["asc", "ascending", "ascending"]),
+        ("oauth2", "only_short_sort_order", ["ascending", "asc", "asc"]),
         ("hmac", "only_short_sort_order", ["ascending", "asc", "asc"]),
     ],
 )
@@ -484,7 +483,7 @@ def test_a_server_refusing_both_spellings_is_asked_without_sort_order(sim, clock
     client = client_for(account_for("oauth2", sim), clock)
     assert len(collect(client, clock)) == 3
     calls = api_calls(sim)
-    assert [c.json["data"][0].get("sortOrder") for c in calls] == ["asc", "ascending", None]
+    assert [c.json["data"][0].get("sortOrder") for c in calls] == ["ascending", "asc", None]
 
 
 def test_a_request_refused_whatever_the_sort_order_costs_one_request_from_then_on(sim, clock):

@@ -636,11 +636,11 @@ def test_a_budget_too_tight_to_ask_again_asks_with_field_name_at_the_next_poll(s
 def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_poll(
     sim, clock, caplog
 ):
-    """A server that knows only "ascending" and answers "asc" newest first, as
-    if it were not given: the next poll asks "ascending" and dates the routes."""
+    """A server that knows only API 2.0's "asc" and answers "ascending" newest
+    first, as if it were not given: the next poll asks "asc" and dates the routes."""
     messages, expected = backlog(5000)
     sim.oauth_tenant.model.set_messages("processing", messages)
-    sim.quirks = Quirks(only_long_sort_order=True, unknown_sort_order_ignored=True)
+    sim.quirks = Quirks(only_short_sort_order=True, unknown_sort_order_ignored=True)
     account = oauth_account(sim.url)
     poller, _, registry = build(sim, clock, [account], queues=("processing",))
     try:
@@ -652,13 +652,13 @@ def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_
     finally:
         poller.stop()
     calls = [r for r in sim.requests[before:] if r.path == FIND]
-    assert {c.json["data"][0]["sortOrder"] for c in calls} == {"ascending"}
+    assert {c.json["data"][0]["sortOrder"] for c in calls} == {"asc"}
     for route in ROUTES:
         oldest = served(
             registry, "mimecast_queue_oldest_message_age_seconds", route, account=account.name
         )
         assert oldest == EPOCH - expected[route]["oldest"]
-    assert "ignored sortOrder spelled 'asc'; asking with 'ascending'" in caplog.text
+    assert "ignored sortOrder spelled 'ascending'; asking with 'asc'" in caplog.text
 
 
 def test_a_server_that_never_sorts_or_filters_is_asked_each_spelling_once_round(sim, clock):
@@ -680,5 +680,5 @@ def test_a_server_that_never_sorts_or_filters_is_asked_each_spelling_once_round(
             )
     finally:
         poller.stop()
-    assert [order for order, _ in asked] == ["asc", "ascending", None, "asc", "asc"]
+    assert [order for order, _ in asked] == ["ascending", "asc", None, "ascending", "ascending"]
     assert [key for _, key in asked] == ["route", "fieldName", "route", "route", "route"]

@@ -110,7 +110,7 @@ class MimecastClient:
         self.max_response_bytes = max_response_bytes
         self._retrying = self._retry_policy()
         # What the reference spells two ways (mimecast_exporter.mimecast.dialect).
-        self.sort_order = Choice("sortOrder spelled", SORT_ORDERS[account.credentials.scheme])
+        self.sort_order = Choice("sortOrder spelled", SORT_ORDERS)
         self.route_filter = Choice("a route in filterBy keyed", ROUTE_FILTERS)
 
     # -- one logical request ----------------------------------------------

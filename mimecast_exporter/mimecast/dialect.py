@@ -3,11 +3,11 @@
 Two things a request says have more than one published spelling, and an
 independent server may know only one of them:
 
-- ``sortOrder``: API 2.0's text says ``asc``/``desc``, API 1.0's and the
-  endpoint's page ``ascending``/``descending``. Each generation's own
-  spelling is asked first, then the other, then none (the server's default,
-  newest first: :mod:`mimecast_exporter.scan` sees the order and leaves out
-  what would need it).
+- ``sortOrder``: the endpoint's page (and API 1.0's text) says
+  ``ascending``/``descending``, API 2.0's text ``asc``/``desc``. The page's
+  spelling is asked first, for both generations, then the other, then none
+  (the server's default, newest first: :mod:`mimecast_exporter.scan` sees
+  the order and leaves out what would need it).
 - A route in ``filterBy``: the endpoint's field table says ``{"route": R}``,
   its JSON sample ``{"fieldName": "route", "value": R}``.
 
@@ -27,10 +27,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SORT_ORDERS: dict[str, tuple[str | None, ...]] = {
-    "oauth2": ("asc", "ascending", None),
-    "hmac": ("ascending", "asc", None),
-}
+SORT_ORDERS: tuple[str | None, ...] = ("ascending", "asc", None)
 ROUTE_FILTERS = ("route", "fieldName")  # {"route": R}, or {"fieldName": "route", "value": R}
 
 
