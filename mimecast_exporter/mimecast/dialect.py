@@ -15,7 +15,7 @@ A :class:`Choice` moves to the next spelling when a request with the one in
 use is refused as invalid, until one is answered; it is then kept. A server
 may also answer without applying it, as if it were not there (the scan
 notices: dates that fall, a route's message on another route): then the next
-spelling is asked from the next poll on, once round.
+spelling is asked from then on, once round.
 """
 
 from __future__ import annotations
