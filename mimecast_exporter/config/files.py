@@ -34,6 +34,11 @@ MAX_PEM_BYTES = 4 * 1024 * 1024
 MAX_YAML_VALUES = 100_000
 
 
+class BadYaml(Exception):
+    """A document that is not YAML the exporter reads: its message says where
+    and what, never the source line (it may hold a secret, or a hash)."""
+
+
 class FileProblem(Exception):
     """Why a file could not be read ("no such file", "a FIFO, not a regular
     file"): the caller names the file. Never any of its content."""
@@ -84,19 +89,32 @@ def read_text(path: Path, limit: int) -> str:
         raise FileProblem("not UTF-8 text") from None
 
 
-def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
-    """The YAML document in ``text``; raises yaml.YAMLError for bad YAML and
-    ValueError when its aliases expand past :data:`MAX_YAML_VALUES` values or
-    it contains itself."""
-    reader = loader(text)
+def load_yaml(
+    text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader, *, source: str = ""
+) -> Any:
+    """The YAML document in ``text``. Raises :class:`BadYaml`, "invalid
+    YAML{source} at line L, column C: problem", for bad YAML, for aliases
+    that expand past :data:`MAX_YAML_VALUES` values or a document that
+    contains itself, and for what YAML reads but Python cannot hold (a date
+    that does not exist, an integer over 4300 digits, nesting deeper than the
+    recursion limit)."""
     try:
-        node = reader.get_single_node()
-        if node is None:
-            return None
-        _check_expansion(node)
-        return reader.construct_document(node)
-    finally:
-        reader.dispose()
+        reader = loader(text)  # reads the first characters already
+        try:
+            node = reader.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node)
+            return reader.construct_document(node)
+        finally:
+            reader.dispose()
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise BadYaml(f"invalid YAML{source}{where}: {problem}") from None
+    except (ValueError, RecursionError) as err:  # their text never quotes the value
+        raise BadYaml(f"invalid YAML{source}: {err}") from None
 
 
 def _check_expansion(root: yaml.Node) -> None:

@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mimecast_exporter.config.accounts import parse_accounts
 from mimecast_exporter.config.expand import Context, check_keys, expect_mapping, flag
-from mimecast_exporter.config.files import MAX_CONFIG_BYTES, FileProblem, load_yaml, read_text
+from mimecast_exporter.config.files import (
+    MAX_CONFIG_BYTES,
+    BadYaml,
+    FileProblem,
+    load_yaml,
+    read_text,
+)
 from mimecast_exporter.config.model import (
     Config,
     ConfigError,
@@ -96,25 +100,11 @@ def load_config(
     except FileProblem as problem:
         raise ConfigError("", f"cannot read config file {config_path}: {problem}") from None
     try:
-        data = load_yaml(text)
-    except yaml.YAMLError as err:
-        raise ConfigError("", _yaml_error_message(config_path, err)) from None
-    except (ValueError, RecursionError) as err:
-        # Not YAMLErrors: a date that does not exist (2026-02-30), an integer
-        # over 4300 digits, nesting deeper than the recursion limit. The text
-        # never quotes the value.
-        raise ConfigError("", f"invalid YAML in {config_path}: {err}") from None
+        data = load_yaml(text, source=f" in {config_path}")
+    except BadYaml as err:
+        raise ConfigError("", str(err)) from None
     config = parse_config(data, base_dir=config_path.absolute().parent, environ=environ)
     if holds_inline_secret(data):
         # A config that only names secret files or variables may be public.
         warn_if_readable_by_others(config_path, "config file (it holds secrets inline)")
     return config
-
-
-def _yaml_error_message(path: Path, err: yaml.YAMLError) -> str:
-    # str(err) quotes the offending source line, which may hold a secret:
-    # use only the problem description and its position.
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(err, "problem", None) or "syntax error"
-    return f"invalid YAML in {path}{where}: {problem}"

@@ -57,6 +57,7 @@ from mimecast_exporter.config.expand import found, join
 from mimecast_exporter.config.files import (
     MAX_CONFIG_BYTES,
     MAX_PEM_BYTES,
+    BadYaml,
     FileProblem,
     load_yaml,
     read_file,
@@ -154,13 +155,6 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    # str(err) quotes the offending line, which may hold a hash: position only.
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"invalid YAML{where}: {getattr(err, 'problem', None) or 'syntax error'}"
-
-
 def load_web_config(path: str | os.PathLike[str], *, files: list[Path] | None = None) -> WebConfig:
     """Read and validate a web configuration file; raises :class:`WebConfigError`.
 
@@ -177,10 +171,8 @@ def load_web_config(path: str | os.PathLike[str], *, files: list[Path] | None = 
         raise WebConfigError(config_path, "", f"cannot read the file: {problem}") from None
     try:
         data = load_yaml(text, _StrictLoader)
-    except yaml.YAMLError as err:
-        raise WebConfigError(config_path, "", _yaml_problem(err)) from None
-    except (ValueError, RecursionError) as err:  # aliases past the bound; see config.files
-        raise WebConfigError(config_path, "", f"invalid YAML: {err}") from None
+    except BadYaml as err:
+        raise WebConfigError(config_path, "", str(err)) from None
     return _Parser(config_path, seen).parse(data)
 
 
