@@ -344,10 +344,23 @@ class Poller:
                 turns[account] = turn
         return due
 
-    def _turn_time(self, account: str, started: float, turn: int) -> float:
+    def _turn_time(
+        self,
+        account: str,
+        started: float,
+        turn: int,
+        schedule: tuple[float, dict[str, float], dict[str, float]] | None = None,
+    ) -> float:
+        """When ``turn`` of ``account`` is due, by ``schedule`` (interval, offsets,
+        first turns): the one in force, or one a reload replaced."""
+        interval, offsets, first = schedule or (
+            self.config.poll.interval,
+            self._offsets,
+            self._first,
+        )
         if turn == 0:
-            return started + self._first[account]
-        return float(started + turn * self.config.poll.interval + self._offsets[account])
+            return started + first[account]
+        return float(started + turn * interval + offsets[account])
 
     def next_wakeup(self, started: float, turns: dict[str, int]) -> float:
         return min(self._turn_time(a, started, t) for a, t in turns.items())
@@ -380,11 +393,11 @@ class Poller:
         """Turns after a reload: an unchanged account keeps its next turn; a new or
         changed one is due at once; a removed one is dropped. Caller holds the lock."""
         now = self.clock.monotonic()
-        interval, offsets, first = self._schedule_before
+        before = self._schedule_before
         kept = {  # when each unchanged account's next turn was due
-            name: started + (first[name] if turn == 0 else turn * interval + offsets[name])
+            name: self._turn_time(name, started, turn, before)
             for name, turn in turns.items()
-            if name in self._offsets and name not in self._restart and name in offsets
+            if name in self._offsets and name not in self._restart and name in before[1]
         }
         self._restart.clear()
         # A new start for everyone: turn k of an account is at start + k*interval

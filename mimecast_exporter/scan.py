@@ -110,7 +110,7 @@ class QueueScan:
                     retry_overdue_after=self.poll.retry_overdue_after,
                 )
                 walk = self._scan(query, aggregator, budget, deadline)
-                if aggregator.fell:  # sortOrder not applied: the next poll spells it otherwise
+                if aggregator.fell:  # sortOrder not applied: spelled otherwise from now on
                     self.client.sort_order.ignored(dict(self.context))
                 if walk.exact:
                     return aggregator.snapshot()
