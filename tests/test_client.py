@@ -113,7 +113,8 @@ def test_request_is_json_with_fresh_ids_and_window(sim, clock, scheme):
     calls = api_calls(sim)
     criteria = calls[0].json["data"][0]
     assert criteria["type"] == "bulk_processing"
-    assert criteria["sortOrder"] == "ascending"  # oldest first, as the endpoint's page spells it
+    # Oldest first, as the endpoint's page spells it, by the one published sort field.
+    assert (criteria["sortOrder"], criteria["sortBy"]) == ("ascending", "createTime")
     # The last whole second before the poll: what arrives while it reads is not in it.
     assert criteria["start"] == "2026-11-22T23:59:59+0000"
     assert criteria["end"] == "2026-11-23T23:59:59+0000"
@@ -303,7 +304,7 @@ def test_statuses_that_are_not_retried(sim, clock, status, code, reason):
     if code:
         assert info.value.code == code
     # A 400 is asked again with the other spellings of sortOrder, once per client.
-    assert len(api_calls(sim)) == (3 if status == 400 else 1)
+    assert len(api_calls(sim)) == (5 if status == 400 else 1)
     assert clock.sleeps == []
 
 
@@ -474,7 +475,7 @@ def test_a_refused_sort_order_is_asked_again_in_the_other_spelling(
     calls = api_calls(sim)
     assert [c.json["data"][0]["sortOrder"] for c in calls] == asked
     assert [c.status for c in calls] == [400, 200, 200]
-    assert caplog.text.count("refused sortOrder spelled") == 1
+    assert caplog.text.count("refused the sort") == 1
 
 
 def test_a_server_refusing_both_spellings_is_asked_without_sort_order(sim, clock):
@@ -483,14 +484,21 @@ def test_a_server_refusing_both_spellings_is_asked_without_sort_order(sim, clock
     client = client_for(account_for("oauth2", sim), clock)
     assert len(collect(client, clock)) == 3
     calls = api_calls(sim)
-    assert [c.json["data"][0].get("sortOrder") for c in calls] == ["ascending", "asc", None]
+    sorts = [(c.json["data"][0].get("sortOrder"), c.json["data"][0].get("sortBy")) for c in calls]
+    assert sorts == [
+        ("ascending", "createTime"),
+        ("asc", "createTime"),
+        ("ascending", None),
+        ("asc", None),
+        (None, None),
+    ]
 
 
 def test_a_request_refused_whatever_the_sort_order_costs_one_request_from_then_on(sim, clock):
     account = account_for("hmac", sim)
     client = client_for(account, clock)
     client.account = replace(account, search_by={"fieldName": "nonsense", "value": "x"})
-    for asked in (3, 1):
+    for asked in (5, 1):
         before = len(api_calls(sim))
         with pytest.raises(PollError) as raised:
             collect(client, clock)

@@ -446,7 +446,7 @@ def test_a_server_that_ignores_the_route_key_is_asked_with_field_name_next(sim, 
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
     calls = [r for r in sim.requests[before:] if r.path == FIND]
     assert route_keys(calls) == [None, *["fieldName"] * 4, None]
-    assert "ignored a route in filterBy keyed 'route'" in caplog.text
+    assert 'ignored a route in filterBy keyed "route"' in caplog.text
 
 
 def test_a_server_that_refuses_the_route_key_is_asked_with_field_name(sim, clock):
@@ -633,6 +633,51 @@ def test_a_budget_too_tight_to_ask_again_asks_with_field_name_at_the_next_poll(s
         assert served(registry, "mimecast_queue_messages", route) == expected[route]["messages"]
 
 
+def test_a_server_that_sorts_only_when_told_by_what_dates_every_route_at_the_first_poll(sim, clock):
+    """sortBy createTime goes with sortOrder: a server that applies sortOrder
+    only with it answers oldest first, and a large queue's routes are dated
+    from the first poll on."""
+    messages, expected = backlog(5000)
+    sim.oauth_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(sort_needs_sort_by=True)
+    account = oauth_account(sim.url)
+    poller, _, registry = build(sim, clock, [account], queues=("processing",))
+    try:
+        assert poller.poll_queue(account.name, "processing")
+    finally:
+        poller.stop()
+    for route in ROUTES:
+        oldest = served(
+            registry, "mimecast_queue_oldest_message_age_seconds", route, account=account.name
+        )
+        assert oldest == EPOCH - expected[route]["oldest"]
+
+
+def test_a_server_refusing_sort_by_is_asked_the_sort_order_alone(sim, clock, caplog):
+    messages, expected = backlog(5000)
+    sim.oauth_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(refuse_sort_by=True)
+    account = oauth_account(sim.url)
+    poller, _, registry = build(sim, clock, [account], queues=("processing",))
+    try:
+        assert poller.poll_queue(account.name, "processing")
+    finally:
+        poller.stop()
+    calls = [r for r in sim.requests if r.path == FIND]
+    sorts = [(c.json["data"][0].get("sortOrder"), c.json["data"][0].get("sortBy")) for c in calls]
+    assert sorts[:3] == [("ascending", "createTime"), ("asc", "createTime"), ("ascending", None)]
+    assert set(sorts[3:]) == {("ascending", None)}
+    assert [c.status for c in calls[:3]] == [400, 400, 200]
+    for route in ROUTES:
+        messages = served(registry, "mimecast_queue_messages", route, account=account.name)
+        assert messages == expected[route]["messages"]
+        oldest = served(
+            registry, "mimecast_queue_oldest_message_age_seconds", route, account=account.name
+        )
+        assert oldest == EPOCH - expected[route]["oldest"]
+    assert 'asking with {"sortOrder": "ascending"}' in caplog.text
+
+
 def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_poll(
     sim, clock, caplog
 ):
@@ -658,7 +703,10 @@ def test_a_sort_order_answered_but_not_applied_is_spelled_otherwise_at_the_next_
             registry, "mimecast_queue_oldest_message_age_seconds", route, account=account.name
         )
         assert oldest == EPOCH - expected[route]["oldest"]
-    assert "ignored sortOrder spelled 'ascending'; asking with 'asc'" in caplog.text
+    assert (
+        'ignored the sort {"sortBy": "createTime", "sortOrder": "ascending"}; asking with '
+        '{"sortBy": "createTime", "sortOrder": "asc"}' in caplog.text
+    )
 
 
 def test_a_server_that_never_sorts_or_filters_is_asked_each_spelling_once_round(sim, clock):
@@ -670,15 +718,23 @@ def test_a_server_that_never_sorts_or_filters_is_asked_each_spelling_once_round(
     poller, _, _ = build(sim, clock, [account], queues=("processing",))
     asked = []
     try:
-        for _ in range(5):
+        for _ in range(7):
             before = len(sim.requests)
             assert poller.poll_queue(account.name, "processing")
             calls = [r for r in sim.requests[before:] if r.path == FIND]
             keys = route_keys(calls)
-            asked.append(
-                (calls[0].json["data"][0].get("sortOrder"), keys[1] if len(keys) > 1 else None)
-            )
+            criteria = calls[0].json["data"][0]
+            order = (criteria.get("sortOrder"), criteria.get("sortBy"))
+            asked.append((order, keys[1] if len(keys) > 1 else None))
     finally:
         poller.stop()
-    assert [order for order, _ in asked] == ["ascending", "asc", None, "ascending", "ascending"]
-    assert [key for _, key in asked] == ["route", "fieldName", "route", "route", "route"]
+    assert [order for order, _ in asked] == [
+        ("ascending", "createTime"),
+        ("asc", "createTime"),
+        ("ascending", None),
+        ("asc", None),
+        (None, None),
+        ("ascending", "createTime"),
+        ("ascending", "createTime"),
+    ]
+    assert [key for _, key in asked] == ["route", "fieldName", *["route"] * 5]

@@ -147,6 +147,11 @@ def test_sort_order_ascending(
     tenant.model.set_messages("processing", [message(i, clock.now - i) for i in range(3)])
     assert ids(find(session, sim, {"sortOrder": "ascending"})) == ["msg-002", "msg-001", "msg-000"]
     assert ids(find(session, sim, {"sortOrder": "desc"})) == ["msg-000", "msg-001", "msg-002"]
+    by_creation = {"sortOrder": "asc", "sortBy": "createTime"}
+    assert ids(find(session, sim, by_creation)) == ["msg-002", "msg-001", "msg-000"]
+    resp = find(session, sim, {"sortOrder": "asc", "sortBy": "size"})
+    assert resp.status_code == 400
+    assert fail_code(resp) == "invalid_sort_by"
 
 
 @pytest.mark.parametrize(

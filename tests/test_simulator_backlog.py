@@ -173,6 +173,8 @@ def test_cli_flags_set_the_backlog_and_the_switches():
             "unknown_sort_order_ignored": False,
             "ignore_route_key": False,
             "refuse_route_key": False,
+            "refuse_sort_by": False,
+            "sort_needs_sort_by": False,
         }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -27,7 +27,7 @@ from mimecast_exporter.config import AccountConfig, HmacCredentials, OAuth2Crede
 from mimecast_exporter.mimecast.answers import Answer, first_code, header_number, raise_for_status
 from mimecast_exporter.mimecast.auth import TokenCache, hmac_headers, mc_date
 from mimecast_exporter.mimecast.budget import RequestBudget
-from mimecast_exporter.mimecast.dialect import ROUTE_FILTERS, SORT_ORDERS, Choice
+from mimecast_exporter.mimecast.dialect import ROUTE_FILTERS, SORTS, Choice
 from mimecast_exporter.mimecast.errors import PollError
 from mimecast_exporter.mimecast.filters import route_filter
 from mimecast_exporter.mimecast.pages import Page, decode_page
@@ -110,7 +110,7 @@ class MimecastClient:
         self.max_response_bytes = max_response_bytes
         self._retrying = self._retry_policy()
         # What the reference spells two ways (mimecast_exporter.mimecast.dialect).
-        self.sort_order = Choice("sortOrder spelled", SORT_ORDERS)
+        self.sort_order = Choice("the sort", SORTS)
         self.route_filter = Choice("a route in filterBy keyed", ROUTE_FILTERS)
 
     # -- one logical request ----------------------------------------------
@@ -174,8 +174,7 @@ class MimecastClient:
             "end": query.end,
         }
         # Oldest first: a scan that stops early has still seen the oldest messages.
-        if self.sort_order.current is not None:
-            criteria["sortOrder"] = self.sort_order.current
+        criteria.update(self.sort_order.current or {})
         if self.account.search_by is not None:
             criteria["searchBy"] = dict(self.account.search_by)
         filter_by = route_filter(self.account.filter_by, query.route, self.route_filter.current)

@@ -3,11 +3,15 @@
 Two things a request says have more than one published spelling, and an
 independent server may know only one of them:
 
-- ``sortOrder``: the endpoint's page (and API 1.0's text) says
-  ``ascending``/``descending``, API 2.0's text ``asc``/``desc``. The page's
-  spelling is asked first, for both generations, then the other, then none
-  (the server's default, newest first: :mod:`mimecast_exporter.scan` sees
-  the order and leaves out what would need it).
+- The sort: the endpoint's page (and API 1.0's text) spells ``sortOrder``
+  ``ascending``/``descending``, API 2.0's text ``asc``/``desc``; the page's
+  JSON sample also sends ``sortBy``, whose one published value is
+  ``createTime``. ``sortBy`` is sent with ``sortOrder`` first (a server may
+  sort only when told by what), the page's spelling first, for both
+  generations; then the other spelling; then each without ``sortBy``; then
+  no sort at all (the server's default, newest first:
+  :mod:`mimecast_exporter.scan` sees the order and leaves out what would
+  need it).
 - A route in ``filterBy``: the endpoint's field table says ``{"route": R}``,
   its JSON sample ``{"fieldName": "route", "value": R}``.
 
@@ -20,20 +24,29 @@ spelling is asked from then on, once round.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SORT_ORDERS: tuple[str | None, ...] = ("ascending", "asc", None)
+# The sort fields a request carries, in the order they are asked.
+SORTS: tuple[Mapping[str, str] | None, ...] = (
+    {"sortBy": "createTime", "sortOrder": "ascending"},
+    {"sortBy": "createTime", "sortOrder": "asc"},
+    {"sortOrder": "ascending"},
+    {"sortOrder": "asc"},
+    None,
+)
 ROUTE_FILTERS = ("route", "fieldName")  # {"route": R}, or {"fieldName": "route", "value": R}
 
 
 class Choice(Generic[T]):
     """One of several spellings, the first that a server answers; ``what`` names
-    them in the log ("sortOrder spelled"). Used by one client (one account and
+    them in the log ("the sort"). Used by one client (one account and
     queue) at a time."""
 
     def __init__(self, what: str, spellings: tuple[T, ...]) -> None:
@@ -77,7 +90,11 @@ class Choice(Generic[T]):
     def _say(self, how: str, used: int, context: dict[str, object]) -> None:
         following = self.current
         log.warning(
-            f"Mimecast {how} {self.what} {self.spellings[used]!r}; "
-            + (f"asking with {following!r}" if following is not None else "asking without it"),
+            f"Mimecast {how} {self.what} {json.dumps(self.spellings[used])}; "
+            + (
+                f"asking with {json.dumps(following)}"
+                if following is not None
+                else "asking without it"
+            ),
             extra=context,
         )

@@ -96,6 +96,11 @@ class Quirks:
     # refused with 400: the server knows only {"fieldName": "route", "value": R}.
     ignore_route_key: bool = False
     refuse_route_key: bool = False
+    # sortBy (the endpoint's JSON sample: createTime) refused with 400, as by a
+    # server that knows only the field table; or needed: without it, sortOrder
+    # is ignored (newest first).
+    refuse_sort_by: bool = False
+    sort_needs_sort_by: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> Quirks:
@@ -375,7 +380,10 @@ class MimecastApi:
                 words = "asc or desc" if quirks.only_short_sort_order else "ascending or descending"
                 return mimecast_error(400, "invalid_sort_order", f"'sortOrder' must be {words}")
             q = replace(q, descending=True)
-        if quirks.ignore_sort_order:
+        sort_by = body["data"][0].get("sortBy")
+        if sort_by is not None and quirks.refuse_sort_by:
+            return mimecast_error(400, "invalid_request", "unknown field 'sortBy'")
+        if quirks.ignore_sort_order or (quirks.sort_needs_sort_by and sort_by is None):
             q = replace(q, descending=True)  # the documented default order
         if quirks.ignore_filter_by:
             q = replace(q, routes=None, attachments=None)

@@ -126,6 +126,9 @@ def parse_query(
         raise QueryError(
             "invalid_sort_order", "'sortOrder' must be asc/desc or ascending/descending"
         )
+    sort_by = item.get("sortBy")
+    if sort_by is not None and sort_by != "createTime":  # the one sort field published
+        raise QueryError("invalid_sort_by", "'sortBy' must be createTime")
     page_size, offset, page = _pagination(body.get("meta"), tenant, queue, tokens, page_size_cap)
     return Query(
         queue=queue,
