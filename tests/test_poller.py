@@ -343,3 +343,59 @@ def test_a_poll_under_way_at_a_reload_never_runs_beside_the_new_ones(sim, clock)
         poller.stop()
     assert sample(registry, "mimecast_queue_messages",
                   account="acme", queue="processing", route="outbound") == 4  # fmt: skip
+
+
+def test_a_poll_that_ends_past_its_deadline_unnoticed_publishes_nothing(sim, clock, caplog):
+    """Past poll.interval (plus grace) when it ends, though no overdue check
+    counted it: its result is not published, and the poll is a timeout."""
+    sim.oauth_tenant.model.set_messages("processing", make_messages(4))
+    account = oauth_account(sim.url)
+    poller, _, registry = build(sim, clock, [account], interval=60.0, queues=("processing",))
+    labels = {"account": account.name, "queue": "processing", "route": "outbound"}
+    try:
+        assert poller.poll_queue(account.name, "processing")
+        scan = poller._scans[(account.name, "processing")]
+        run = scan.run
+
+        def slow_run(*args):
+            snapshot = run(*args)
+            clock.advance(60 + 2)
+            return snapshot
+
+        scan.run = slow_run
+        sim.oauth_tenant.model.set_messages("processing", make_messages(9))
+        assert poller.poll_queue(account.name, "processing") is False
+    finally:
+        poller.stop()
+    errors = {"account": account.name, "queue": "processing", "reason": "timeout"}
+    assert sample(registry, "mimecast_poll_errors_total", **errors) == 1
+    assert sample(registry, "mimecast_up", account=account.name) == 0
+    assert sample(registry, "mimecast_queue_messages", **labels) == 4  # not the late 9
+    assert "finished after its deadline (poll.interval); result dropped" in caplog.text
+
+
+def test_an_error_of_the_exporters_own_fails_the_poll_not_the_daemon(sim, clock, caplog):
+    """A bug of ours in a poll is a failed poll (bad_response, with its
+    traceback in the log); the next poll runs as usual."""
+    sim.oauth_tenant.model.set_messages("processing", make_messages(4))
+    account = oauth_account(sim.url)
+    poller, _, registry = build(sim, clock, [account], queues=("processing",))
+    scan = poller._scans[(account.name, "processing")]
+    run = scan.run
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    errors = {"account": account.name, "queue": "processing", "reason": "bad_response"}
+    try:
+        scan.run = broken
+        assert poller.poll_queue(account.name, "processing") is False
+        assert sample(registry, "mimecast_poll_errors_total", **errors) == 1
+        assert sample(registry, "mimecast_up", account=account.name) == 0
+        scan.run = run
+        assert poller.poll_queue(account.name, "processing") is True
+    finally:
+        poller.stop()
+    assert sample(registry, "mimecast_up", account=account.name) == 1
+    assert "poll failed unexpectedly: RuntimeError: a bug" in caplog.text
+    assert "Traceback" in caplog.text
