@@ -202,7 +202,7 @@ class Prefix:
     scanned: int
     ascending: bool
     newest: float | None  # the latest date seen
-    seen: frozenset[str]  # routes with at least one message
+    seen: Mapping[str, int]  # messages read per route, for routes with at least one
     oldest: Mapping[str, float]  # per route seen with every message dated
     # Routes seen with a message without a usable date: it could be the route's
     # oldest, so the route has no oldest age (as when the queue is read whole).
@@ -453,7 +453,9 @@ class QueueAggregator:
             scanned=self.scanned,
             ascending=self.ascending,
             newest=None if self._newest == -math.inf else self._newest,
-            seen=frozenset(route for route, totals in self._routes.items() if totals.messages),
+            seen=MappingProxyType(
+                {route: t.messages for route, t in self._routes.items() if t.messages}
+            ),
             oldest=MappingProxyType(
                 {
                     route: totals.oldest

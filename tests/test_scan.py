@@ -215,11 +215,12 @@ def page(total, routing=None):
     return Page(1, messages, None, total, "rid")
 
 
-def route_counts(total, closing, probes):
+def route_counts(total, closing, probes, read=None):
     scan = QueueScan.__new__(QueueScan)  # only the counting rule, no client
     scan.warnings, scan.routes = WarnOnce(), tuple(probes)
     scan.client = SimpleNamespace(route_filter=Choice("filterBy", ROUTE_FILTERS))
-    return scan._route_counts(total, page(closing), {r: page(*p) for r, p in probes.items()}, {})
+    answers = {r: page(*p) for r, p in probes.items()}
+    return scan._route_counts(total, page(closing), answers, read or {}, {})
 
 
 def test_route_counts_that_add_up_are_served_with_the_unknown_rest():
@@ -249,6 +250,14 @@ def test_route_counts_need_every_total_and_the_right_route():
     assert route_counts(100, 100, {"inbound": (5, " Inbound ")}) is not None
 
 
+def test_route_counts_hold_every_message_read_of_a_queue_that_did_not_move():
+    probes = {"inbound": (40, "inbound"), "outbound": (50, "outbound")}
+    assert route_counts(100, 100, probes, {"inbound": 40, "outbound": 3}) is not None
+    assert route_counts(100, 100, probes, {"inbound": 41}) is None  # one read was not counted
+    # Messages left while it was counted: fewer than were read is no contradiction.
+    assert route_counts(100, 98, probes, {"inbound": 41}) is not None
+
+
 def test_a_warning_is_said_once_per_account_and_reason(sim, clock, caplog):
     sim.hmac_tenant.model.set_messages("processing", backlog(3000)[0])
     sim.quirks = Quirks(ignore_sort_order=True)
@@ -268,7 +277,7 @@ def test_route_oldest_ages_come_from_route_requests_only_when_those_are_sorted_t
         scanned=100,
         ascending=True,
         newest=EPOCH - 3600,
-        seen=frozenset({"inbound"}),
+        seen=MappingProxyType({"inbound": 1}),
         oldest=MappingProxyType({"inbound": EPOCH - 7200}),
     )
 
@@ -447,6 +456,26 @@ def test_a_server_that_ignores_the_route_key_is_asked_with_field_name_next(sim, 
     calls = [r for r in sim.requests[before:] if r.path == FIND]
     assert route_keys(calls) == [None, *["fieldName"] * 4, None]
     assert 'ignored a route in filterBy keyed "route"' in caplog.text
+
+
+def test_a_route_counted_lower_than_its_messages_read_leaves_the_counts_out(sim, clock, caplog):
+    """A server matching filterBy routes in one case only counts no "INBOUND"
+    message for route "inbound": 0 would be served for a route whose messages
+    the first page holds. The queue did not move, so the count is wrong."""
+    messages, expected = backlog(5000)
+    for message in messages:
+        if message.get("routing") == "inbound":
+            message["routing"] = "INBOUND"
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(route_filter_case_sensitive=True)
+    ok, registry, calls = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok and len(calls) == 6
+    assert calls[1].json["data"][0]["filterBy"] == [{"route": "inbound"}]
+    for route in (*ROUTES, "unknown"):
+        assert served(registry, "mimecast_queue_messages", route) is None
+    # The oldest ages come from the pages read (oldest first): they stand.
+    assert age(registry, "inbound") == EPOCH - expected["inbound"]["oldest"]
+    assert "fewer than the 34 the pages read hold while the queue did not move" in caplog.text
 
 
 def test_a_server_that_refuses_the_route_key_is_asked_with_field_name(sim, clock):

@@ -101,6 +101,9 @@ class Quirks:
     # is ignored (newest first).
     refuse_sort_by: bool = False
     sort_needs_sort_by: bool = False
+    # filterBy routes matched as the messages spell them: a message routed
+    # "INBOUND" is not counted for route "inbound".
+    route_filter_case_sensitive: bool = False
 
     @classmethod
     def from_dict(cls, raw: Any) -> Quirks:
@@ -387,6 +390,8 @@ class MimecastApi:
             q = replace(q, descending=True)  # the documented default order
         if quirks.ignore_filter_by:
             q = replace(q, routes=None, attachments=None)
+        if quirks.route_filter_case_sensitive:
+            q = replace(q, routes_as_spelled=True)
         messages = tenant.model.select(q, now)
         page, pagination = page_of_results(messages, q, self.pages, tenant.name)
         if quirks.omit_total_count:

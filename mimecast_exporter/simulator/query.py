@@ -42,6 +42,9 @@ class Query:
     search_field: str | None = None
     search_value: str = ""  # lower case
     routes: frozenset[str] | None = None  # None: every route
+    # Routes matched as spelled ("INBOUND" is not "inbound"), not in any case:
+    # fixed lists only (a backlog's routes are lower case).
+    routes_as_spelled: bool = False
     attachments: bool | None = None
     descending: bool = True  # the documented default
     page_size: int = DEFAULT_PAGE_SIZE
@@ -262,8 +265,10 @@ def matches(msg: Any, q: Query) -> bool:
     # returned rather than hidden, so a client sees the malformed data.
     if created is not None and not q.start <= created <= q.end:
         return False
-    if q.routes is not None and _text(msg.get("routing")) not in q.routes:
-        return False
+    if q.routes is not None:
+        routing = msg.get("routing")
+        if (routing if q.routes_as_spelled else _text(routing)) not in q.routes:
+            return False
     if q.attachments is not None and msg.get("attachment") is not q.attachments:
         return False
     if q.search_field is not None:
