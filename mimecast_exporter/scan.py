@@ -28,11 +28,12 @@ up to 10 pages of 100 messages, or 1 page, 4 route counts and 1 total.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -138,7 +139,7 @@ class QueueScan:
         """Read pages while the queue can be read to the end within the budget."""
         # Digests, not the tokens: what a poll remembers stays small whatever comes back.
         seen_tokens: set[bytes] = set()
-        totals: set[int | None] = set()  # each page's totalCount
+        sizes: list[int | None] = []  # each page's totalCount, in order
         total: int | None = None
         ids = 0  # the set of messages read, as a sum of hashes of their ids
         unreadable = 0  # entries of messages[] that were not objects
@@ -158,10 +159,10 @@ class QueueScan:
                     raise
                 # Retries took what reading on needed: count what was not read.
                 self._say_spent("a page", error)
-                return _Walk(False, total, len(totals) > 1, pages=number, unreadable=unreadable)
+                return _Walk(False, total, False, pages=number, unreadable=unreadable, sizes=sizes)
             aggregator.add(page.messages)
             unreadable += page.unreadable
-            totals.add(page.total_count)
+            sizes.append(page.total_count)
             if page.total_count is None:  # nothing to count the walk against: remember what
                 ids += sum(map(_identity, page.messages))  # it read, for a second walk
             else:
@@ -171,11 +172,14 @@ class QueueScan:
                 # Pages are offsets into a list that shifts: the queue moved under
                 # the walk when its pages disagree on its size, or the walk read
                 # another number of entries than the last page says it holds.
+                totals = set(sizes)
                 counted = None not in totals
                 read = aggregator.scanned
                 moved = counted and (len(totals) > 1 or total != read + unreadable)
                 hashed = totals == {None} and not unreadable  # ids holds every entry read
-                return _Walk(True, total, moved, counted, hashed, number, read, ids, unreadable)
+                return _Walk(
+                    True, total, moved, counted, hashed, number, read, ids, unreadable, sizes
+                )
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -186,7 +190,7 @@ class QueueScan:
             seen_tokens.add(digest)
             read = aggregator.scanned + unreadable
             if not self._another_page(budget, total, aggregator.ascending, read, listed):
-                return _Walk(False, total, len(totals) > 1, pages=number, unreadable=unreadable)
+                return _Walk(False, total, False, pages=number, unreadable=unreadable, sizes=sizes)
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 
     def _another_page(
@@ -333,8 +337,7 @@ class QueueScan:
                 else:
                     raise
                 probes, closing = {}, None
-        steady = not walk.moved  # with the closing total equal to the pages': nothing left
-        counts = self._route_counts(total, closing, probes, prefix.seen if steady else {}, context)
+        counts = self._route_counts(total, closing, probes, prefix.seen, walk.left, context)
         return QueueSnapshot(
             taken_at=aggregator.now,
             routes=MappingProxyType(
@@ -355,11 +358,12 @@ class QueueScan:
         closing: Page | None,
         probes: Mapping[str, Page],
         read: Mapping[str, int],
+        left: int | None,
         context: Mapping[str, Any],
     ) -> _Counts | None:
         """Each route's count from its request, unless the answers contradict
-        each other or the pages read; ``read``: messages read per route, when
-        every page agreed on the queue's size (else nothing to hold them to)."""
+        each other or the pages read: ``read`` messages per route, of which at
+        most ``left`` left while the pages were read (None: not known)."""
         if total is None or closing is None or closing.total_count is None:
             return None
         for route, probe in probes.items():
@@ -380,22 +384,26 @@ class QueueScan:
         routed = sum(p.total_count or 0 for p in probes.values())
         low, high = sorted((total, closing.total_count))
         # The window only loses messages (mimecast_exporter.mimecast.client
-        # window): a queue whose size did not change from the first page to the
-        # closing request still holds every message read, so a route counted
-        # lower than its messages read was not counted as asked (a route
-        # matched in one case only: "INBOUND" is not "inbound").
+        # window), and every loss shows in totalCount: of the messages read, at
+        # most the fall of totalCount from the first page to the closing request
+        # are gone. A route counted lower than that leaves of its messages read
+        # was not counted as asked (a route matched in one case only: "INBOUND"
+        # is not "inbound").
+        gone = None if left is None or closing.total_count > total else left + total - low
         short = [
-            r for r, p in probes.items() if low == high and (p.total_count or 0) < read.get(r, 0)
+            r
+            for r, p in probes.items()
+            if gone is not None and (p.total_count or 0) + gone < read.get(r, 0)
         ]
         if short:
             route = short[0]
             self.client.route_filter.ignored(dict(context))
             self.warnings.warn(
                 "filter_by",
-                f"Mimecast counted {probes[route].total_count} messages of route {route!r}, fewer "
-                f"than the {read[route]} the pages read hold while the queue did not move "
-                "(filterBy not applied as asked?): per-route counts of queues too large to read "
-                "are not served",
+                f"Mimecast counted {probes[route].total_count} messages of route {route!r}, "
+                f"yet the pages read hold {read[route]} and at most {gone} left the queue "
+                "meanwhile (filterBy not applied as asked?): per-route counts of queues too "
+                "large to read are not served",
                 {**context, "route": route},
             )
             return None
@@ -481,10 +489,7 @@ class _Walk:
 
     complete: bool  # read to the last page
     total: int | None  # the latest totalCount
-    # The queue moved under it: its pages disagree on totalCount (one may lack
-    # it), or, read whole, it read another number than they say. Its sums are
-    # then no one instant's.
-    moved: bool
+    moved: bool  # complete, but the queue moved under it: its sums are no one instant's
     counted: bool = False  # every page carried a totalCount: movement shows in them
     hashed: bool = False  # no page carried one, every entry a message: ids covers all
     pages: int = 0
@@ -492,6 +497,20 @@ class _Walk:
     ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
     unreadable: int = 0  # entries of messages[] that were not objects: no count omitting
     # them is exact, and reading again would find them again
+    sizes: list[int | None] = field(default_factory=list)  # each page's totalCount, in order
+
+    @property
+    def left(self) -> int | None:
+        """How many messages left the queue while its pages were read, at most:
+        the fall of their totalCount, as the window only loses messages. None
+        when not known: a page without one, or a total that rose (then as many
+        more as arrived may have left)."""
+        known = [size for size in self.sizes if size is not None]
+        if not known or len(known) < len(self.sizes):
+            return None
+        if any(later > earlier for earlier, later in itertools.pairwise(known)):
+            return None
+        return known[0] - known[-1]
 
     @property
     def exact(self) -> bool:
