@@ -390,6 +390,18 @@ class QueueScan:
         # was not counted as asked (a route matched in one case only: "INBOUND"
         # is not "inbound").
         gone = None if left is None or closing.total_count > total else left + total - low
+        # Every message read was in the queue when the first page was answered:
+        # more read than that page's totalCount is not the whole query's size
+        # (a server sending the page's own length, say).
+        if left is not None and sum(read.values()) > total + left:
+            self.warnings.warn(
+                "total_count_low",
+                f"Mimecast's totalCount ({total + left} at the first page) is below the "
+                f"{sum(read.values())} messages read: it is not the size of the whole query, "
+                "so message counts of queues too large to read are not served",
+                context,
+            )
+            return None
         short = [
             r
             for r, p in probes.items()

@@ -498,6 +498,20 @@ def test_a_route_counted_lower_than_its_messages_read_leaves_the_counts_out(
     assert f"and at most {gone} left the queue meanwhile" in caplog.text
 
 
+@pytest.mark.parametrize("size", [250, 5000])
+def test_a_total_count_below_the_messages_read_is_not_the_queues_size(sim, clock, caplog, size):
+    """A server whose totalCount is the page's own length (the reference says
+    the whole query's): each route's one-message request then counts 1."""
+    messages, _ = backlog(size, external=20)
+    sim.hmac_tenant.model.set_messages("processing", messages)
+    sim.quirks = Quirks(total_count_of_page=True)
+    ok, registry, _ = poll_once(sim, clock, hmac_account(sim.url))
+    assert ok
+    for route in (*ROUTES, "unknown"):
+        assert served(registry, "mimecast_queue_messages", route) is None
+    assert "it is not the size of the whole query" in caplog.text
+
+
 def test_a_server_that_refuses_the_route_key_is_asked_with_field_name(sim, clock):
     messages, expected = backlog(5000)
     sim.hmac_tenant.model.set_messages("processing", messages)

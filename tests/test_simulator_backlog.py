@@ -176,6 +176,7 @@ def test_cli_flags_set_the_backlog_and_the_switches():
             "refuse_sort_by": False,
             "sort_needs_sort_by": False,
             "route_filter_case_sensitive": False,
+            "total_count_of_page": False,
         }
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
