@@ -34,6 +34,7 @@ local thresholds = import 'thresholds.json';
     accountDownFor: '10m',
     staleDataSeconds: 900,
     staleDataFor: '5m',
+    countsAbsentFor: '1h',
     rateLimitedFor: '15m',
     authFailingFor: '5m',
   },

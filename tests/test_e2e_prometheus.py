@@ -8,7 +8,9 @@ project's alert rules loaded. Through Prometheus's HTTP API the test checks
 that the target is up, that every dashboard query and every rule expression
 is valid PromQL over series that really exist, that the backlog alert fires
 for the outage and not for the healthy account, and that a million-message
-backlog is counted exactly and raises the backlog and oldest-age alerts.
+backlog is counted exactly and raises the backlog and oldest-age alerts. A
+fourth, `uncounted`, is a large queue on a server that sends no totalCount:
+polled with success but never counted, it raises MimecastCountsAbsent.
 
 The shipped rules wait 10 to 15 minutes (``for:``) before firing; so that the
 test sees them fire in seconds, Prometheus also loads a copy of them with
@@ -27,6 +29,7 @@ import pytest
 import requests
 import yaml
 
+from mimecast_exporter.simulator.api import Quirks
 from mimecast_exporter.simulator.server import SimulatorServer
 from tests.dashboard import load_dashboard, panel_queries, substitute
 from tests.processes import Daemon, debian_binary, wait_for
@@ -148,6 +151,14 @@ def stack(tmp_path_factory):
     outage = SimulatorServer("127.0.0.1", 0, scenario="outage", speed=SPEED, seed=11).start()
     healthy = SimulatorServer("127.0.0.1", 0, scenario="healthy", speed=SPEED, seed=12).start()
     backlog = SimulatorServer("127.0.0.1", 0, scenario="backlog", seed=13).start()
+    uncounted = SimulatorServer(
+        "127.0.0.1",
+        0,
+        scenario="backlog",
+        seed=15,
+        backlog_messages=5000,
+        quirks=Quirks(omit_total_count=True),
+    ).start()
     # The rest of the fire drill (docs/simulator.md), one simulator each.
     drills = {
         name: SimulatorServer("127.0.0.1", 0, scenario=name, seed=14).start() for name in FIRE_DRILL
@@ -192,6 +203,14 @@ def stack(tmp_path_factory):
                     {
                         "name": "backlog",
                         "base_url": backlog.url,
+                        "oauth2": {
+                            "client_id": creds["client_id"],
+                            "client_secret": creds["client_secret"],
+                        },
+                    },
+                    {
+                        "name": "uncounted",
+                        "base_url": uncounted.url,
                         "oauth2": {
                             "client_id": creds["client_id"],
                             "client_secret": creds["client_secret"],
@@ -251,6 +270,7 @@ def stack(tmp_path_factory):
         outage.stop()
         healthy.stop()
         backlog.stop()
+        uncounted.stop()
         for sim in drills.values():
             sim.stop()
 
@@ -294,7 +314,7 @@ def test_target_is_up_and_both_accounts_polled(stack):
     accounts = wait_for(
         lambda: (
             {r["metric"]["account"] for r in query(api, "mimecast_up == 1")}
-            == {"outage", "healthy", "backlog"}
+            == {"outage", "healthy", "backlog", "uncounted"}
             or None
         ),
         timeout=60,
@@ -428,6 +448,29 @@ def test_fire_drill_scenario_fires_its_alert(stack, scenario, scheme):
     # Its data problem is not mistaken for a mail problem.
     assert not {n for n in names if n.startswith("MimecastQueue")}, names
     assert query(api, f'mimecast_up{{account="{account}"}} == 0')
+
+
+def test_a_queue_polled_but_never_counted_raises_counts_absent(stack):
+    """A server without totalCount: the large queue's polls succeed, its counts
+    are absent, and the alert that says MimecastQueueBacklog is blind fires."""
+    api = stack["api"]
+
+    def absent_for():
+        return {
+            a["labels"]["account"]
+            for a in firing_alerts(api)
+            if a["labels"]["alertname"] == "MimecastCountsAbsentForTest"
+        } or None
+
+    assert "uncounted" in wait_for(
+        lambda: (found := absent_for()) and "uncounted" in found and found, timeout=90
+    )
+    assert query(api, 'mimecast_up{account="uncounted"} == 1')
+    uncounted = 'account="uncounted",queue="processing"'
+    assert query(api, f'mimecast_queue_messages{{{uncounted},route!="unknown"}}') == []
+    assert query(api, f"mimecast_queue_scan_complete{{{uncounted}}} == 0")
+    wait_for_data(api, 'mimecast_queue_messages{account="backlog"}')
+    assert absent_for() & {"backlog", "healthy", "outage"} == set()
 
 
 def test_healthy_fires_nothing(stack):

@@ -60,6 +60,19 @@ local words(d) =
           ),
         },
         {
+          // A figure is exact or absent: a queue whose polls succeed without a
+          // message count is one MimecastQueueBacklog cannot fire for.
+          alert: 'MimecastCountsAbsent',
+          expr: 'mimecast_queue_scan_complete{%s} unless on (job, instance, account, queue) mimecast_queue_messages{%s, route!="unknown"}' % [c.exporterSelector, c.exporterSelector],
+          'for': c.countsAbsentFor,
+          labels: { severity: c.exporterTroubleSeverity },
+          annotations: annotations(
+            'MimecastCountsAbsent',
+            'The Mimecast exporter cannot count the {{ $labels.queue }} queue of {{ $labels.account }}.',
+            'For %s, polls of the {{ $labels.queue }} queue of Mimecast account {{ $labels.account }} have succeeded without a message count: Mimecast\'s answers did not allow an exact one (no totalCount, filterBy ignored or refused, counts that contradict the messages read), or poll.max_pages is too small to count a large queue. MimecastQueueBacklog cannot fire for this queue meanwhile. The exporter\'s log says why, once per account (doubt=).' % words(c.countsAbsentFor),
+          ),
+        },
+        {
           alert: 'MimecastQueueBacklog',
           expr: 'mimecast_queue_messages{%s} > %d' % [c.exporterSelector, c.queueBacklogMessages],
           'for': c.queueBacklogFor,
