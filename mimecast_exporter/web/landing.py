@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from mimecast_exporter import __version__
 from mimecast_exporter.config.model import Thresholds
+from mimecast_exporter.snapshot import UNKNOWN_ROUTE
 from mimecast_exporter.status import STATUSES
 
 if TYPE_CHECKING:
@@ -270,7 +271,13 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     if not accounts:
         return "".join(lines)
     down = [a for a in accounts if not a.up]
-    queued = [q.messages for a in accounts for q in a.queues if q.messages is not None]
+    counts = [q.messages for a in accounts for q in a.queues]
+    queued = [n for n in counts if n is not None]
+    # A sum that leaves out queues without a count says so: never a total it is not.
+    uncounted = len(counts) - len(queued)
+    total = f"{sum(queued):,} messages queued"
+    if uncounted:
+        total += f" in {_plural(len(queued), 'queue')} counted, {uncounted} not counted"
     oldest = max((_account_oldest(a, now) for a in accounts), default=0.0)
     blocked = stuck(accounts, app.status.thresholds, now)
     states = []
@@ -285,7 +292,7 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     elif not down:
         states.append(f'<span class="muted">polling: all {len(accounts)} accounts up</span>')
     lines.append(
-        f'<p class="summary">{" ".join(states)} <span>{sum(queued):,} messages queued</span> '
+        f'<p class="summary">{" ".join(states)} <span>{total}</span> '
         f"<span>oldest {_e(duration(oldest)) if oldest else '-'}</span></p>"
     )
     if blocked:
@@ -372,6 +379,10 @@ def _statuses(stats: RouteStats) -> str:
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _count(value: int | None) -> str:
     return '<span class="muted">?</span>' if value is None else f"{value:,}"
 
@@ -386,11 +397,20 @@ def _depth_table(account: AccountStatus, thresholds: Thresholds, now: float) -> 
                 '<td colspan="7" class="muted">no data yet, or stale</td></tr>'
             )
             continue
-        scan = (
-            f"complete, {snapshot.scanned:,} read"
-            if snapshot.complete
-            else f"partial: {snapshot.scanned:,} read, counts by Mimecast"
+        counted = any(
+            stats.messages is not None
+            for route, stats in snapshot.routes.items()
+            if route != UNKNOWN_ROUTE
         )
+        if snapshot.complete:
+            scan = f"complete, {snapshot.scanned:,} read"
+        elif counted:
+            scan = f"partial: {snapshot.scanned:,} read, counts by Mimecast"
+        else:  # MimecastCountsAbsent, when it lasts
+            scan = (
+                f"partial: {snapshot.scanned:,} read; Mimecast's answers allow no exact "
+                "count (the log says why: doubt=)"
+            )
         shown = [
             (route, stats)
             for route, stats in snapshot.routes.items()

@@ -257,7 +257,9 @@ def test_landing_page(server: WebServer, status: FakeStatus) -> None:
         assert f'href="{link}' in page
     # Worst first: the down account before acme.
     assert page.index("&lt;script&gt;alert(1)&lt;/script&gt;") < page.index(">acme ")
-    assert "1 of 2 accounts down" in page and "2 messages queued" in page
+    assert "1 of 2 accounts down" in page
+    # The down account's queue has no count: the sum says it leaves it out.
+    assert "2 messages queued in 2 queues counted, 1 not counted" in page
     # The failure: reason, Mimecast's message (escaped), HTTP status, code, request id.
     assert '<span class="reason">auth</span>' in page
     assert "token request got HTTP 401: &lt;i&gt;refused&lt;/i&gt;" in page
@@ -297,6 +299,40 @@ def test_landing_page_shows_details_only_when_exposed(
     assert "ann@acme.example" in page and "bob@Partner.Example, x@y.example" in page
     assert "&lt;b&gt;450 4.7.1&lt;/b&gt; Client host rejected" in page
     assert "<script>" not in page
+
+
+def test_landing_page_says_when_a_queue_cannot_be_counted(
+    server: WebServer, status: FakeStatus
+) -> None:
+    """Polled with success, counted by no route (MimecastCountsAbsent): the
+    page says so, and its total is not taken for the whole."""
+    from types import MappingProxyType
+
+    from mimecast_exporter.snapshot import ROUTES, QueueSnapshot, RouteStats
+
+    now = time.time()
+    uncounted = QueueSnapshot(
+        taken_at=now,
+        routes=MappingProxyType({route: RouteStats(None, None, False) for route in ROUTES}),
+        complete=False,
+        scanned=1500,
+        oldest_messages=None,
+    )
+    counted = landing_snapshot(now, details=False)
+    status.accounts = [
+        AccountStatus(
+            "acme",
+            True,
+            (
+                QueueStatus("processing", now - 5, None, None, snapshot=uncounted),
+                QueueStatus("bulk_processing", now - 5, None, 2, snapshot=counted),
+            ),
+        )
+    ]
+    page = requests.get(server.url + "/", timeout=5).text
+    assert "2 messages queued in 1 queue counted, 1 not counted" in page
+    assert "partial: 1,500 read; Mimecast&#x27;s answers allow no exact count" in page
+    assert "all 1 accounts up" in page  # polling works: the count is what is missing
 
 
 def test_landing_page_without_accounts(server: WebServer) -> None:
