@@ -33,7 +33,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -159,7 +159,9 @@ class QueueScan:
                     raise
                 # Retries took what reading on needed: count what was not read.
                 self._say_spent("a page", error)
-                return _Walk(False, total, False, pages=number, unreadable=unreadable, sizes=sizes)
+                return _Walk(
+                    False, total, False, pages=number, unreadable=unreadable, sizes=tuple(sizes)
+                )
             aggregator.add(page.messages)
             unreadable += page.unreadable
             sizes.append(page.total_count)
@@ -178,7 +180,7 @@ class QueueScan:
                 moved = counted and (len(totals) > 1 or total != read + unreadable)
                 hashed = totals == {None} and not unreadable  # ids holds every entry read
                 return _Walk(
-                    True, total, moved, counted, hashed, number, read, ids, unreadable, sizes
+                    True, total, moved, counted, hashed, number, read, ids, unreadable, tuple(sizes)
                 )
             digest = _digest(page.next_token)
             if digest in seen_tokens:
@@ -190,7 +192,9 @@ class QueueScan:
             seen_tokens.add(digest)
             read = aggregator.scanned + unreadable
             if not self._another_page(budget, total, aggregator.ascending, read, listed):
-                return _Walk(False, total, False, pages=number, unreadable=unreadable, sizes=sizes)
+                return _Walk(
+                    False, total, False, pages=number, unreadable=unreadable, sizes=tuple(sizes)
+                )
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 
     def _another_page(
@@ -384,15 +388,10 @@ class QueueScan:
         routed = sum(p.total_count or 0 for p in probes.values())
         low, high = sorted((total, closing.total_count))
         # The window only loses messages (mimecast_exporter.mimecast.client
-        # window), and every loss shows in totalCount: of the messages read, at
-        # most the fall of totalCount from the first page to the closing request
-        # are gone. A route counted lower than that leaves of its messages read
-        # was not counted as asked (a route matched in one case only: "INBOUND"
-        # is not "inbound").
-        gone = None if left is None or closing.total_count > total else left + total - low
-        # Every message read was in the queue when the first page was answered:
-        # more read than that page's totalCount is not the whole query's size
-        # (a server sending the page's own length, say).
+        # window), and every loss shows in totalCount. So every message read was
+        # in the queue when the first page was answered: more read than that
+        # page's totalCount is not the whole query's size (a server sending the
+        # page's own length, say).
         if left is not None and sum(read.values()) > total + left:
             self.warnings.warn(
                 "total_count_low",
@@ -402,6 +401,13 @@ class QueueScan:
                 context,
             )
             return None
+        # And of the messages read, at most the fall of totalCount from the first
+        # page to the closing request are gone: a route counted lower than its
+        # messages read less those was not counted as asked (a route matched in
+        # one case only: "INBOUND" is not "inbound").
+        gone = None
+        if left is not None and closing.total_count <= total:
+            gone = left + total - closing.total_count
         short = [
             r
             for r, p in probes.items()
@@ -509,7 +515,7 @@ class _Walk:
     ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
     unreadable: int = 0  # entries of messages[] that were not objects: no count omitting
     # them is exact, and reading again would find them again
-    sizes: list[int | None] = field(default_factory=list)  # each page's totalCount, in order
+    sizes: tuple[int | None, ...] = ()  # each page's totalCount, in order
 
     @property
     def left(self) -> int | None:
