@@ -1,6 +1,7 @@
 """One poll of one (account, queue): read what the request budget allows, count the rest.
 
-Requests ask for the oldest messages first (``sortOrder: ascending``). A
+Requests ask for the oldest messages first (``sortOrder: ascending``, by
+``sortBy: createTime``; :mod:`mimecast_exporter.mimecast.dialect`). A
 queue that fits the budget is read completely, page by page, and every
 figure comes from the messages themselves. A queue too large for the budget
 (``meta.pagination.totalCount`` says how large) is not walked: after the
@@ -14,7 +15,10 @@ first page, the exporter asks
 
 Nothing the server may have ignored is trusted. Counts are served only when
 every answer carried a ``totalCount``, each route's message is on that route,
-and the route counts add up to the queue's total (allowing for what moved).
+the route counts add up to the queue's total (allowing for what moved), and
+they hold the messages read: the window only loses messages and every loss
+shows in ``totalCount``, so no more can have been read than the first page's
+``totalCount``, nor gone of a route than its fall.
 Oldest ages of routes the scan did not see in full are served only when the
 pages read were in ascending date order, and the route requests were too (a
 route both read and requested must give the same oldest message). A figure in
