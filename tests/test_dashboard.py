@@ -162,7 +162,7 @@ def test_a_top_row_of_stats_shows_the_state_at_a_glance():
     assert len(top) >= 4 and all(p["type"] == "stat" for p in top)
     titles = {p["title"] for p in top}
     assert {"Accounts down", "Messages queued", "Oldest message"} <= titles
-    assert "Rate-limit headroom" in titles and "Queues counted, not read" in titles
+    assert "Rate-limit headroom" in titles and "Queues not read whole" in titles
 
 
 def test_scan_completeness_has_a_panel():

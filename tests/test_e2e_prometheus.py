@@ -471,6 +471,19 @@ def test_a_queue_polled_but_never_counted_raises_counts_absent(stack):
     assert query(api, f"mimecast_queue_scan_complete{{{uncounted}}} == 0")
     wait_for_data(api, 'mimecast_queue_messages{account="backlog"}')
     assert absent_for() & {"backlog", "healthy", "outage"} == set()
+    # The dashboard's stat tells the two kinds of queue not read whole apart.
+    counted, not_counted = (
+        expr for title, expr in panel_queries(load_dashboard()) if title == "Queues not read whole"
+    )
+    for account, expr, expected in (
+        ("uncounted", not_counted, 1),
+        ("uncounted", counted, 0),
+        ("backlog", counted, 1),
+        ("backlog", not_counted, 0),
+    ):
+        instance = stack["exporter"].removeprefix("http://")
+        (result,) = query(api, substitute(expr, account=account, instance=instance))
+        assert float(result["value"][1]) == expected, (account, expr)
 
 
 def test_healthy_fires_nothing(stack):
