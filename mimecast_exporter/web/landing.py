@@ -279,6 +279,18 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     if uncounted:
         total += f" in {_plural(len(queued), 'queue')} counted, {uncounted} not counted"
     oldest = max((_account_oldest(a, now) for a in accounts), default=0.0)
+    # Routes holding messages (or maybe: not counted) whose oldest is not known.
+    undated = sum(
+        1
+        for a in accounts
+        for q in a.queues
+        if q.snapshot is not None
+        for stats in q.snapshot.routes.values()
+        if stats.messages != 0 and not stats.oldest_known
+    )
+    age = _e(duration(oldest)) if oldest else "-"
+    if undated:
+        age += f" of the routes dated, {_plural(undated, 'route')} not dated"
     blocked = stuck(accounts, app.status.thresholds, now)
     states = []
     if blocked:
@@ -292,8 +304,7 @@ def _summary(app: Site, accounts: Sequence[AccountStatus], now: float) -> str:
     elif not down:
         states.append(f'<span class="muted">polling: all {len(accounts)} accounts up</span>')
     lines.append(
-        f'<p class="summary">{" ".join(states)} <span>{total}</span> '
-        f"<span>oldest {_e(duration(oldest)) if oldest else '-'}</span></p>"
+        f'<p class="summary">{" ".join(states)} <span>{total}</span> <span>oldest {age}</span></p>'
     )
     if blocked:
         items = [

@@ -331,6 +331,7 @@ def test_landing_page_says_when_a_queue_cannot_be_counted(
     ]
     page = requests.get(server.url + "/", timeout=5).text
     assert "2 messages queued in 1 queue counted, 1 not counted" in page
+    assert "oldest 2 h of the routes dated, 4 routes not dated" in page
     assert "partial: 1,500 read; Mimecast&#x27;s answers allow no exact count" in page
     assert "all 1 accounts up" in page  # polling works: the count is what is missing
 
