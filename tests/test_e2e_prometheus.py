@@ -10,7 +10,9 @@ is valid PromQL over series that really exist, that the backlog alert fires
 for the outage and not for the healthy account, and that a million-message
 backlog is counted exactly and raises the backlog and oldest-age alerts. A
 fourth, `uncounted`, is a large queue on a server that sends no totalCount:
-polled with success but never counted, it raises MimecastCountsAbsent.
+polled with success but never counted, it raises MimecastCountsAbsent. A
+fifth, `unsorted`, is a large queue on a server that ignores sortOrder:
+counted, but its routes not read whole have no known oldest message.
 
 The shipped rules wait 10 to 15 minutes (``for:``) before firing; so that the
 test sees them fire in seconds, Prometheus also loads a copy of them with
@@ -159,6 +161,14 @@ def stack(tmp_path_factory):
         backlog_messages=5000,
         quirks=Quirks(omit_total_count=True),
     ).start()
+    unsorted = SimulatorServer(
+        "127.0.0.1",
+        0,
+        scenario="backlog",
+        seed=16,
+        backlog_messages=5000,
+        quirks=Quirks(ignore_sort_order=True),
+    ).start()
     # The rest of the fire drill (docs/simulator.md), one simulator each.
     drills = {
         name: SimulatorServer("127.0.0.1", 0, scenario=name, seed=14).start() for name in FIRE_DRILL
@@ -208,14 +218,17 @@ def stack(tmp_path_factory):
                             "client_secret": creds["client_secret"],
                         },
                     },
-                    {
-                        "name": "uncounted",
-                        "base_url": uncounted.url,
-                        "oauth2": {
-                            "client_id": creds["client_id"],
-                            "client_secret": creds["client_secret"],
-                        },
-                    },
+                    *(
+                        {
+                            "name": name,
+                            "base_url": sim.url,
+                            "oauth2": {
+                                "client_id": creds["client_id"],
+                                "client_secret": creds["client_secret"],
+                            },
+                        }
+                        for name, sim in (("uncounted", uncounted), ("unsorted", unsorted))
+                    ),
                     *drill_accounts,
                 ],
             }
@@ -271,6 +284,7 @@ def stack(tmp_path_factory):
         healthy.stop()
         backlog.stop()
         uncounted.stop()
+        unsorted.stop()
         for sim in drills.values():
             sim.stop()
 
@@ -314,7 +328,7 @@ def test_target_is_up_and_both_accounts_polled(stack):
     accounts = wait_for(
         lambda: (
             {r["metric"]["account"] for r in query(api, "mimecast_up == 1")}
-            == {"outage", "healthy", "backlog", "uncounted"}
+            == {"outage", "healthy", "backlog", "uncounted", "unsorted"}
             or None
         ),
         timeout=60,
@@ -484,6 +498,27 @@ def test_a_queue_polled_but_never_counted_raises_counts_absent(stack):
         instance = stack["exporter"].removeprefix("http://")
         (result,) = query(api, substitute(expr, account=account, instance=instance))
         assert float(result["value"][1]) == expected, (account, expr)
+
+
+def test_routes_without_a_known_oldest_are_shown_beside_the_oldest_age(stack):
+    """A server that counts but does not sort: the routes not read whole have
+    no oldest age, and the dashboard's Oldest message stat says how many."""
+    api = stack["api"]
+    instance = stack["exporter"].removeprefix("http://")
+    oldest, undated = (
+        expr for title, expr in panel_queries(load_dashboard()) if title == "Oldest message"
+    )
+
+    def value(expr, account):
+        (result,) = query(api, substitute(expr, account=account, instance=instance))
+        return float(result["value"][1])
+
+    wait_for_data(api, 'mimecast_queue_messages{account="unsorted",route="external"} > 0')
+    unsorted = 'account="unsorted",queue="processing"'
+    assert query(api, f"mimecast_queue_oldest_message_age_seconds{{{unsorted}}}") == []
+    assert value(undated, "unsorted") == 4  # every route of its processing queue holds messages
+    wait_for_data(api, 'mimecast_queue_oldest_message_age_seconds{account="backlog"}')
+    assert value(undated, "backlog") == 0 and value(oldest, "backlog") > 86400
 
 
 def test_healthy_fires_nothing(stack):
