@@ -163,9 +163,7 @@ class QueueScan:
                     raise
                 # Retries took what reading on needed: count what was not read.
                 self._say_spent("a page", error)
-                return _Walk(
-                    False, total, False, pages=number, unreadable=unreadable, sizes=tuple(sizes)
-                )
+                return _Walk(False, number, tuple(sizes), unreadable=unreadable)
             aggregator.add(page.messages)
             unreadable += page.unreadable
             sizes.append(page.total_count)
@@ -175,17 +173,7 @@ class QueueScan:
                 total = page.total_count
             listed = page.count + page.unreadable
             if not listed or not page.next_token:
-                # Pages are offsets into a list that shifts: the queue moved under
-                # the walk when its pages disagree on its size, or the walk read
-                # another number of entries than the last page says it holds.
-                totals = set(sizes)
-                counted = None not in totals
-                read = aggregator.scanned
-                moved = counted and (len(totals) > 1 or total != read + unreadable)
-                hashed = totals == {None} and not unreadable  # ids holds every entry read
-                return _Walk(
-                    True, total, moved, counted, hashed, number, read, ids, unreadable, tuple(sizes)
-                )
+                return _Walk(True, number, tuple(sizes), aggregator.scanned, ids, unreadable)
             digest = _digest(page.next_token)
             if digest in seen_tokens:
                 raise PollError(
@@ -196,9 +184,7 @@ class QueueScan:
             seen_tokens.add(digest)
             read = aggregator.scanned + unreadable
             if not self._another_page(budget, total, aggregator.ascending, read, listed):
-                return _Walk(
-                    False, total, False, pages=number, unreadable=unreadable, sizes=tuple(sizes)
-                )
+                return _Walk(False, number, tuple(sizes), unreadable=unreadable)
             query = Query(query.queue, query.start, query.end, query.page_size, page.next_token)
 
     def _another_page(
@@ -380,12 +366,9 @@ class QueueScan:
             if count is None:
                 return None
             if (count == 0) != (first is None) or (first and route_key(first.routing) != route):
-                self.client.route_filter.ignored(dict(context))
-                self.warnings.warn(
-                    "filter_by",
+                self._filter_not_applied(
                     f"Mimecast answered a request for route {route!r} with a message of another "
-                    "route (filterBy ignored?): per-route counts of queues too large to read "
-                    "are not served",
+                    "route (filterBy ignored?)",
                     {**context, "route": route},
                 )
                 return None
@@ -396,11 +379,12 @@ class QueueScan:
         # in the queue when the first page was answered: more read than that
         # page's totalCount is not the whole query's size (a server sending the
         # page's own length, say).
-        if left is not None and sum(read.values()) > total + left:
+        read_in_all = sum(read.values())
+        if left is not None and read_in_all > total + left:
             self.warnings.warn(
                 "total_count_low",
                 f"Mimecast's totalCount ({total + left} at the first page) is below the "
-                f"{sum(read.values())} messages read: it is not the size of the whole query, "
+                f"{read_in_all} messages read: it is not the size of the whole query, "
                 "so message counts of queues too large to read are not served",
                 context,
             )
@@ -409,32 +393,21 @@ class QueueScan:
         # page to the closing request are gone: a route counted lower than its
         # messages read less those was not counted as asked (a route matched in
         # one case only: "INBOUND" is not "inbound").
-        gone = None
         if left is not None and closing.total_count <= total:
             gone = left + total - closing.total_count
-        short = [
-            r
-            for r, p in probes.items()
-            if gone is not None and (p.total_count or 0) + gone < read.get(r, 0)
-        ]
-        if short:
-            route = short[0]
-            self.client.route_filter.ignored(dict(context))
-            self.warnings.warn(
-                "filter_by",
-                f"Mimecast counted {probes[route].total_count} messages of route {route!r}, "
-                f"yet the pages read hold {read[route]} and at most {gone} left the queue "
-                "meanwhile (filterBy not applied as asked?): per-route counts of queues too "
-                "large to read are not served",
-                {**context, "route": route},
-            )
-            return None
+            for route, probe in probes.items():
+                if (probe.total_count or 0) + gone < read.get(route, 0):
+                    self._filter_not_applied(
+                        f"Mimecast counted {probe.total_count} messages of route {route!r}, "
+                        f"yet the pages read hold {read[route]} and at most {gone} left the "
+                        "queue meanwhile (filterBy not applied as asked?)",
+                        {**context, "route": route},
+                    )
+                    return None
         if routed > high + (high - low) + int(high * ROUTE_SUM_SLACK):
-            self.client.route_filter.ignored(dict(context))
-            self.warnings.warn(
-                "filter_by",
+            self._filter_not_applied(
                 f"the route counts add up to {routed}, more than the queue's {high} messages "
-                "(filterBy ignored?): per-route counts of queues too large to read are not served",
+                "(filterBy ignored?)",
                 context,
             )
             return None
@@ -445,6 +418,16 @@ class QueueScan:
                 {r: (probes[r].total_count or 0) if r in probes else 0 for r in ROUTES}
             ),
             unknown,
+        )
+
+    def _filter_not_applied(self, why: str, context: Mapping[str, Any]) -> None:
+        """The route counts were not counted as asked: none is served, this poll's
+        warning says why, and the next poll asks in the other filterBy shape."""
+        self.client.route_filter.ignored(dict(context))
+        self.warnings.warn(
+            "filter_by",
+            f"{why}: per-route counts of queues too large to read are not served",
+            context,
         )
 
     def _route_stats(
@@ -510,16 +493,38 @@ class _Walk:
     """How reading the pages went."""
 
     complete: bool  # read to the last page
-    total: int | None  # the latest totalCount
-    moved: bool  # complete, but the queue moved under it: its sums are no one instant's
-    counted: bool = False  # every page carried a totalCount: movement shows in them
-    hashed: bool = False  # no page carried one, every entry a message: ids covers all
-    pages: int = 0
-    read: int = 0  # messages read
+    pages: int
+    sizes: tuple[int | None, ...]  # each page's totalCount, in order
+    read: int = 0  # messages read, when complete
     ids: int = 0  # without totalCount: the messages read, as a sum of hashes of their ids
     unreadable: int = 0  # entries of messages[] that were not objects: no count omitting
     # them is exact, and reading again would find them again
-    sizes: tuple[int | None, ...] = ()  # each page's totalCount, in order
+
+    @property
+    def total(self) -> int | None:
+        """The latest totalCount."""
+        return next((size for size in reversed(self.sizes) if size is not None), None)
+
+    @property
+    def counted(self) -> bool:
+        """Complete, and every page carried a totalCount: movement shows in them."""
+        return self.complete and None not in self.sizes
+
+    @property
+    def hashed(self) -> bool:
+        """Complete, no page carried a totalCount, every entry a message: ids
+        covers every entry read."""
+        return self.complete and set(self.sizes) == {None} and not self.unreadable
+
+    @property
+    def moved(self) -> bool:
+        """Complete and counted, but the queue moved under it (its sums are no
+        one instant's). Pages are offsets into a list that shifts: its pages
+        disagree on its size, or it read another number of entries than the
+        last page says the queue holds."""
+        return self.counted and (
+            len(set(self.sizes)) > 1 or self.total != self.read + self.unreadable
+        )
 
     @property
     def left(self) -> int | None:

@@ -272,7 +272,7 @@ def test_route_counts_hold_every_message_read_but_those_that_left():
     [([5, 5], 0), ([9, 7, 7], 2), ([], None), ([5, None], None), ([None], None), ([5, 6], None)],
 )
 def test_a_walk_knows_how_many_left_while_it_was_read(sizes, left):
-    assert _Walk(False, None, False, sizes=tuple(sizes)).left == left
+    assert _Walk(False, len(sizes), tuple(sizes)).left == left
 
 
 def test_a_warning_is_said_once_per_account_and_reason(sim, clock, caplog):
